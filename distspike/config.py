@@ -1,0 +1,122 @@
+"""Typed configuration objects of the spiking MLP.
+
+These are plain frozen dataclasses: Hydra builds them at the entry points, and only
+these objects (never an OmegaConf node) travel into the runtimes and across actor
+boundaries. Every constructor validates its fields and raises ``ConfigError`` with a
+message that names the key and quotes the offending value.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DTYPES = ("float32", "float64", "int")
+RULES = ("sgd", "fsgd")
+RESETS = ("none", "random", "zero")
+ROUTINGS = ("bfs", "dfs")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the key and the value."""
+
+
+def _check_choice(key: str, value, choices) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key}={value!r} is not one of {list(choices)}")
+
+
+def _check_positive(key: str, value, integer: bool = False) -> None:
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
+        what = "a positive integer" if integer else "a positive number"
+        raise ConfigError(f"{key}={value!r} must be {what}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Topology ``n0-n1-...-nL`` and weight initialisation ``W ~ w_init * N(0, 1)``."""
+
+    sizes: tuple[int, ...] = (784, 200, 200, 10)
+    w_init: float = 0.01
+    dtype: str = "float64"
+
+    def __post_init__(self) -> None:
+        sizes = tuple(self.sizes)
+        object.__setattr__(self, "sizes", sizes)
+        if len(sizes) < 2:
+            raise ConfigError(f"model.sizes={list(sizes)!r} needs at least an input and an output size")
+        for i, n in enumerate(sizes):
+            _check_positive(f"model.sizes[{i}]", n, integer=True)
+        if isinstance(self.w_init, bool) or not isinstance(self.w_init, (int, float)) or self.w_init < 0:
+            raise ConfigError(f"model.w_init={self.w_init!r} must be a non-negative number")
+        _check_choice("model.dtype", self.dtype, DTYPES)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.sizes) - 1
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Training rule of the spiking net (paper sections 3.7-3.8, Table 3 switches)."""
+
+    rule: str = "sgd"
+    smooth: bool = False
+    eta: float = 0.01
+    steps: int = 10
+    epochs: int = 1
+    hold_error: bool = True
+    backward_reset: str = "none"
+
+    def __post_init__(self) -> None:
+        _check_choice("training.rule", self.rule, RULES)
+        _check_choice("training.backward_reset", self.backward_reset, RESETS)
+        _check_positive("training.eta", self.eta)
+        _check_positive("training.steps", self.steps, integer=True)
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
+            raise ConfigError(f"training.epochs={self.epochs!r} must be a non-negative integer")
+        for key in ("smooth", "hold_error"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"training.{key}={getattr(self, key)!r} must be true or false")
+
+    @property
+    def fractional(self) -> bool:
+        return self.rule == "fsgd"
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """Everything the numeric network needs: model, training rule, routing and seed."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    routing: str = "bfs"
+    seed: int = 1234
+
+    def __post_init__(self) -> None:
+        _check_choice("routing", self.routing, ROUTINGS)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed={self.seed!r} must be a non-negative integer")
+        if self.model.dtype == "int":
+            scale = self.training.steps ** 2 / self.training.eta
+            if abs(scale - round(scale)) > 1e-9 * scale:
+                raise ConfigError(
+                    f"training.eta={self.training.eta!r}: integer mode needs K = T^2/eta to be an integer "
+                    f"(T={self.training.steps} gives K={scale!r})")
+            if self.training.smooth:
+                raise ConfigError(
+                    "training.smooth=True is not supported with model.dtype='int': the smooth update "
+                    "divides a scaled running sum by K, which is not an integer-only operation")
+
+    @property
+    def scale(self) -> int:
+        """Integer-mode scale ``K = T^2 / eta`` (paper section 5); 1 in float mode."""
+        if self.model.dtype != "int":
+            return 1
+        return int(round(self.training.steps ** 2 / self.training.eta))
+
+    @property
+    def learning_rate(self) -> float:
+        """``lr = eta / T^2`` (paper eq. 6/7 with counts over T steps); 1 in integer mode."""
+        if self.model.dtype == "int":
+            return 1
+        return self.training.eta / self.training.steps ** 2

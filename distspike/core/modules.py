@@ -1,0 +1,275 @@
+"""The modules of one spiking MLP (semantics.md), grouped as the runtime places them.
+
+``ForwardQuantizer`` (layer ``l``, a block of its units) holds the forward weights
+``W_l[:, block]``, the pre-activation sums, the rectified herder, the backward gate
+and the weight updater of those columns. ``BackwardQuantizer`` (layer ``l >= 2``, a
+block of layer ``l-1``'s units) holds the rows ``W_l[block, :]`` as a transposed
+replica, its own copy of the updater for them, and the signed backward herder.
+Input quantizer, target quantizer and error counter are small modules that live
+with the scheduler. All of them are plain objects over numpy state: the in-process
+runtime calls them directly and the Ray runtime wraps the very same objects in
+actors.
+
+Inside a module, events are consumed one by one in arrival order, and the module's
+internal order equals the event graph's consumer order (see ``oracle.py``):
+an incoming forward spike is first counted by the updater, then its weight row is
+added to the pre-activation sum and to the herder; a passed error spike is applied
+by the updater before the backward weights read its column.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from distspike.config import NetConfig
+from distspike.core.messages import SpikeBatch
+from distspike.kernels.herding import herd_rows, herd_vector
+from distspike.kernels.updates import count_events, gate_and_update, sgd_outer, update_delta, update_rows
+
+
+@dataclass(frozen=True)
+class Numerics:
+    """Arithmetic of one run: dtype, spike size ``unit``, threshold, learning rate.
+
+    Float: ``unit = 1``, ``thresh = 1/2``, ``lr = eta / T^2``. Integer (paper
+    section 5): values scaled by ``K = T^2 / eta``, ``unit = K``, ``thresh = K // 2``
+    and ``lr = 1``, so training uses integer addition, comparison and indexing only.
+    """
+
+    dtype: np.dtype
+    unit: object
+    thresh: object
+    lr: object
+    scale: int
+
+    @staticmethod
+    def of(cfg: NetConfig) -> "Numerics":
+        if cfg.model.dtype == "int":
+            k = cfg.scale
+            dt = np.dtype(np.int64)
+            return Numerics(dt, dt.type(k), dt.type(k // 2), dt.type(1), k)
+        dt = np.dtype(cfg.model.dtype)
+        return Numerics(dt, dt.type(1), dt.type(0.5), dt.type(cfg.learning_rate), 1)
+
+    @property
+    def is_int(self) -> bool:
+        return self.dtype.kind == "i"
+
+    def encode(self, v: np.ndarray) -> np.ndarray:
+        """Real values -> this run's representation (``round(v * K)`` in integer mode)."""
+        if self.is_int:
+            return np.rint(np.asarray(v, np.float64) * self.scale).astype(self.dtype)
+        return np.asarray(v, self.dtype)
+
+    def decode(self, v: np.ndarray) -> np.ndarray:
+        """This run's representation -> float64 real values."""
+        return np.asarray(v, np.float64) / self.scale
+
+
+def split_blocks(n: int, shards: int) -> list[tuple[int, int]]:
+    """Disjoint ``[lo, hi)`` blocks covering ``range(n)``; the first ``n % shards`` get one more."""
+    if shards < 1 or shards > n:
+        raise ValueError(f"shards={shards!r} must be between 1 and the layer size {n}")
+    base, extra = divmod(n, shards)
+    bounds, lo = [], 0
+    for s in range(shards):
+        hi = lo + base + (1 if s < extra else 0)
+        bounds.append((lo, hi))
+        lo = hi
+    return bounds
+
+
+class VectorQuantizer:
+    """Signed herding of a vector each time step (input ``x``; target ``-y``), Alg. 1.
+
+    ``phi <- phi + v``; while ``max|phi| > 1/2`` fire ``(argmax|phi|, sign)``. Reset to 0
+    at every sample start. Also keeps the running sum of the fed vectors (the
+    smooth-update input of layer 1).
+    """
+
+    def __init__(self, n: int, num: Numerics):
+        self.num = num
+        self.phi = np.zeros(n, num.dtype)  # (n,)
+        self.total = np.zeros(n, num.dtype)  # (n,) running sum of fed vectors
+
+    def reset(self) -> None:
+        self.phi[:] = 0
+        self.total[:] = 0
+
+    def step(self, v: np.ndarray) -> SpikeBatch:
+        """Feed one (encoded) vector and return the spikes of this step in firing order."""
+        self.total += v
+        idx, sign, _ = herd_vector(self.phi, v, self.num.thresh, self.num.unit, True, 0)
+        return SpikeBatch(idx, sign)
+
+
+class ErrorCounter:
+    """Held errors (``hold_error``): nets output and target spikes within a time step.
+
+    ``count_j += s`` for every output spike (+1) and target spike (signed). After the
+    step's forward pass, ``launch`` emits ``|count_j|`` spikes of sign ``sign(count_j)``
+    for every unit in index order and clears the counts; each launched spike is a
+    separate root whose backward pass completes before the next one starts.
+    """
+
+    def __init__(self, n: int):
+        self.counts = np.zeros(n, np.int64)  # (n,)
+
+    def reset(self) -> None:
+        self.counts[:] = 0
+
+    def add(self, batch: SpikeBatch) -> None:
+        count_events(self.counts, batch.idx, batch.sign, 0)
+
+    def launch(self) -> list[SpikeBatch]:
+        out = []
+        for j in np.flatnonzero(self.counts):
+            s = 1 if self.counts[j] > 0 else -1
+            out.extend(SpikeBatch.of([j], [s]) for _ in range(abs(int(self.counts[j]))))
+        self.counts[:] = 0
+        return out
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """What one shard actor needs to know about its layer: sizes, block, rules."""
+
+    layer: int  # 1..L
+    n_in: int
+    n_out: int
+    lo: int  # block of units owned: [lo, hi) of layer `layer` (forward) or `layer-1` (backward)
+    hi: int
+    fractional: bool
+    smooth: bool
+    reset: str  # backward reset policy: none | random | zero
+    seed: int
+
+
+class ForwardQuantizer:
+    """Forward path and gate of the units ``[lo, hi)`` of layer ``l``.
+
+    Forward (eq. 4, Alg. 7): for each incoming spike ``(i, s)``: ``c_i += s``;
+    ``S += s * W[i, block]``; ``phi += s * W[i, block]``; herd (rectified, after every
+    row). Backward: gate ``S_j >= 0`` and update (eq. 6 SGD / eq. 7 FSGD with
+    ``lr = eta/T^2``).
+    """
+
+    def __init__(self, spec: LayerSpec, num: Numerics, weights: np.ndarray):
+        self.spec, self.num = spec, num
+        nb = spec.hi - spec.lo
+        if weights.shape != (spec.n_in, nb):
+            raise ValueError(f"layer {spec.layer} shard [{spec.lo},{spec.hi}): weights shape "
+                             f"{weights.shape} != {(spec.n_in, nb)}")
+        self.W = np.ascontiguousarray(weights, num.dtype)  # (n_in, nb)
+        self.S = np.zeros(nb, num.dtype)  # (nb,) pre-activation sums
+        self.phi = np.zeros(nb, num.dtype)  # (nb,) herder potentials
+        self.c = np.zeros(spec.n_in, np.int64)  # (n_in,) signed input spike counts
+        self.e = np.zeros(nb, np.int64)  # (nb,) passed error counts (SGD)
+        self._no_delta = np.zeros(0, num.dtype)
+
+    def reset_sample(self) -> None:
+        """Forward state is reset at every sample start (paper section 3.8)."""
+        self.S[:] = 0
+        self.phi[:] = 0
+        self.c[:] = 0
+        self.e[:] = 0
+
+    def forward(self, batch: SpikeBatch, count: bool = True) -> SpikeBatch:
+        """Consume spikes of layer ``l-1``; return this block's spikes with merge keys."""
+        if count:
+            count_events(self.c, batch.idx, batch.sign, 0)
+        n = self.num
+        off, idx, sign, pot = herd_rows(self.W, self.phi, self.S, batch.idx, batch.sign, n.thresh, n.unit,
+                                        False, self.spec.lo, True, self._no_delta, False)
+        return SpikeBatch(idx, sign, off, pot)
+
+    def delta(self, smooth_input=None) -> np.ndarray:
+        """``lr * relu(c)``, or ``lr * relu(S_{l-1})`` for smooth updates."""
+        src = smooth_input if self.spec.smooth else self.c
+        return update_delta(src, self.num.lr, self.num.dtype)
+
+    def gate(self, batch: SpikeBatch, smooth_input=None) -> np.ndarray:
+        """Gate error spikes of this block and apply their updates; mask of passed events."""
+        delta = self.delta(smooth_input) if self.spec.fractional else self._no_delta
+        return gate_and_update(self.W, self.S, self.e, delta, batch.idx, batch.sign, self.spec.lo,
+                               self.spec.fractional)
+
+    def end_sample(self, smooth_input=None) -> None:
+        """SGD: ``W -= outer(lr * relu(c), e)`` once per sample (eq. 6)."""
+        if not self.spec.fractional and self.e.any():
+            sgd_outer(self.W, self.delta(smooth_input), self.e)
+
+    def weights(self) -> np.ndarray:
+        return self.W
+
+
+class BackwardQuantizer:
+    """Backward weights and signed backward herder of the units ``[lo, hi)`` of layer ``l-1``.
+
+    Holds ``W_l[block, :]`` transposed (``WT[j]`` is the block of column ``j``). For each
+    passed error spike ``(j, s)`` of layer ``l``: the updater step on its replica, then
+    ``phi += s * W_l[block, j]`` and signed herding (Alg. 6); its spikes are error spikes
+    of layer ``l-1``. Reset policy of ``phi`` at sample start: none | random | zero.
+    """
+
+    def __init__(self, spec: LayerSpec, num: Numerics, weights: np.ndarray):
+        self.spec, self.num = spec, num
+        nb = spec.hi - spec.lo
+        if weights.shape != (nb, spec.n_out):
+            raise ValueError(f"layer {spec.layer} backward shard [{spec.lo},{spec.hi}): weights shape "
+                             f"{weights.shape} != {(nb, spec.n_out)}")
+        self.WT = np.ascontiguousarray(np.asarray(weights, num.dtype).T)  # (n_out, nb)
+        self.phi = np.zeros(nb, num.dtype)  # (nb,) never reset by default
+        self.c = np.zeros(nb, np.int64)  # (nb,) counts of this block's forward spikes
+        self.e = np.zeros(spec.n_out, np.int64)  # (n_out,) passed error counts (SGD)
+        self.rng = np.random.default_rng([spec.seed, spec.layer])
+        self._no_delta = np.zeros(0, num.dtype)
+
+    def reset_sample(self) -> None:
+        self.c[:] = 0
+        self.e[:] = 0
+        if self.spec.reset == "zero":
+            self.phi[:] = 0
+        elif self.spec.reset == "random":
+            self.phi[:] = self._random_phi()
+
+    def _random_phi(self) -> np.ndarray:
+        """``phi ~ U(-1/2, 1/2)`` over the whole layer, sliced to this block (shard-invariant)."""
+        u = self.rng.uniform(-0.5, 0.5, self.spec.n_in)[self.spec.lo:self.spec.hi]  # (nb,)
+        return self.num.encode(u) if self.num.is_int else u.astype(self.num.dtype)
+
+    def count(self, batch: SpikeBatch) -> None:
+        """Count this block's forward spikes of layer ``l-1`` (input counts of the replica)."""
+        count_events(self.c, batch.idx, batch.sign, self.spec.lo)
+
+    def delta(self, smooth_input=None) -> np.ndarray:
+        """``lr * relu(c)`` of this block; smooth: ``lr * relu(S_{l-1})`` (full vector given)."""
+        src = smooth_input[self.spec.lo:self.spec.hi] if self.spec.smooth else self.c
+        return update_delta(src, self.num.lr, self.num.dtype)
+
+    def backward(self, batch: SpikeBatch, interleave: bool, smooth_input=None) -> SpikeBatch:
+        """Consume passed error spikes of layer ``l``; return error spikes of layer ``l-1``.
+
+        ``interleave`` (depth-first): each FSGD update is applied just before its column
+        is read. Otherwise (breadth-first) the updater consumes the whole batch before
+        the backward weights read any column.
+        """
+        n = self.num
+        fractional = self.spec.fractional
+        delta = self.delta(smooth_input) if fractional else self._no_delta
+        if not fractional:
+            count_events(self.e, batch.idx, batch.sign, 0)
+        elif not interleave:
+            update_rows(self.WT, delta, batch.idx, batch.sign)
+        off, idx, sign, pot = herd_rows(self.WT, self.phi, self.phi, batch.idx, batch.sign, n.thresh, n.unit,
+                                        True, self.spec.lo, False, delta, fractional and interleave)
+        return SpikeBatch(idx, sign, off, pot)
+
+    def end_sample(self, smooth_input=None) -> None:
+        if not self.spec.fractional and self.e.any():
+            sgd_outer(self.WT, self.delta(smooth_input), self.e, transposed=True)
+
+    def weights(self) -> np.ndarray:
+        """This replica's block ``W_l[lo:hi, :]``."""
+        return self.WT.T

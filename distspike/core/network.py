@@ -1,0 +1,89 @@
+"""Spiking MLP as a user-facing object: weights, the scheduler and a runtime backend.
+
+``SpikingNet`` is runtime-agnostic: the in-process runtime (``runtime/local.py``)
+and the Ray runtime (``runtime/ray_backend.py``) differ only in the backend they
+hand it. Data enter as real vectors and are encoded here (``round(x*K)`` in
+integer mode).
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+
+from distspike.config import NetConfig
+from distspike.core.modules import LayerSpec, Numerics, split_blocks
+from distspike.core.scheduler import Scheduler
+
+
+def init_weights(sizes, w_init: float, seed: int) -> list[np.ndarray]:
+    """``W_l ~ w_init * N(0, 1)`` of shape ``(n_{l-1}, n_l)``, drawn layer by layer from one RNG.
+
+    The ReLU twin (``relu.py``) draws the same matrices from the same seed.
+    """
+    rng = np.random.default_rng(seed)
+    return [w_init * rng.standard_normal((a, b)) for a, b in zip(sizes[:-1], sizes[1:])]
+
+
+def layer_specs(cfg: NetConfig, layer: int, shards: int, backward: bool) -> list[LayerSpec]:
+    """The shard specs of layer ``layer``: blocks of its units, or of layer ``l-1``'s (backward)."""
+    sizes, tr = cfg.model.sizes, cfg.training
+    n_in, n_out = sizes[layer - 1], sizes[layer]
+    blocks = split_blocks(n_in if backward else n_out, shards)
+    return [LayerSpec(layer, n_in, n_out, lo, hi, tr.fractional, tr.smooth, tr.backward_reset, cfg.seed)
+            for lo, hi in blocks]
+
+
+def one_hot_neg(label: int, n: int) -> np.ndarray:
+    """The target quantizer's input ``-y`` for a one-hot ``y``."""
+    v = np.zeros(n)  # (n,)
+    v[label] = -1.0
+    return v
+
+
+class SpikingNet:
+    """Train and evaluate a spiking MLP through a backend (in-process or Ray)."""
+
+    def __init__(self, cfg: NetConfig, backend):
+        self.cfg = cfg
+        self.num = Numerics.of(cfg)
+        self.backend = backend
+        self.scheduler = Scheduler(backend, cfg, self.num)
+        self.samples_seen = 0
+
+    @property
+    def stats(self):
+        return self.scheduler.stats
+
+    def train_sample(self, x: np.ndarray, label: int) -> None:
+        """One online training iteration (paper section 3.8, Alg. 8)."""
+        n_out = self.cfg.model.sizes[-1]
+        self.scheduler.train_sample(self.num.encode(x), self.num.encode(one_hot_neg(int(label), n_out)))
+        self.samples_seen += 1
+
+    def train_epoch(self, X: np.ndarray, y: np.ndarray, progress: Callable[[int], None] | None = None) -> float:
+        """Online pass over ``X`` in dataset order; returns samples per second."""
+        t0 = time.perf_counter()
+        for k in range(X.shape[0]):
+            self.train_sample(X[k], y[k])
+            if progress is not None:
+                progress(1)
+        return X.shape[0] / max(time.perf_counter() - t0, 1e-12)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Scores ``sum_t u_L / T`` for each row of ``X`` (shape ``(n, n_L)``)."""
+        X = np.atleast_2d(X)
+        return np.stack([self.scheduler.predict_scores(self.num.encode(x)) for x in X])
+
+    def error(self, X: np.ndarray, y: np.ndarray) -> float:
+        """Classification error in percent (argmax of the scores)."""
+        return 100.0 * float(np.mean(self.predict(X).argmax(axis=1) != np.asarray(y)))
+
+    def weights(self) -> list[np.ndarray]:
+        """The forward copies of ``W_l`` as real (decoded) float64 matrices."""
+        return [self.num.decode(w) for w in self.backend.weights()]
+
+    def raw_weights(self) -> list[np.ndarray]:
+        """The forward copies of ``W_l`` in the run's own representation (ints in integer mode)."""
+        return [np.array(w) for w in self.backend.weights()]

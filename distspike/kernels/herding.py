@@ -1,0 +1,208 @@
+"""Herding quantizers: compiled per-event loops over explicit state.
+
+Pure numeric code (numpy + numba only). Every function takes its state arrays
+explicitly and mutates them in place; none keeps hidden state.
+
+Units. ``unit`` is the size of one spike and ``thresh`` the firing threshold:
+``unit = 1, thresh = 0.5`` in float mode; ``unit = K, thresh = K // 2`` in integer
+mode (paper section 5, ``K = T^2 / eta``; for integer ``phi``, ``phi > K/2`` holds
+exactly when ``phi > K // 2``).
+
+Spike order inside one herding step (semantics.md): a herder over threshold on
+several units emits them in descending order of the potential at which each spike
+fires (``phi = 2.3`` fires at 2.3, then at 1.3), ties broken by the lower unit
+index. That is exactly the paper's ``argmax`` loop (Alg. 1, 2, 6, 7). Each unit's
+firing potentials are computed by the same repeated subtraction the loop does, so
+the merge below reproduces the loop bit for bit.
+
+Outputs of the event-driven kernels are parallel arrays ``(off, idx, pot)``: the
+position ``off`` of the input event that caused the spike, the unit ``idx`` (global,
+i.e. already shifted by the block offset ``lo`` of a shard) and the potential
+``pot`` it fired at. ``(off, -|pot|, idx)`` is the key that merges the outputs of
+several shards of one layer into the order of the unsharded layer.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_FIRE_CAP = 64  # initial capacity of output buffers; they grow by doubling
+
+
+@njit(cache=True)
+def _grow(a, n):
+    """Return a copy of ``a`` with capacity at least ``n`` (doubling)."""
+    cap = max(2 * a.shape[0], n, 16)
+    b = np.empty(cap, a.dtype)
+    b[: a.shape[0]] = a
+    return b
+
+
+@njit(cache=True)
+def _fire_order(pots, units):
+    """Order of spikes by descending |potential|, ties by unit (argmax-loop order).
+
+    ``pots``/``units`` are listed unit-ascending, each unit's potentials in firing
+    order, so a stable sort on ``-|pot|`` breaks ties by the lower unit index.
+    """
+    return np.argsort(-np.abs(pots), kind="mergesort")
+
+
+@njit(cache=True)
+def _fire_candidates(phi, cand, m, thresh, unit, signed, tmp_pot, tmp_idx):
+    """Fire every spike of the candidate units ``cand[:m]`` (argmax loop of Alg. 1/2).
+
+    For a candidate ``j`` with potential ``p``: while ``|p| > thresh`` (``p > thresh``
+    when rectified) emit ``(j, sign(p))`` at potential ``p`` and set ``p -= sign(p) *
+    unit``. Returns ``(n, order, tmp_pot, tmp_idx)``: ``n`` spikes listed in
+    ``tmp_*`` unit-ascending, and ``order`` the permutation giving firing order.
+    """
+    n = 0
+    for c in range(m):
+        j = cand[c]
+        p = phi[j]
+        while (p > thresh) or (signed and -p > thresh):
+            if n >= tmp_pot.shape[0]:
+                tmp_pot = _grow(tmp_pot, n + 1)
+                tmp_idx = _grow(tmp_idx, n + 1)
+            tmp_pot[n] = p
+            tmp_idx[n] = j
+            n += 1
+            if p > 0:
+                p = p - unit
+            else:
+                p = p + unit
+        phi[j] = p
+    order = _fire_order(tmp_pot[:n], tmp_idx[:n])
+    return n, order, tmp_pot, tmp_idx
+
+
+@njit(cache=True)
+def herd_vector(phi, v, thresh, unit, signed, lo):
+    """One step of (signed or rectified) herding of a whole vector.
+
+    Signed (Alg. 1/6): ``phi <- phi + v``; while ``max|phi| > 1/2``: ``i = argmax|phi|``,
+    ``s = sign(phi_i)``, ``phi_i -= s``, fire ``(i, s)``. Rectified (Alg. 2/7) fires
+    only on ``phi > 1/2`` with ``s = +1``. Returns ``(idx, sign, pot)`` in firing order.
+    """
+    d = phi.shape[0]
+    cand = np.empty(d, np.int64)
+    m = 0
+    for j in range(d):
+        p = phi[j] + v[j]
+        phi[j] = p
+        if p > thresh or (signed and -p > thresh):
+            cand[m] = j
+            m += 1
+    tmp_pot = np.empty(max(2 * m, 16), phi.dtype)
+    tmp_idx = np.empty(max(2 * m, 16), np.int32)
+    n, order, tmp_pot, tmp_idx = _fire_candidates(phi, cand, m, thresh, unit, signed, tmp_pot, tmp_idx)
+    idx = np.empty(n, np.int32)
+    sign = np.empty(n, np.int8)
+    pot = np.empty(n, phi.dtype)
+    for r in range(n):
+        k = order[r]
+        idx[r] = tmp_idx[k] + lo
+        pot[r] = tmp_pot[k]
+        sign[r] = 1 if tmp_pot[k] > 0 else -1
+    return idx, sign, pot
+
+
+@njit(cache=True)
+def _add_row(phi, acc, row, s, thresh, signed, cand, track_acc):
+    """``phi += s*row`` (and ``acc += s*row``); return the count of units now over threshold."""
+    m = 0
+    nb = phi.shape[0]
+    if s > 0:
+        for j in range(nb):
+            if track_acc:
+                acc[j] = acc[j] + row[j]
+            p = phi[j] + row[j]
+            phi[j] = p
+            if p > thresh or (signed and -p > thresh):
+                cand[m] = j
+                m += 1
+    else:
+        for j in range(nb):
+            if track_acc:
+                acc[j] = acc[j] - row[j]
+            p = phi[j] - row[j]
+            phi[j] = p
+            if p > thresh or (signed and -p > thresh):
+                cand[m] = j
+                m += 1
+    return m
+
+
+@njit(cache=True)
+def herd_rows(mat, phi, acc, in_idx, in_sign, thresh, unit, signed, lo, track_acc, delta, update_each):
+    """Event-driven stream herding of the rows ``s_k * mat[i_k]`` (Alg. 6/7, eq. 4).
+
+    For each input event ``k`` in order: ``phi <- phi + s_k * mat[i_k, :]`` (and the
+    running sum ``acc`` likewise when ``track_acc``), then fire every spike the
+    argmax loop fires *after this event* (semantics.md: herding after every row,
+    so a unit may fire on a positive partial sum, paper eq. 12). Rectified for the
+    forward quantizers, signed for the backward ones (columns of ``W`` are rows of
+    its transposed replica). With ``update_each`` the FSGD step
+    ``mat[i_k] -= s_k * delta`` (eq. 7) is applied just before row ``i_k`` is read
+    (depth-first order of updater and backward weights). Returns
+    ``(off, idx, sign, pot)``.
+    """
+    nb = phi.shape[0]
+    cand = np.empty(nb, np.int64)
+    cap = _FIRE_CAP
+    out_off = np.empty(cap, np.int32)
+    out_idx = np.empty(cap, np.int32)
+    out_sign = np.empty(cap, np.int8)
+    out_pot = np.empty(cap, phi.dtype)
+    tmp_pot = np.empty(16, phi.dtype)
+    tmp_idx = np.empty(16, np.int32)
+    n_out = 0
+    for k in range(in_idx.shape[0]):
+        if update_each:
+            update_row(mat, delta, in_idx[k], in_sign[k])
+        m = _add_row(phi, acc, mat[in_idx[k]], in_sign[k], thresh, signed, cand, track_acc)
+        if m == 0:
+            continue
+        n, order, tmp_pot, tmp_idx = _fire_candidates(phi, cand, m, thresh, unit, signed, tmp_pot, tmp_idx)
+        if n_out + n > out_off.shape[0]:
+            out_off = _grow(out_off, n_out + n)
+            out_idx = _grow(out_idx, n_out + n)
+            out_sign = _grow(out_sign, n_out + n)
+            out_pot = _grow(out_pot, n_out + n)
+        for r in range(n):
+            q = order[r]
+            out_off[n_out] = k
+            out_idx[n_out] = tmp_idx[q] + lo
+            out_pot[n_out] = tmp_pot[q]
+            out_sign[n_out] = 1 if tmp_pot[q] > 0 else -1
+            n_out += 1
+    return out_off[:n_out], out_idx[:n_out], out_sign[:n_out], out_pot[:n_out]
+
+
+@njit(cache=True)
+def update_row(mat, delta, i, s):
+    """FSGD step on one row of a (transposed) weight copy: ``mat[i] -= s * delta`` (eq. 7)."""
+    row = mat[i]
+    if s > 0:
+        for j in range(row.shape[0]):
+            row[j] = row[j] - delta[j]
+    else:
+        for j in range(row.shape[0]):
+            row[j] = row[j] + delta[j]
+
+
+def stochastic_sample(v: np.ndarray, steps: int, rng: np.random.Generator):
+    """Stochastic (Poisson) sampling of signed spikes from ``v`` (paper Alg. 5, App. A.2).
+
+    ``mag = sum|v|``, ``p = |v| / mag``; each step draws ``N ~ Poisson(mag)`` spikes with
+    ``i ~ p`` and sign ``sign(v_i)``. Returns ``(idx, sign)`` of all ``T`` steps.
+    """
+    v = np.asarray(v, dtype=np.float64)
+    mag = float(np.abs(v).sum())
+    if mag == 0.0:
+        return np.empty(0, np.int32), np.empty(0, np.int8)
+    p = np.abs(v) / mag  # (d,)
+    n_total = int(rng.poisson(mag, size=steps).sum())
+    idx = rng.choice(v.shape[0], size=n_total, p=p).astype(np.int32)
+    return idx, np.sign(v[idx]).astype(np.int8)

@@ -1,0 +1,103 @@
+"""The batched in-process runtime equals the event-by-event oracle (router + literal modules).
+
+Same seed and config -> the same spikes per layer per step and the same final weights,
+bit for bit, for breadth- and depth-first routing, SGD and FSGD, held and un-held errors,
+float64/float32/int, every backward reset policy, smooth updates, 1 and 3 shards.
+"""
+from collections import Counter
+
+import itertools
+
+import numpy as np
+import pytest
+
+from distspike.config import ModelConfig, NetConfig, TrainingConfig
+from distspike.core.oracle import OracleNet
+from distspike.runtime.local import local_net
+
+SIZES = (12, 7, 5, 4)
+
+
+def _data(n=6, d=SIZES[0], seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0, 1, (n, d)), rng.integers(0, SIZES[-1], n)
+
+
+def _cfg(routing="bfs", rule="sgd", hold=True, dtype="float64", reset="none", smooth=False, steps=5, w_init=1.2,
+         eta=0.25):
+    # Large weights and rate: every layer spikes several times per step, backward herders emit
+    # repeated units within one batch, and FSGD steps are big enough to change later spikes.
+    return NetConfig(ModelConfig(SIZES, w_init, dtype),
+                     TrainingConfig(rule=rule, hold_error=hold, backward_reset=reset, smooth=smooth, steps=steps,
+                                    eta=eta),
+                     routing=routing, seed=7)
+
+
+def _per_step(trace):
+    total = Counter()
+    for step, kind, layer, n in trace:
+        total[(step, kind, layer)] += n
+    return {k: v for k, v in total.items() if v}
+
+
+def _run_both(cfg, shards=1, n=6):
+    X, y = _data(n)
+    oracle, fast = OracleNet(cfg), local_net(cfg, shards=shards)
+    traces = []
+    for k in range(n):
+        oracle.trace.clear()
+        fast.scheduler.trace = []
+        oracle.train_sample(X[k], y[k])
+        fast.train_sample(X[k], y[k])
+        traces.append((_per_step(oracle.trace), _per_step(fast.scheduler.trace)))
+    return oracle, fast, traces
+
+
+def _assert_same(oracle, fast, traces):
+    for k, (a, b) in enumerate(traces):
+        assert a == b, f"sample {k}: spike counts per (step, kind, layer) differ"
+    for l, (wo, wf) in enumerate(zip(oracle.W, fast.raw_weights()), start=1):
+        np.testing.assert_array_equal(wo, wf, err_msg=f"W_{l} differs")
+
+
+GRID = list(itertools.product(["bfs", "dfs"], ["sgd", "fsgd"], [True, False]))
+
+
+@pytest.mark.parametrize("routing,rule,hold", GRID)
+@pytest.mark.parametrize("shards", [1, 3])
+def test_float_runtime_equals_oracle(routing, rule, hold, shards):
+    oracle, fast, traces = _run_both(_cfg(routing, rule, hold), shards)
+    assert sum(sum(a.values()) for a, _ in traces) > 100, "the test net must actually spike"
+    _assert_same(oracle, fast, traces)
+
+
+@pytest.mark.parametrize("routing,rule,hold", GRID)
+def test_integer_runtime_equals_oracle(routing, rule, hold):
+    _assert_same(*_run_both(_cfg(routing, rule, hold, dtype="int"), shards=3))
+
+
+@pytest.mark.parametrize("reset", ["none", "random", "zero"])
+@pytest.mark.parametrize("dtype", ["float32", "int"])
+def test_resets_and_dtypes_equal_oracle(reset, dtype):
+    _assert_same(*_run_both(_cfg("bfs", "fsgd", True, dtype=dtype, reset=reset), shards=2))
+
+
+@pytest.mark.parametrize("routing,rule,hold", GRID)
+def test_smooth_updates_equal_oracle(routing, rule, hold):
+    _assert_same(*_run_both(_cfg(routing, rule, hold, smooth=True), shards=2))
+
+
+def test_prediction_equals_oracle():
+    cfg = _cfg("bfs", "fsgd")
+    oracle, fast, _ = _run_both(cfg, shards=3)
+    X, _ = _data(5, seed=3)
+    for x in X:
+        np.testing.assert_array_equal(oracle.predict_scores(x), fast.predict(x)[0])
+
+
+def test_backward_replicas_equal_forward_weights():
+    for rule in ("sgd", "fsgd"):
+        _, fast, _ = _run_both(_cfg("dfs", rule, True), shards=3)
+        fw = fast.raw_weights()
+        for l, wb in fast.backend.backward_weights().items():
+            np.testing.assert_array_equal(wb, fw[l - 1])
