@@ -1,0 +1,100 @@
+"""Herding kernels: hand-computed trajectories, firing order, the eq. 9 bound."""
+import numpy as np
+import pytest
+
+from distspike.kernels.herding import herd_rows, herd_vector, stochastic_sample
+
+H, ONE = np.float64(0.5), np.float64(1.0)
+EMPTY = np.zeros(0)
+
+
+def _vec_steps(v, steps, signed=True):
+    phi = np.zeros(len(v))
+    out = []
+    for _ in range(steps):
+        idx, sign, _ = herd_vector(phi, np.asarray(v, float), H, ONE, signed, 0)
+        out.append(list(zip(idx.tolist(), sign.tolist())))
+    return out, phi
+
+
+def test_signed_vector_trajectory_by_hand():
+    # phi: [.25,-.75,1.5] -> fire u2@1.5, u1@.75 -> [.25,.25,.5]
+    #      [.5,-.5,2.0]   -> u2@2.0, u2@1.0   -> [.5,-.5,0]
+    #      [.75,-1.25,1.5] -> u2@1.5, u1@1.25, u0@.75 -> [-.25,-.25,.5]
+    spikes, phi = _vec_steps([0.25, -0.75, 1.5], 3)
+    assert spikes == [[(2, 1), (1, -1)], [(2, 1), (2, 1)], [(2, 1), (1, -1), (0, 1)]]
+    np.testing.assert_array_equal(phi, [-0.25, -0.25, 0.5])
+
+
+def test_ties_fire_lower_index_first_and_multi_spikes_interleave():
+    spikes, _ = _vec_steps([0.75, -0.75], 1)
+    assert spikes == [[(0, 1), (1, -1)]]
+    # u0 fires at 2.25 and 1.25, u1 at 1.75 and 0.75: order by potential 2.25, 1.75, 1.25, 0.75
+    spikes, _ = _vec_steps([2.25, 1.75], 1, signed=False)
+    assert spikes == [[(0, 1), (1, 1), (0, 1), (1, 1)]]
+
+
+def test_rectified_vector_never_fires_negative():
+    spikes, phi = _vec_steps([-0.75, 0.75], 2, signed=False)
+    # u1: .75 fires -> -.25; then .5 is not above threshold
+    assert spikes == [[(1, 1)], []]
+    np.testing.assert_array_equal(phi, [-1.5, 0.5])
+
+
+def test_rectified_rows_trajectory_by_hand():
+    W = np.array([[0.75, 0.25], [-0.5, 1.5]])
+    phi, S = np.zeros(2), np.zeros(2)
+    idx = np.array([0, 1, 0], np.int32)
+    sign = np.array([1, 1, -1], np.int8)
+    off, out, osign, pot = herd_rows(W, phi, S, idx, sign, H, ONE, False, 0, True, EMPTY, False)
+    # e0: phi=[.75,.25] u0@.75; e1: phi=[-.75,1.75] u1@1.75,u1@.75; e2: phi=[-1.5,-.5]
+    assert off.tolist() == [0, 1, 1] and out.tolist() == [0, 1, 1] and osign.tolist() == [1, 1, 1]
+    np.testing.assert_array_equal(pot, [0.75, 1.75, 0.75])
+    np.testing.assert_array_equal(phi, [-1.5, -0.5])
+    np.testing.assert_array_equal(S, [-0.5, 1.5])
+
+
+def test_signed_rows_with_block_offset_and_fsgd_interleave():
+    WT = np.array([[1.0, -0.5], [0.25, 0.75]])  # rows are columns of W
+    phi = np.zeros(2)
+    delta = np.array([0.25, 0.0])
+    idx = np.array([0, 0], np.int32)
+    sign = np.array([1, 1], np.int8)
+    # each event first updates row 0 by -delta, then reads it: [.75,-.5] then [.5,-.5]
+    off, out, osign, _ = herd_rows(WT, phi, phi, idx, sign, H, ONE, True, 10, False, delta, True)
+    assert out.tolist() == [10, 11] and osign.tolist() == [1, -1] and off.tolist() == [0, 1]
+    np.testing.assert_array_equal(WT[0], [0.5, -0.5])
+    np.testing.assert_array_equal(phi, [0.25, 0.0])
+
+
+def test_integer_herding_uses_scaled_threshold():
+    K = np.int64(100)
+    phi = np.zeros(2, np.int64)
+    idx, sign, _ = herd_vector(phi, np.array([51, -150], np.int64), K // 2, K, True, 0)
+    # |-150| fires at 150 -> -50 (not above 50); 51 fires -> -49
+    assert list(zip(idx.tolist(), sign.tolist())) == [(1, -1), (0, 1)]
+    np.testing.assert_array_equal(phi, [-49, -50])
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5, 17, 64])
+def test_l1_error_below_d_over_2T(steps):
+    rng = np.random.default_rng(steps)
+    for _ in range(25):
+        v = rng.uniform(-2, 2, 40)
+        phi = np.zeros(40)
+        counts = np.zeros(40)
+        for _ in range(steps):
+            i, s, _ = herd_vector(phi, v, H, ONE, True, 0)
+            np.add.at(counts, i, s)
+        assert np.abs(v - counts / steps).sum() < 40 / (2 * steps)
+        assert np.all(np.abs(phi) <= 0.5)
+
+
+def test_stochastic_sampler_is_unbiased():
+    rng = np.random.default_rng(0)
+    v = np.array([0.5, -0.25, 0.0, 1.0])
+    idx, sign = stochastic_sample(v, 20000, rng)
+    counts = np.zeros(4)
+    np.add.at(counts, idx, sign)
+    np.testing.assert_allclose(counts / 20000, v, atol=0.02)
+    assert 2 not in idx.tolist()
