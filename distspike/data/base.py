@@ -1,0 +1,140 @@
+"""Common container and error type for the data loaders."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+
+class DataError(ValueError):
+    """A dataset could not be found, downloaded, verified or parsed.
+
+    Messages always quote the offending path, URL or value.
+    """
+
+
+def _as_features(name: str, field: str, x: np.ndarray) -> np.ndarray:
+    """Return ``x`` as a C-contiguous float64 matrix, or raise DataError."""
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    if x.ndim != 2:
+        raise DataError(f"dataset {name!r}: {field} must be 2-D (n, d), got shape {x.shape}")
+    return x
+
+
+def _as_labels(name: str, field: str, y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Return ``y`` as an int64 vector of labels in [0, n_classes), or raise DataError."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise DataError(f"dataset {name!r}: {field} must be 1-D (n,), got shape {y.shape}")
+    if y.size and not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"dataset {name!r}: {field} must have an integer dtype, got {y.dtype}")
+    y = np.ascontiguousarray(y, dtype=np.int64)
+    if y.size and (y.min() < 0 or y.max() >= n_classes):
+        raise DataError(
+            f"dataset {name!r}: {field} has labels in [{y.min()}, {y.max()}], "
+            f"outside [0, {n_classes}) for n_classes={n_classes}"
+        )
+    return y
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A train/test classification dataset held in memory, in file order.
+
+    ``x_*`` are float64 ``(n, d)`` matrices, ``y_*`` int64 ``(n,)`` label vectors with
+    values in ``[0, n_classes)``.  Samples are kept in the order of the source files:
+    training is online in dataset order, so nothing here shuffles.
+    (``eq=False``: numpy arrays have no meaningful ``==`` for dataclass equality.)
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    n_classes: int
+    feature_names: Optional[tuple] = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.n_classes, (int, np.integer)) or self.n_classes < 1:
+            raise DataError(f"dataset {self.name!r}: n_classes must be a positive int, got {self.n_classes!r}")
+        set_ = object.__setattr__  # frozen: normalise dtypes once, here
+        set_(self, "n_classes", int(self.n_classes))
+        set_(self, "x_train", _as_features(self.name, "x_train", self.x_train))
+        set_(self, "x_test", _as_features(self.name, "x_test", self.x_test))
+        set_(self, "y_train", _as_labels(self.name, "y_train", self.y_train, self.n_classes))
+        set_(self, "y_test", _as_labels(self.name, "y_test", self.y_test, self.n_classes))
+        self._check_consistency()
+        if self.feature_names is not None:
+            set_(self, "feature_names", tuple(self.feature_names))
+            if len(self.feature_names) != self.n_features:
+                raise DataError(
+                    f"dataset {self.name!r}: {len(self.feature_names)} feature_names "
+                    f"for {self.n_features} features"
+                )
+
+    def _check_consistency(self) -> None:
+        """Raise DataError if sample counts or feature dimensions disagree."""
+        if len(self.x_train) != len(self.y_train):
+            raise DataError(
+                f"dataset {self.name!r}: x_train has {len(self.x_train)} rows but y_train has {len(self.y_train)}"
+            )
+        if len(self.x_test) != len(self.y_test):
+            raise DataError(
+                f"dataset {self.name!r}: x_test has {len(self.x_test)} rows but y_test has {len(self.y_test)}"
+            )
+        if self.x_train.shape[1] != self.x_test.shape[1]:
+            raise DataError(
+                f"dataset {self.name!r}: x_train has {self.x_train.shape[1]} features "
+                f"but x_test has {self.x_test.shape[1]}"
+            )
+
+    @property
+    def n_features(self) -> int:
+        """Input dimension ``d``."""
+        return int(self.x_train.shape[1])
+
+    @property
+    def n_train(self) -> int:
+        """Number of training samples."""
+        return int(len(self.y_train))
+
+    @property
+    def n_test(self) -> int:
+        """Number of test samples."""
+        return int(len(self.y_test))
+
+    def subset(self, n_train: Optional[int] = None, n_test: Optional[int] = None) -> "Dataset":
+        """Return a Dataset with the first ``n_train`` / ``n_test`` samples (None = all).
+
+        File order is kept (no shuffling).  Asking for more samples than exist, or a
+        negative count, raises DataError.  The arrays are views, not copies.
+        """
+        n_tr = _check_count(self.name, "n_train", n_train, self.n_train)
+        n_te = _check_count(self.name, "n_test", n_test, self.n_test)
+        return dataclasses.replace(
+            self,
+            x_train=self.x_train[:n_tr],
+            y_train=self.y_train[:n_tr],
+            x_test=self.x_test[:n_te],
+            y_test=self.y_test[:n_te],
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Dataset(name={self.name!r}, n_train={self.n_train}, n_test={self.n_test}, "
+            f"n_features={self.n_features}, n_classes={self.n_classes})"
+        )
+
+
+def _check_count(name: str, field: str, n: Optional[int], available: int) -> int:
+    """Validate a subset size; None means all ``available`` samples."""
+    if n is None:
+        return available
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise DataError(f"dataset {name!r}: {field} must be an int or None, got {n!r}")
+    if n < 0 or n > available:
+        raise DataError(f"dataset {name!r}: {field}={n} is outside [0, {available}]")
+    return int(n)

@@ -1,0 +1,185 @@
+"""MNIST from the four official IDX files, checksum-verified.
+
+Files are read from a directory, each either gzipped (``<name>.gz``) or plain
+(``<name>``).  The MD5 of the *decompressed* content must match the published
+value, so gzipped and plain copies verify identically.  Missing files can be
+downloaded (as ``.gz``) from public mirrors.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import zlib
+from pathlib import Path
+from typing import Dict, Optional, Tuple, Union
+
+import numpy as np
+
+from . import download as _download
+from .base import DataError, Dataset
+
+PathLike = Union[str, os.PathLike]
+
+#: Official file base names -> MD5 of the decompressed bytes.
+MNIST_MD5: Dict[str, str] = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+
+#: Base URLs tried in order; the file URL is ``mirror + name + ".gz"``.
+MNIST_MIRRORS: Tuple[str, ...] = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+
+TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS = MNIST_MD5  # key order above
+
+# IDX type code -> numpy dtype (multi-byte values are big-endian).
+_IDX_DTYPES = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+
+def parse_idx(data: bytes, path: PathLike = "<bytes>", ndim: Optional[int] = None) -> np.ndarray:
+    """Parse IDX-format ``data`` into an array (zero-copy via ``np.frombuffer``).
+
+    Checks the magic number (two zero bytes, a known type code, the number of
+    dimensions), optionally that there are ``ndim`` dimensions, and that the payload
+    size matches the header exactly.  Errors are DataErrors naming ``path``.
+    """
+    if len(data) < 4:
+        raise DataError(f"{str(path)!r}: truncated IDX file ({len(data)} bytes, header needs 4)")
+    zero, code, n_dims = int.from_bytes(data[:2], "big"), data[2], data[3]
+    if zero != 0 or code not in _IDX_DTYPES:
+        raise DataError(f"{str(path)!r}: bad IDX magic number 0x{data[:4].hex()}")
+    if ndim is not None and n_dims != ndim:
+        raise DataError(f"{str(path)!r}: expected a {ndim}-D IDX file, header says {n_dims}-D")
+    header_len = 4 + 4 * n_dims
+    if len(data) < header_len:
+        raise DataError(f"{str(path)!r}: truncated IDX header ({len(data)} bytes, needs {header_len})")
+    dims = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(n_dims))
+    dtype = _IDX_DTYPES[code]
+    expected = header_len + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    if len(data) != expected:
+        problem = "truncated" if len(data) < expected else "has trailing bytes"
+        raise DataError(
+            f"{str(path)!r}: IDX file {problem}: header dims {dims} need {expected} bytes, got {len(data)}"
+        )
+    return np.frombuffer(data, dtype=dtype, offset=header_len).reshape(dims)
+
+
+def read_bytes(path: PathLike, gzipped: Optional[bool] = None) -> bytes:
+    """Read a file, gunzipping it if ``gzipped`` (default: name ends in ``.gz``).
+
+    DataError naming the path on I/O or gzip errors.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read {str(path)!r}: {exc}") from exc
+    if not (path.suffix == ".gz" if gzipped is None else gzipped):
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{str(path)!r}: not a valid gzip file ({exc})") from exc
+
+
+def check_md5(data: bytes, expected: str, path: PathLike) -> None:
+    """Raise DataError naming ``path`` if ``md5(data) != expected``."""
+    actual = hashlib.md5(data).hexdigest()
+    if actual != expected:
+        raise DataError(
+            f"{str(path)!r}: MD5 checksum mismatch (decompressed content md5 {actual}, expected {expected}); "
+            "the file is corrupt or not the official MNIST file - delete it and re-download"
+        )
+
+
+def load_idx_file(path: PathLike, name: str, gzipped: Optional[bool] = None) -> np.ndarray:
+    """Read, structurally check, then MD5-verify the MNIST file ``path`` (base name ``name``).
+
+    ``gzipped`` as in :func:`read_bytes`.
+    """
+    data = read_bytes(path, gzipped)
+    array = parse_idx(data, path, ndim=3 if "images" in name else 1)
+    check_md5(data, MNIST_MD5[name], path)
+    return array
+
+
+def find_file(root: Path, name: str) -> Optional[Path]:
+    """Return ``root/name`` or ``root/name.gz`` (plain preferred), or None if neither exists."""
+    for candidate in (root / name, root / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def download_mnist_file(root: Path, name: str, mirrors: Optional[Tuple[str, ...]] = None) -> Path:
+    """Download ``name.gz`` into ``root`` from ``mirrors`` (default MNIST_MIRRORS), verified before it lands."""
+    urls = [f"{mirror}{name}.gz" for mirror in (MNIST_MIRRORS if mirrors is None else mirrors)]
+    return _download.download_file(
+        urls, root / f"{name}.gz", verify=lambda tmp: load_idx_file(tmp, name, gzipped=True)
+    )
+
+
+def _locate_all(root: Path, download: bool) -> Dict[str, Path]:
+    """Find (or download) the four files; DataError naming what is missing."""
+    if not root.is_dir() and not download:
+        raise DataError(f"MNIST directory {str(root)!r} does not exist (and download=False)")
+    paths: Dict[str, Path] = {}
+    missing = []
+    for name in MNIST_MD5:
+        found = find_file(root, name)
+        if found is None and download:
+            found = download_mnist_file(root, name)
+        if found is None:
+            missing.append(name)
+        else:
+            paths[name] = found
+    if missing:
+        raise DataError(
+            f"MNIST files missing in {str(root)!r} (download=False): "
+            + ", ".join(f"{m}[.gz]" for m in missing)
+        )
+    return paths
+
+
+def _split(images: np.ndarray, labels: np.ndarray, images_path: Path, labels_path: Path):
+    """Scale images to float64 [0, 1] rows and labels to int64, checking they agree."""
+    if len(images) != len(labels):
+        raise DataError(
+            f"{str(images_path)!r} has {len(images)} images but {str(labels_path)!r} has {len(labels)} labels"
+        )
+    if labels.size and labels.max() > 9:
+        raise DataError(f"{str(labels_path)!r}: label {labels.max()} is not a digit 0-9")
+    x = images.reshape(len(images), -1).astype(np.float64)
+    x /= 255.0
+    return x, labels.astype(np.int64)
+
+
+def load_mnist(root: PathLike, download: bool = True) -> Dataset:
+    """Load MNIST (official 60000 train / 10000 test split, file order) from ``root``.
+
+    Each of the four IDX files is read as ``root/<name>`` or ``root/<name>.gz``;
+    the header, size and MD5 of the decompressed content are checked, and any
+    problem is a DataError naming the file.  Missing files are downloaded (as
+    ``.gz``, atomically, verified) when ``download`` is true.
+
+    Returns a Dataset with ``x`` float64 in [0, 1] of shape (n, 784), ``y`` int64.
+    """
+    root = Path(root).expanduser()
+    paths = _locate_all(root, download)
+    arrays = {name: load_idx_file(path, name) for name, path in paths.items()}
+    x_train, y_train = _split(arrays[TRAIN_IMAGES], arrays[TRAIN_LABELS], paths[TRAIN_IMAGES], paths[TRAIN_LABELS])
+    x_test, y_test = _split(arrays[TEST_IMAGES], arrays[TEST_LABELS], paths[TEST_IMAGES], paths[TEST_LABELS])
+    return Dataset("mnist", x_train, y_train, x_test, y_test, n_classes=10)
