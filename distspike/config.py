@@ -120,3 +120,93 @@ class NetConfig:
         if self.model.dtype == "int":
             return 1
         return self.training.eta / self.training.steps ** 2
+
+
+RUNTIMES = ("local", "ray_local", "ray_cluster")
+STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
+ACTOR_GROUPS = ("forward", "backward")
+
+
+@dataclass(frozen=True)
+class ActorResources:
+    """Ray resources of one actor group: CPUs, memory (bytes) and custom node resources."""
+
+    num_cpus: float = 1.0
+    memory: int = 0
+    resources: tuple[tuple[str, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.num_cpus, bool) or not isinstance(self.num_cpus, (int, float)) or self.num_cpus < 0:
+            raise ConfigError(f"placement num_cpus={self.num_cpus!r} must be a non-negative number")
+        if isinstance(self.memory, bool) or not isinstance(self.memory, int) or self.memory < 0:
+            raise ConfigError(f"placement memory={self.memory!r} must be a non-negative integer (bytes)")
+        res = tuple((str(k), float(v)) for k, v in dict(self.resources).items())
+        for k, v in res:
+            if v < 0:
+                raise ConfigError(f"placement resources[{k!r}]={v!r} must be non-negative")
+        object.__setattr__(self, "resources", res)
+
+    def bundle(self) -> dict:
+        """This group's placement-group bundle: ``{"CPU": n, "memory": m, <custom>: v}``."""
+        b = {"CPU": float(self.num_cpus)} if self.num_cpus else {}
+        if self.memory:
+            b["memory"] = float(self.memory)
+        b.update(dict(self.resources))
+        return b
+
+
+@dataclass(frozen=True)
+class PlacementConfig:
+    """Placement-group strategy and per-actor-group resources; ``timeout_s`` bounds the wait."""
+
+    strategy: str = "PACK"
+    forward: ActorResources = field(default_factory=ActorResources)
+    backward: ActorResources = field(default_factory=ActorResources)
+    timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        _check_choice("placement.strategy", self.strategy, STRATEGIES)
+        _check_positive("placement.timeout_s", self.timeout_s)
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Where the modules run: in-process, on an embedded local Ray, or on a Ray cluster.
+
+    ``shards`` splits every layer into that many actors (capped at the layer size is
+    *not* done silently: a layer smaller than ``shards`` is a config error).
+    ``address`` (``ray_cluster``) is the cluster to join, e.g. ``"ray://head:10001"``
+    or ``"auto"``. ``temp_dir`` is the embedded instance's own temp directory.
+    """
+
+    kind: str = "local"
+    shards: int = 1
+    address: str | None = None
+    temp_dir: str | None = None
+    placement: PlacementConfig = field(default_factory=PlacementConfig)
+
+    def __post_init__(self) -> None:
+        _check_choice("runtime", self.kind, RUNTIMES)
+        _check_positive("runtime.shards", self.shards, integer=True)
+        if self.kind == "ray_cluster" and not self.address:
+            raise ConfigError("runtime.address=None: runtime=ray_cluster needs the address of the cluster to join")
+
+    def check_against(self, model: ModelConfig) -> None:
+        """Every layer must have at least ``shards`` units to own."""
+        for i, n in enumerate(model.sizes):
+            if i > 0 and n < self.shards:
+                raise ConfigError(f"runtime.shards={self.shards!r} is larger than layer {i} "
+                                  f"(model.sizes[{i}]={n})")
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """Per-actor spike traffic logs: on/off, every k-th sample, rows buffered per flush."""
+
+    traffic: bool = True
+    every: int = 1
+    flush_rows: int = 50_000
+
+    def __post_init__(self) -> None:
+        _check_positive("logging.every", self.every, integer=True)
+        _check_positive("logging.flush_rows", self.flush_rows, integer=True)

@@ -18,6 +18,7 @@ by the updater before the backward weights read its column.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -203,6 +204,13 @@ class ForwardQuantizer:
     def weights(self) -> np.ndarray:
         return self.W
 
+    def state(self) -> dict:
+        """Arrays that fully describe this module between samples (checkpoints)."""
+        return {"W": self.W}
+
+    def load_state(self, state: dict) -> None:
+        self.W[...] = state["W"]
+
 
 class BackwardQuantizer:
     """Backward weights and signed backward herder of the units ``[lo, hi)`` of layer ``l-1``.
@@ -273,3 +281,13 @@ class BackwardQuantizer:
     def weights(self) -> np.ndarray:
         """This replica's block ``W_l[lo:hi, :]``."""
         return self.WT.T
+
+    def state(self) -> dict:
+        """Replica weights, the never-reset herder potentials and the reset RNG (as JSON text)."""
+        rng = np.frombuffer(json.dumps(self.rng.bit_generator.state).encode(), np.uint8)
+        return {"WT": self.WT, "phi": self.phi, "rng": rng}
+
+    def load_state(self, state: dict) -> None:
+        self.WT[...] = state["WT"]
+        self.phi[...] = state["phi"]
+        self.rng.bit_generator.state = json.loads(bytes(np.asarray(state["rng"], np.uint8)).decode())

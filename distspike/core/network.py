@@ -51,6 +51,7 @@ class SpikingNet:
         self.backend = backend
         self.scheduler = Scheduler(backend, cfg, self.num)
         self.samples_seen = 0
+        self.epoch = 0  # set by the epoch loop; labels traffic-log rows
 
     @property
     def stats(self):
@@ -59,7 +60,8 @@ class SpikingNet:
     def train_sample(self, x: np.ndarray, label: int) -> None:
         """One online training iteration (paper section 3.8, Alg. 8)."""
         n_out = self.cfg.model.sizes[-1]
-        self.scheduler.train_sample(self.num.encode(x), self.num.encode(one_hot_neg(int(label), n_out)))
+        self.scheduler.train_sample(self.num.encode(x), self.num.encode(one_hot_neg(int(label), n_out)),
+                                    self.epoch, self.samples_seen)
         self.samples_seen += 1
 
     def train_epoch(self, X: np.ndarray, y: np.ndarray, progress: Callable[[int], None] | None = None) -> float:
@@ -83,6 +85,30 @@ class SpikingNet:
     def weights(self) -> list[np.ndarray]:
         """The forward copies of ``W_l`` as real (decoded) float64 matrices."""
         return [self.num.decode(w) for w in self.backend.weights()]
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Everything needed to continue training exactly (between samples): module state + counters."""
+        state = dict(self.backend.state())
+        state["net.samples_seen"] = np.array(self.samples_seen, np.int64)
+        for key, value in self.stats.as_dict().items():
+            state[f"net.stats.{key}"] = np.array(value, np.int64)
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self.backend.load_state({k: v for k, v in state.items() if not k.startswith("net.")})
+        self.samples_seen = int(state["net.samples_seen"])
+        for key in self.stats.as_dict():
+            getattr(self.stats, key)[:] = state[f"net.stats.{key}"]
+
+    def close(self) -> None:
+        """Release the backend (stops actors; shuts down an embedded Ray instance)."""
+        self.backend.close()
+
+    def __enter__(self) -> "SpikingNet":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def raw_weights(self) -> list[np.ndarray]:
         """The forward copies of ``W_l`` in the run's own representation (ints in integer mode)."""

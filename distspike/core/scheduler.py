@@ -76,10 +76,11 @@ class Scheduler:
         self.step = 0
 
     # -- one training sample (paper section 3.8) --------------------------------
-    def train_sample(self, x: np.ndarray, neg_y: np.ndarray) -> None:
+    def train_sample(self, x: np.ndarray, neg_y: np.ndarray, epoch: int = 0, sample: int = 0) -> None:
         """``T`` steps of: input root, target root, held-error roots; then SGD updates.
 
-        ``x`` and ``neg_y`` are already encoded (``Numerics.encode``).
+        ``x`` and ``neg_y`` are already encoded (``Numerics.encode``); ``epoch`` and
+        ``sample`` only label the messages (traffic logs).
         """
         self.backend.reset_sample(train=True)
         self.inp.reset()
@@ -87,6 +88,7 @@ class Scheduler:
         self.counter.reset()
         for t in range(self.T):
             self.step = t
+            self.backend.set_position(epoch, sample, t)
             self._root(("fwd", 1, self._emit_input(x)))
             target = self.tgt.step(neg_y)
             if not self.hold:

@@ -80,10 +80,15 @@ def sgd_outer(W: np.ndarray, delta: np.ndarray, e: np.ndarray, transposed: bool 
     """End-of-sample SGD step ``W -= outer(lr * relu(c), e)`` (paper eq. 6).
 
     With ``transposed`` the copy is ``W.T`` and the step is ``W.T -= outer(e, delta)``;
-    every element is the same product ``delta_i * e_j`` either way.
+    every element is the same product ``delta_i * e_j`` either way. Only the rows with
+    ``delta_i != 0`` and columns with ``e_j != 0`` change, so only those are touched.
     """
-    e = e.astype(W.dtype, copy=False)
+    rows = np.flatnonzero(delta)
+    cols = np.flatnonzero(e)
+    if not rows.size or not cols.size:
+        return
+    step = np.outer(delta[rows], e[cols].astype(W.dtype))  # (n_rows, n_cols)
     if transposed:
-        W -= np.outer(e, delta)
+        W[np.ix_(cols, rows)] -= step.T
     else:
-        W -= np.outer(delta, e)
+        W[np.ix_(rows, cols)] -= step

@@ -1,31 +1,35 @@
-"""In-process runtime (``runtime=local``): the scheduler calls module objects directly.
+"""In-process runtime (``runtime=local``): the scheduler calls module shells directly.
 
 This is the fast path for small networks and the reference that the Ray runtime
-must match. Sharding works here too (several module objects per layer), which is
-how tests show that sharding never changes the math without starting Ray.
+must match. Sharding works here too (several shells per layer), which is how tests
+show that sharding never changes the math without starting Ray.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from distspike.config import NetConfig
+from distspike.config import LoggingConfig, NetConfig
 from distspike.core.messages import SpikeBatch, merge_shards
-from distspike.core.modules import BackwardQuantizer, ForwardQuantizer, Numerics
+from distspike.core.modules import Numerics
 from distspike.core.network import SpikingNet, init_weights, layer_specs
+from distspike.runtime.shell import Shell, make_module
 
 
 class LocalBackend:
-    """Dispatches batches to in-process module objects: ``fq[l]`` and ``bq[l]`` shard lists."""
+    """Dispatches batches to in-process shells: ``fq[l]`` and ``bq[l]`` are shard lists."""
 
-    def __init__(self, fq: dict[int, list[ForwardQuantizer]], bq: dict[int, list[BackwardQuantizer]]):
+    def __init__(self, fq: dict[int, list[Shell]], bq: dict[int, list[Shell]]):
         self.fq, self.bq = fq, bq
-        self.calls = 0  # module calls dispatched (the Ray runtime's figure is actor calls)
+        self.calls = 0  # module calls dispatched (the Ray runtime counts actor calls)
+
+    def set_position(self, epoch: int, sample: int, step: int) -> None:
+        for _, shell in self.shells():
+            shell.set_position(epoch, sample, step)
 
     def reset_sample(self, train: bool) -> None:
         """Reset forward state; at a training sample also the backward herders' policy."""
-        for shards in (*self.fq.values(), *(self.bq.values() if train else ())):
-            for m in shards:
-                m.reset_sample()
+        for _, shell in self.shells():
+            shell.reset_sample(train)
 
     def forward(self, layer: int, batch: SpikeBatch, train: bool) -> SpikeBatch:
         if train:
@@ -46,41 +50,80 @@ class LocalBackend:
         return merge_shards([m.backward(batch, interleave, smooth) for m in self.bq[layer]])
 
     def preact(self, layer: int) -> np.ndarray:
-        return np.concatenate([m.S for m in self.fq[layer]])
+        return np.concatenate([m.preact() for m in self.fq[layer]])
 
     def end_sample(self, smooth_inputs: list) -> None:
-        for layer, shards in self.fq.items():
-            for m in shards:
-                m.end_sample(smooth_inputs[layer - 1])
-        for layer, shards in self.bq.items():
-            for m in shards:
-                m.end_sample(smooth_inputs[layer - 1])
+        for name, shell in self.shells():
+            shell.end_sample(smooth_inputs[shell.layer - 1])
 
     def weights(self) -> list[np.ndarray]:
-        return [np.concatenate([m.W for m in self.fq[l]], axis=1) for l in sorted(self.fq)]
+        return [np.concatenate([m.weights() for m in self.fq[l]], axis=1) for l in sorted(self.fq)]
 
     def backward_weights(self) -> dict[int, np.ndarray]:
         """Each layer's backward replica ``W_l`` (``l >= 2``), assembled from its shards."""
         return {l: np.concatenate([m.weights() for m in self.bq[l]], axis=0) for l in sorted(self.bq)}
 
+    def shells(self):
+        """``(name, shell)`` of every shard, e.g. ``("forward.2.0", shell)``."""
+        for groups in (self.fq, self.bq):
+            for layer, shards in sorted(groups.items()):
+                for shell in shards:
+                    yield shell.name, shell
 
-def build_backend(cfg: NetConfig, weights: list[np.ndarray], shards: int = 1) -> LocalBackend:
-    """Module objects of every layer, ``shards`` per layer (capped at the layer size)."""
-    num = Numerics.of(cfg)
-    enc = [num.encode(w) for w in weights]
-    fq, bq = {}, {}
+    def state(self) -> dict[str, np.ndarray]:
+        return {f"{name}.{key}": np.array(a) for name, m in self.shells() for key, a in m.state().items()}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        for name, m in self.shells():
+            m.load_state({key: state[f"{name}.{key}"] for key in m.state()})
+
+    def flush(self) -> None:
+        for _, shell in self.shells():
+            shell.flush()
+
+    def close(self) -> None:
+        for _, shell in self.shells():
+            shell.close()
+
+
+def shard_plan(cfg: NetConfig, weights: list[np.ndarray], shards: int):
+    """``(name, kind, spec, weight block)`` of every shard actor of the network."""
+    plan = []
     for layer in range(1, cfg.model.n_layers + 1):
-        w = enc[layer - 1]
-        fq[layer] = [ForwardQuantizer(s, num, w[:, s.lo:s.hi])
-                     for s in layer_specs(cfg, layer, min(shards, w.shape[1]), backward=False)]
+        w = weights[layer - 1]
+        for k, s in enumerate(layer_specs(cfg, layer, min(shards, w.shape[1]), backward=False)):
+            plan.append((f"forward.{layer}.{k}", "forward", s, w[:, s.lo:s.hi]))
         if layer >= 2:
-            bq[layer] = [BackwardQuantizer(s, num, w[s.lo:s.hi, :])
-                         for s in layer_specs(cfg, layer, min(shards, w.shape[0]), backward=True)]
+            for k, s in enumerate(layer_specs(cfg, layer, min(shards, w.shape[0]), backward=True)):
+                plan.append((f"backward.{layer}.{k}", "backward", s, w[s.lo:s.hi, :]))
+    return plan
+
+
+def make_recorder(logging: LoggingConfig | None, run_dir: str | None, name: str):
+    """The traffic recorder of one shell, or None when logging is off."""
+    if logging is None or not logging.traffic or run_dir is None:
+        return None
+    from distspike.logs.traffic import TrafficRecorder
+    kind, layer, shard = name.split(".")
+    return TrafficRecorder(run_dir, name, kind, int(layer), int(shard), logging)
+
+
+def build_backend(cfg: NetConfig, weights: list[np.ndarray], shards: int = 1,
+                  logging: LoggingConfig | None = None, run_dir: str | None = None) -> LocalBackend:
+    """Shells of every layer, ``shards`` per layer (capped at the layer size)."""
+    num = Numerics.of(cfg)
+    fq, bq = {}, {}
+    for name, kind, spec, block in shard_plan(cfg, [num.encode(w) for w in weights], shards):
+        # batches never leave this process, so they are not re-validated at every call
+        shell = Shell(name, make_module(kind, spec, num, block), make_recorder(logging, run_dir, name),
+                      validate=False)
+        (fq if kind == "forward" else bq).setdefault(spec.layer, []).append(shell)
     return LocalBackend(fq, bq)
 
 
-def local_net(cfg: NetConfig, weights: list[np.ndarray] | None = None, shards: int = 1) -> SpikingNet:
+def local_net(cfg: NetConfig, weights: list[np.ndarray] | None = None, shards: int = 1,
+              logging: LoggingConfig | None = None, run_dir: str | None = None) -> SpikingNet:
     """A spiking MLP in this process, initialised from ``cfg.seed`` unless ``weights`` are given."""
     if weights is None:
         weights = init_weights(cfg.model.sizes, cfg.model.w_init, cfg.seed)
-    return SpikingNet(cfg, build_backend(cfg, weights, shards))
+    return SpikingNet(cfg, build_backend(cfg, weights, shards, logging, run_dir))

@@ -38,7 +38,7 @@ def test_sgd_sample_by_hand(routing):
     w1, w2 = net.weights()
     np.testing.assert_allclose(w1, [[0.35, -0.5], [0.3, 0.25]], atol=1e-15)
     np.testing.assert_allclose(w2, [[0.6, 0.65], [-0.5, 0.75]], atol=1e-15)
-    np.testing.assert_allclose(net.backend.bq[2][0].phi, [-0.5, -0.5], atol=1e-15)
+    np.testing.assert_allclose(net.backend.bq[2][0].module.phi, [-0.5, -0.5], atol=1e-15)
     assert _fwd_per_step(net.scheduler.trace) == [[1, 1, 1], [2, 1, 1]]
     assert net.stats.err_passed.tolist() == [0, 2, 4]
 
@@ -55,7 +55,7 @@ def test_fsgd_sample_by_hand(routing):
     w1, w2 = net.weights()
     np.testing.assert_allclose(w1, [[0.65, -0.5], [0.5, 0.25]], atol=1e-15)
     np.testing.assert_allclose(w2, [[0.7, 0.35], [-0.5, 0.75]], atol=1e-15)
-    np.testing.assert_allclose(net.backend.bq[2][0].phi, [0.25, 0.25], atol=1e-15)
+    np.testing.assert_allclose(net.backend.bq[2][0].module.phi, [0.25, 0.25], atol=1e-15)
     assert _fwd_per_step(net.scheduler.trace) == [[1, 1, 1], [2, 1, 2]]
     assert net.stats.err_passed.tolist() == [0, 1, 3]
 
@@ -77,7 +77,7 @@ def _digits():
 
 def _state_arrays(net):
     b, s = net.backend, net.scheduler
-    mods = [m for shards in (*b.fq.values(), *b.bq.values()) for m in shards]
+    mods = [m.module for shards in (*b.fq.values(), *b.bq.values()) for m in shards]
     arrays = [a for m in mods for a in vars(m).values() if isinstance(a, np.ndarray)]
     return arrays + [s.inp.phi, s.inp.total, s.tgt.phi, s.counter.counts]
 
