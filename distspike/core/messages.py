@@ -99,3 +99,51 @@ def merge_shards(parts: list[SpikeBatch]) -> SpikeBatch:
     pot = np.concatenate([p.pot for p in parts])
     order = np.lexsort((idx, -np.abs(pot), off))
     return SpikeBatch(idx[order], sign[order], off[order], pot[order])
+
+
+class Segments:
+    """An ordered list of batches consumed one after another, as separate messages would be.
+
+    Held error spikes of one time step are separate roots (semantics.md); along the
+    linear backward chain each module consumes them in the same order whether they
+    travel one per call or as the segments of one call, so the Ray runtime ships a
+    whole step's roots in one message per actor.
+    """
+
+    __slots__ = ("parts",)
+
+    def __init__(self, parts: list[SpikeBatch]):
+        self.parts = parts
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.parts)
+
+    def __repr__(self) -> str:
+        return f"Segments{self.parts!r}"
+
+    def concat(self) -> SpikeBatch:
+        if not self.parts:
+            return SpikeBatch.empty()
+        return SpikeBatch(np.concatenate([p.idx for p in self.parts]), np.concatenate([p.sign for p in self.parts]))
+
+    def select(self, mask: np.ndarray) -> "Segments":
+        """Keep the events where ``mask`` (over the concatenated events) is true, segment by segment."""
+        out, start = [], 0
+        for p in self.parts:
+            out.append(p.select(mask[start:start + len(p)]))
+            start += len(p)
+        return Segments(out)
+
+    def plain(self) -> "Segments":
+        return Segments([p.plain() for p in self.parts])
+
+    def validate(self, n_units: int, where: str) -> None:
+        for k, p in enumerate(self.parts):
+            p.validate(n_units, f"{where} segment {k}")
+
+
+def merge_parts(parts: list):
+    """``merge_shards`` for batches or, segment by segment, for ``Segments``."""
+    if parts and isinstance(parts[0], Segments):
+        return Segments([merge_shards(list(seg)) for seg in zip(*(p.parts for p in parts))])
+    return merge_shards(parts)

@@ -55,7 +55,8 @@ class SpikingNet:
 
     @property
     def stats(self):
-        return self.scheduler.stats
+        """Spike totals per layer so far (``SpikeStats``)."""
+        return self.scheduler.stats()
 
     def train_sample(self, x: np.ndarray, label: int) -> None:
         """One online training iteration (paper section 3.8, Alg. 8)."""
@@ -90,15 +91,13 @@ class SpikingNet:
         """Everything needed to continue training exactly (between samples): module state + counters."""
         state = dict(self.backend.state())
         state["net.samples_seen"] = np.array(self.samples_seen, np.int64)
-        for key, value in self.stats.as_dict().items():
-            state[f"net.stats.{key}"] = np.array(value, np.int64)
+        state["net.input_spikes"] = np.array(self.scheduler.input_spikes, np.int64)
         return state
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         self.backend.load_state({k: v for k, v in state.items() if not k.startswith("net.")})
         self.samples_seen = int(state["net.samples_seen"])
-        for key in self.stats.as_dict():
-            getattr(self.stats, key)[:] = state[f"net.stats.{key}"]
+        self.scheduler.input_spikes = int(state["net.input_spikes"])
 
     def close(self) -> None:
         """Release the backend (stops actors; shuts down an embedded Ray instance)."""

@@ -32,28 +32,31 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from distspike.config import NetConfig
-from distspike.core.messages import SpikeBatch
+from distspike.core.messages import Segments, SpikeBatch
 from distspike.core.modules import ErrorCounter, Numerics, VectorQuantizer
 
 
 @dataclass
 class SpikeStats:
-    """Spike totals per layer: forward spikes (layer 0 = input), error spikes in and passed."""
+    """Spike totals per layer (index = layer; 0 is the input quantizer).
 
-    n_layers: int
-    fwd: np.ndarray = field(init=False)
-    err_in: np.ndarray = field(init=False)
-    err_passed: np.ndarray = field(init=False)
-    bwd_out: np.ndarray = field(init=False)
+    ``fwd``: spikes emitted by the forward quantizers; ``err_in``: error spikes
+    reaching gate ``l``; ``err_passed``: passed by it; ``bwd_out``: emitted by the
+    backward herder of layer ``l`` (error spikes of layer ``l-1``). Counted by the
+    module shells where the spikes happen, so they cost no extra messages.
+    """
 
-    def __post_init__(self) -> None:
-        self.fwd = np.zeros(self.n_layers + 1, np.int64)  # (L+1,) spikes emitted by layer l
-        self.err_in = np.zeros(self.n_layers + 1, np.int64)  # (L+1,) error spikes reaching gate l
-        self.err_passed = np.zeros(self.n_layers + 1, np.int64)  # (L+1,) passed by gate l
-        self.bwd_out = np.zeros(self.n_layers + 1, np.int64)  # (L+1,) emitted by backward herder l
+    fwd: np.ndarray
+    err_in: np.ndarray
+    err_passed: np.ndarray
+    bwd_out: np.ndarray
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k).tolist() for k in ("fwd", "err_in", "err_passed", "bwd_out")}
+
+
+def _concrete(batch) -> bool:
+    return isinstance(batch, (SpikeBatch, Segments))
 
 
 class Scheduler:
@@ -71,7 +74,7 @@ class Scheduler:
         self.inp = VectorQuantizer(sizes[0], num)
         self.tgt = VectorQuantizer(sizes[-1], num)
         self.counter = ErrorCounter(sizes[-1])
-        self.stats = SpikeStats(self.L)
+        self.input_spikes = 0
         self.trace: list[tuple] | None = None  # (step, kind, layer, n_events) when recording
         self.step = 0
 
@@ -95,8 +98,9 @@ class Scheduler:
                 self._root(("gate", self.L, target))
                 continue
             self.counter.add(target)
-            for spike in self.counter.launch():
-                self._root(("gate", self.L, spike))
+            roots = self.counter.launch()
+            if roots:
+                self._root(("gate", self.L, Segments(roots)))
         self.backend.end_sample([self._smooth_input(l) for l in range(1, self.L + 1)])
 
     def predict_scores(self, x: np.ndarray) -> np.ndarray:
@@ -112,9 +116,15 @@ class Scheduler:
         return self.num.decode(self.backend.preact(self.L)) / self.T
 
     # -- routing -------------------------------------------------------------------
+    def stats(self) -> SpikeStats:
+        """Totals so far: the shells' counters plus the input spikes counted here."""
+        counts = self.backend.spike_counts()  # (4, L+1): FWD_OUT, ERR_IN, ERR_PASSED, BWD_OUT
+        counts[0, 0] = self.input_spikes
+        return SpikeStats(*counts)
+
     def _emit_input(self, x: np.ndarray) -> SpikeBatch:
         batch = self.inp.step(x)
-        self.stats.fwd[0] += len(batch)
+        self.input_spikes += len(batch)
         self._record("input", 0, len(batch))
         return batch
 
@@ -127,9 +137,11 @@ class Scheduler:
             self._push(work, self._handle(kind, layer, batch))
 
     def _push(self, work: deque, items: list) -> None:
-        items = [it for it in items if len(it[2])]
+        """Queue the outputs; empty batches are dropped, un-held depth-first splits into single events."""
         if self.fine:
+            items = [(k, l, self.backend.fetch(b)) for k, l, b in items]
             items = [(k, l, single) for k, l, b in items for single in b.singles()]
+        items = [it for it in items if not _concrete(it[2]) or len(it[2])]
         work.extend(reversed(items) if self.lifo else items)
 
     def _handle(self, kind: str, layer: int, batch: SpikeBatch) -> list:
@@ -139,28 +151,24 @@ class Scheduler:
             return self._gate(layer, batch)
         return self._backward(layer, batch)
 
-    def _forward(self, layer: int, batch: SpikeBatch) -> list:
-        out = self.backend.forward(layer, batch, True).plain()
-        self.stats.fwd[layer] += len(out)
-        self._record("fwd", layer, len(out))
+    def _forward(self, layer: int, batch) -> list:
+        out = self.backend.forward(layer, batch, True)
+        self._record("fwd", layer, out)
         if layer < self.L:
             return [("fwd", layer + 1, out)]
         if self.hold:
-            self.counter.add(out)
+            self.counter.add(self.backend.fetch(out))
             return []
         return [("gate", layer, out)]
 
-    def _gate(self, layer: int, batch: SpikeBatch) -> list:
-        self.stats.err_in[layer] += len(batch)
+    def _gate(self, layer: int, batch) -> list:
         passed = self.backend.gate(layer, batch, self._smooth_input(layer))
-        self.stats.err_passed[layer] += len(passed)
-        self._record("gate", layer, len(passed))
+        self._record("gate", layer, passed)
         return [("bwd", layer, passed)] if layer >= 2 else []
 
-    def _backward(self, layer: int, batch: SpikeBatch) -> list:
-        out = self.backend.backward(layer, batch, self.lifo, self._smooth_input(layer)).plain()
-        self.stats.bwd_out[layer] += len(out)
-        self._record("bwd", layer, len(out))
+    def _backward(self, layer: int, batch) -> list:
+        out = self.backend.backward(layer, batch, self.lifo, self._smooth_input(layer))
+        self._record("bwd", layer, out)
         return [("gate", layer - 1, out)]
 
     def _smooth_input(self, layer: int):
@@ -169,6 +177,7 @@ class Scheduler:
             return None
         return self.inp.total if layer == 1 else self.backend.preact(layer - 1)
 
-    def _record(self, kind: str, layer: int, n: int) -> None:
+    def _record(self, kind: str, layer: int, batch) -> None:
         if self.trace is not None:
+            n = batch if isinstance(batch, int) else len(self.backend.fetch(batch))
             self.trace.append((self.step, kind, layer, n))

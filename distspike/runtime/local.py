@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from distspike.config import LoggingConfig, NetConfig
-from distspike.core.messages import SpikeBatch, merge_shards
+from distspike.core.messages import Segments, SpikeBatch, merge_parts
 from distspike.core.modules import Numerics
 from distspike.core.network import SpikingNet, init_weights, layer_specs
 from distspike.runtime.shell import Shell, make_module
@@ -36,18 +36,30 @@ class LocalBackend:
             for m in self.bq.get(layer, ()):
                 m.count(batch)
         self.calls += len(self.fq[layer]) + (len(self.bq.get(layer, ())) if train else 0)
-        return merge_shards([m.forward(batch, train) for m in self.fq[layer]])
+        return merge_parts([m.forward(batch, train) for m in self.fq[layer]]).plain()
 
-    def gate(self, layer: int, batch: SpikeBatch, smooth=None) -> SpikeBatch:
+    def gate(self, layer: int, batch, smooth=None):
+        """Every shard gates the events of its own block; the passed events keep their order."""
         self.calls += len(self.fq[layer])
         mask = np.zeros(len(batch), bool)
         for m in self.fq[layer]:
             mask |= m.gate(batch, smooth)
         return batch.select(mask)
 
-    def backward(self, layer: int, batch: SpikeBatch, interleave: bool, smooth=None) -> SpikeBatch:
+    def backward(self, layer: int, batch, interleave: bool, smooth=None):
         self.calls += len(self.bq[layer])
-        return merge_shards([m.backward(batch, interleave, smooth) for m in self.bq[layer]])
+        return merge_parts([m.backward(batch, interleave, smooth) for m in self.bq[layer]]).plain()
+
+    def fetch(self, batch):
+        """Batches are already concrete in-process."""
+        return batch
+
+    def spike_counts(self) -> np.ndarray:
+        """``(4, L+1)`` totals: forward out, error in, passed (forward shells), backward out."""
+        counts = np.zeros((4, len(self.fq) + 1), np.int64)
+        for _, shell in self.shells():
+            counts[:, shell.layer] += shell.counters
+        return counts
 
     def preact(self, layer: int) -> np.ndarray:
         return np.concatenate([m.preact() for m in self.fq[layer]])

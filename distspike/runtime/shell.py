@@ -10,8 +10,11 @@ import time
 
 import numpy as np
 
-from distspike.core.messages import SpikeBatch
+from distspike.core.messages import Segments, SpikeBatch
 from distspike.core.modules import BackwardQuantizer, ForwardQuantizer
+
+# spike counters kept by every shell (summed over shards they give the runtime's totals)
+FWD_OUT, ERR_IN, ERR_PASSED, BWD_OUT = range(4)
 
 EVENT_BYTES = 5  # int32 index + int8 sign
 HEADER_BYTES = 16  # source, layer, sample, step
@@ -32,6 +35,7 @@ class Shell:
         # forward shards receive spikes of layer l-1 and errors of layer l; backward ones errors of layer l
         self._n_in = {"fwd": spec.n_in, "gate": spec.n_out, "count": spec.n_in, "bwd": spec.n_out}
         self.position = (0, 0, 0)  # (epoch, sample, step) of the message being consumed
+        self.counters = np.zeros(4, np.int64)  # FWD_OUT, ERR_IN (own block), ERR_PASSED, BWD_OUT
 
     def set_position(self, epoch: int, sample: int, step: int) -> None:
         self.position = (epoch, sample, step)
@@ -60,6 +64,7 @@ class Shell:
         t0 = time.perf_counter()
         out = self.module.forward(batch, train)
         if train:
+            self.counters[FWD_OUT] += len(out)
             self._log("forward", batch, out, t0)
         return out
 
@@ -69,17 +74,33 @@ class Shell:
         self.module.count(batch)
         self._log("forward", batch, None, t0)
 
-    def gate(self, batch: SpikeBatch, smooth=None) -> np.ndarray:
+    def gate(self, batch, smooth=None) -> np.ndarray:
+        """Gate a batch (or the segments of several roots, in order); mask of passed events."""
         self._check(batch, "gate")
+        parts = batch.parts if isinstance(batch, Segments) else [batch]
+        masks = [self._gate_one(p, smooth) for p in parts]
+        return np.concatenate(masks) if masks else np.zeros(0, bool)
+
+    def _gate_one(self, batch: SpikeBatch, smooth) -> np.ndarray:
         t0 = time.perf_counter()
         passed = self.module.gate(batch, smooth)
+        spec = self.module.spec
+        self.counters[ERR_IN] += int(np.count_nonzero((batch.idx >= spec.lo) & (batch.idx < spec.hi)))
+        self.counters[ERR_PASSED] += int(np.count_nonzero(passed))
         self._log("backward", batch, batch.select(passed), t0)
         return passed
 
-    def backward(self, batch: SpikeBatch, interleave: bool, smooth=None) -> SpikeBatch:
+    def backward(self, batch, interleave: bool, smooth=None):
+        """Backward pass of a batch (or of several roots' segments, in order)."""
         self._check(batch, "bwd")
+        if isinstance(batch, Segments):
+            return Segments([self._backward_one(p, interleave, smooth) for p in batch.parts])
+        return self._backward_one(batch, interleave, smooth)
+
+    def _backward_one(self, batch: SpikeBatch, interleave: bool, smooth) -> SpikeBatch:
         t0 = time.perf_counter()
         out = self.module.backward(batch, interleave, smooth)
+        self.counters[BWD_OUT] += len(out)
         self._log("backward", batch, out, t0)
         return out
 
@@ -94,10 +115,11 @@ class Shell:
         return self.module.weights()
 
     def state(self) -> dict:
-        return self.module.state()
+        return {**self.module.state(), "counters": self.counters}
 
     def load_state(self, state: dict) -> None:
-        self.module.load_state(state)
+        self.counters[:] = state["counters"]
+        self.module.load_state({k: v for k, v in state.items() if k != "counters"})
 
     def flush(self) -> None:
         if self.recorder is not None:
