@@ -162,7 +162,7 @@ class ForwardQuantizer:
         if weights.shape != (spec.n_in, nb):
             raise ValueError(f"layer {spec.layer} shard [{spec.lo},{spec.hi}): weights shape "
                              f"{weights.shape} != {(spec.n_in, nb)}")
-        self.W = np.ascontiguousarray(weights, num.dtype)  # (n_in, nb)
+        self.W = np.array(weights, num.dtype, order="C")  # (n_in, nb), an owned writable copy
         self.S = np.zeros(nb, num.dtype)  # (nb,) pre-activation sums
         self.phi = np.zeros(nb, num.dtype)  # (nb,) herder potentials
         self.c = np.zeros(spec.n_in, np.int64)  # (n_in,) signed input spike counts
@@ -227,7 +227,7 @@ class BackwardQuantizer:
         if weights.shape != (nb, spec.n_out):
             raise ValueError(f"layer {spec.layer} backward shard [{spec.lo},{spec.hi}): weights shape "
                              f"{weights.shape} != {(nb, spec.n_out)}")
-        self.WT = np.ascontiguousarray(np.asarray(weights, num.dtype).T)  # (n_out, nb)
+        self.WT = np.array(np.asarray(weights, num.dtype).T, order="C")  # (n_out, nb), owned copy
         self.phi = np.zeros(nb, num.dtype)  # (nb,) never reset by default
         self.c = np.zeros(nb, np.int64)  # (nb,) counts of this block's forward spikes
         self.e = np.zeros(spec.n_out, np.int64)  # (n_out,) passed error counts (SGD)

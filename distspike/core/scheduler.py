@@ -110,10 +110,10 @@ class Scheduler:
         for t in range(self.T):
             batch = self.inp.step(x)
             for layer in range(1, self.L + 1):
-                if not len(batch):
+                if _concrete(batch) and not len(batch):
                     break
                 batch = self.backend.forward(layer, batch, False)
-        return self.num.decode(self.backend.preact(self.L)) / self.T
+        return self.num.decode(self.backend.preact_values(self.L)) / self.T
 
     # -- routing -------------------------------------------------------------------
     def stats(self) -> SpikeStats:

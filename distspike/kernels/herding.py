@@ -27,6 +27,7 @@ import numpy as np
 from numba import njit
 
 _FIRE_CAP = 64  # initial capacity of output buffers; they grow by doubling
+MAX_SPIKES_PER_UNIT = 1e9  # a potential this many units above threshold means the run diverged
 
 
 @njit(cache=True)
@@ -61,6 +62,8 @@ def _fire_candidates(phi, cand, m, thresh, unit, signed, tmp_pot, tmp_idx):
     for c in range(m):
         j = cand[c]
         p = phi[j]
+        if not abs(p) < MAX_SPIKES_PER_UNIT * unit:  # also catches inf and nan
+            raise OverflowError("herding potential is not finite or would fire over 1e9 spikes: the weights diverged")
         while (p > thresh) or (signed and -p > thresh):
             if n >= tmp_pot.shape[0]:
                 tmp_pot = _grow(tmp_pot, n + 1)

@@ -64,6 +64,8 @@ class LocalBackend:
     def preact(self, layer: int) -> np.ndarray:
         return np.concatenate([m.preact() for m in self.fq[layer]])
 
+    preact_values = preact
+
     def end_sample(self, smooth_inputs: list) -> None:
         for name, shell in self.shells():
             shell.end_sample(smooth_inputs[shell.layer - 1])

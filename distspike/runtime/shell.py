@@ -40,6 +40,9 @@ class Shell:
     def set_position(self, epoch: int, sample: int, step: int) -> None:
         self.position = (epoch, sample, step)
 
+    def _diverged(self, err: OverflowError) -> OverflowError:
+        return OverflowError(f"actor {self.name} at (epoch, sample, step)={self.position}: {err}")
+
     def _check(self, batch: SpikeBatch, port: str) -> None:
         if self.validate:
             batch.validate(self._n_in[port], f"actor {self.name} port {port!r}")
@@ -62,7 +65,10 @@ class Shell:
     def forward(self, batch: SpikeBatch, train: bool = True) -> SpikeBatch:
         self._check(batch, "fwd")
         t0 = time.perf_counter()
-        out = self.module.forward(batch, train)
+        try:
+            out = self.module.forward(batch, train)
+        except OverflowError as err:
+            raise self._diverged(err) from None
         if train:
             self.counters[FWD_OUT] += len(out)
             self._log("forward", batch, out, t0)
@@ -99,7 +105,10 @@ class Shell:
 
     def _backward_one(self, batch: SpikeBatch, interleave: bool, smooth) -> SpikeBatch:
         t0 = time.perf_counter()
-        out = self.module.backward(batch, interleave, smooth)
+        try:
+            out = self.module.backward(batch, interleave, smooth)
+        except OverflowError as err:
+            raise self._diverged(err) from None
         self.counters[BWD_OUT] += len(out)
         self._log("backward", batch, out, t0)
         return out

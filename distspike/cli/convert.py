@@ -1,0 +1,160 @@
+"""Plain config containers (resolved Hydra config) -> the typed objects of ``distspike.config``.
+
+Hydra stops at the entry point: ``run_spec`` turns the resolved config into a frozen
+``RunSpec`` of typed objects, and only those travel further. Layer sizes may contain
+``null`` in the first (input) and last (output) position; they are filled in from the
+dataset's feature and class counts by ``RunSpec.net_config``.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from distspike.config import (ActorResources, ConfigError, LoggingConfig, ModelConfig, NetConfig,
+                              PlacementConfig, RuntimeConfig, TrainingConfig)
+from distspike.data import DATASETS, Dataset, load_dataset
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which dataset to load, from where, and which leading subsets to keep."""
+
+    name: str
+    root: str | None = None
+    download: bool = True
+    n_train: int | None = None
+    n_test: int | None = None
+    options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.name not in DATASETS:
+            raise ConfigError(f"data.name={self.name!r} is not one of {sorted(DATASETS)}")
+        for key in ("n_train", "n_test"):
+            n = getattr(self, key)
+            if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+                raise ConfigError(f"data.{key}={n!r} must be a non-negative integer or null")
+        if self.root is not None and not self.bundled and not Path(self.root).expanduser().is_dir():
+            # never create (or download into) a root the user mistyped
+            raise ConfigError(f"data.root={self.root!r} is not an existing directory")
+
+    @property
+    def bundled(self) -> bool:
+        """True for datasets that need no files (sklearn's digits)."""
+        return DATASETS[self.name] is None
+
+    def load(self) -> Dataset:
+        """Load the dataset and keep its first ``n_train`` / ``n_test`` samples."""
+        options = dict(self.options)
+        if not self.bundled:
+            options["download"] = self.download
+        ds = load_dataset(self.name, self.root, **options)
+        for key, n, available in (("n_train", self.n_train, ds.n_train), ("n_test", self.n_test, ds.n_test)):
+            if n is not None and n > available:
+                raise ConfigError(f"data.{key}={n} exceeds the {available} samples of data {self.name!r}")
+        return ds.subset(self.n_train, self.n_test)
+
+    def identity(self) -> dict:
+        """What determines the samples (root and download do not): for resume checks."""
+        return {"name": self.name, "n_train": self.n_train, "n_test": self.n_test, "options": self.options}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A whole ``distspike-train`` job, typed; model sizes may still hold ``None``."""
+
+    model: dict
+    training: TrainingConfig
+    routing: str
+    seed: int
+    runtime: RuntimeConfig
+    logging: LoggingConfig
+    data: DataSpec
+    resume: str | None = None
+    progress: bool | None = None
+    eval_train: int | None = None
+    checkpoint_keep: int = 2
+
+    def net_config(self, n_features: int | None = None, n_classes: int | None = None) -> NetConfig:
+        """The typed net; ``None`` counts (no data yet) leave auto sizes as placeholders."""
+        sizes = resolve_sizes(self.model["sizes"], n_features, n_classes, self.data.name)
+        model = ModelConfig(tuple(sizes), self.model["w_init"], self.model["dtype"])
+        return NetConfig(model, self.training, self.routing, self.seed)
+
+    def check(self) -> None:
+        """Everything that can be checked before the data are loaded."""
+        net = self.net_config()
+        if None not in self.model["sizes"]:
+            self.runtime.check_against(net.model)
+
+
+def resolve_sizes(sizes: list, n_features: int | None, n_classes: int | None, data_name: str) -> list:
+    """Fill ``null`` input/output sizes from the data and check explicit ones against it.
+
+    Without data (``None`` counts) an auto size becomes the placeholder 1, so that the
+    other sizes can still be validated.
+    """
+    sizes = list(sizes)
+    for i in range(1, len(sizes) - 1):
+        if sizes[i] is None:
+            raise ConfigError(f"model.sizes[{i}]=None: only the first (input) and last (output) "
+                              "sizes may be null (taken from the data)")
+    for i, n_data, what in ((0, n_features, "input features"), (len(sizes) - 1, n_classes, "classes")):
+        if not sizes or i >= len(sizes):
+            continue
+        if sizes[i] is None:
+            sizes[i] = 1 if n_data is None else n_data
+        elif n_data is not None and sizes[i] != n_data:
+            raise ConfigError(f"model.sizes[{i}]={sizes[i]!r} does not match the {n_data} {what} "
+                              f"of data {data_name!r} (use null to take it from the data)")
+    return sizes
+
+
+def actor_resources(node: dict) -> ActorResources:
+    return ActorResources(node["num_cpus"], node["memory"], tuple(dict(node["resources"]).items()))
+
+
+def placement_config(node: dict) -> PlacementConfig:
+    """``placement.strategy`` is accepted in any case (``spread`` -> ``SPREAD``)."""
+    return PlacementConfig(str(node["strategy"]).upper(), actor_resources(node["forward"]),
+                           actor_resources(node["backward"]), node["timeout_s"])
+
+
+def runtime_config(node: dict, placement: dict) -> RuntimeConfig:
+    return RuntimeConfig(node["kind"], node["shards"], node["address"], node["temp_dir"],
+                         placement_config(placement))
+
+
+def data_spec(node: dict) -> DataSpec:
+    return DataSpec(node["name"], node["root"], node["download"], node["n_train"], node["n_test"],
+                    dict(node["options"] or {}))
+
+
+def run_spec(cfg: dict[str, Any]) -> RunSpec:
+    """Typed ``RunSpec`` of a resolved config container; raises ``ConfigError`` naming the key."""
+    keep = cfg["checkpoint"]["keep"]
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+        raise ConfigError(f"checkpoint.keep={keep!r} must be a non-negative integer (0 = keep all)")
+    eval_train = cfg["eval_train"]
+    if eval_train is not None and eval_train <= 0:
+        raise ConfigError(f"eval_train={eval_train!r} must be a positive integer or null")
+    spec = RunSpec(model=dict(cfg["model"]), training=TrainingConfig(**cfg["training"]),
+                   routing=cfg["routing"], seed=cfg["seed"],
+                   runtime=runtime_config(cfg["runtime"], cfg["placement"]),
+                   logging=LoggingConfig(**cfg["logging"]), data=data_spec(cfg["data"]),
+                   resume=cfg["resume"], progress=cfg["progress"], eval_train=eval_train,
+                   checkpoint_keep=keep)
+    spec.check()
+    return spec
+
+
+def identity(net: NetConfig, spec: RunSpec) -> dict:
+    """What a checkpoint must share with a run that resumes it (JSON-ready).
+
+    Everything that changes the numbers: model, training rule (not the epoch count),
+    routing, seed, the data samples, and the sharding (module state is per shard).
+    """
+    net_d = asdict(net)
+    net_d["training"].pop("epochs")
+    net_d["model"]["sizes"] = list(net_d["model"]["sizes"])
+    return {**net_d, "data": spec.data.identity(), "runtime": {"shards": spec.runtime.shards}}

@@ -1,0 +1,177 @@
+"""One ``distspike-train`` job: data -> net -> epochs -> run-directory outputs.
+
+Hydra-free: it takes the resolved config as a plain dict and the run directory, so
+tests and other tools can call it directly. ``resume`` continues the newest complete
+checkpoint of an earlier run directory and writes into that directory; the final
+weights and curve equal those of an uninterrupted run.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from distspike.cli import checkpoint, outputs
+from distspike.cli.convert import RunSpec, identity, run_spec
+from distspike.cli.errors import UserError, full_errors, one_line
+from distspike.config import NetConfig, RuntimeConfig
+from distspike.runtime import make_net
+from distspike.runtime.loop import EpochRecord, fit
+
+log = logging.getLogger("distspike.train")
+
+
+@dataclass
+class Start:
+    """Where training starts: epoch 0, or a checkpoint's state, curve and running totals."""
+
+    epoch: int = 0
+    state: dict | None = None
+    curve: list[dict] = field(default_factory=list)
+    ray_calls: int = 0
+    train_seconds: float = 0.0
+    wall_time_s: float = 0.0
+
+
+def find_checkpoint(spec: RunSpec, run_dir: Path) -> checkpoint.Checkpoint | None:
+    """The newest complete checkpoint of the run to resume (None if not resuming)."""
+    if not spec.resume:
+        return None
+    if not run_dir.is_dir():
+        raise UserError(f"resume={spec.resume!r} is not an existing run directory")
+    ck = checkpoint.latest(run_dir)
+    if ck is None:
+        raise UserError(f"resume={spec.resume!r} has no complete checkpoint in {str(run_dir / checkpoint.CKPT_DIR)!r}")
+    return ck
+
+
+def resume_point(ck: checkpoint.Checkpoint | None, spec: RunSpec, net_cfg: NetConfig, run_dir: Path) -> Start:
+    """Epoch 0, or the checkpoint's state, curve and totals after a compatibility check."""
+    if ck is None:
+        return Start()
+    checkpoint.check_compatible(ck.meta["config"], identity(net_cfg, spec), run_dir)
+    m = ck.meta
+    log.info("resuming %s from epoch %d", run_dir, ck.epoch)
+    return Start(ck.epoch, ck.load_state(), m["curve"], m["ray_calls"], m["train_seconds"], m["wall_time_s"])
+
+
+def job_runtime(runtime: RuntimeConfig, run_dir: Path) -> tuple[RuntimeConfig, Path | None]:
+    """Give an embedded Ray its own temp dir (under the run dir or /tmp); the fallback dir to clean."""
+    if runtime.kind != "ray_local" or runtime.temp_dir:
+        return runtime, None
+    temp_dir, fallback = outputs.ray_temp_dir(run_dir)
+    return replace(runtime, temp_dir=str(temp_dir)), temp_dir if fallback else None
+
+
+def open_net(net_cfg: NetConfig, runtime: RuntimeConfig, spec: RunSpec, run_dir: Path):
+    """``make_net``; a runtime that cannot start or place its actors is a one-line user error."""
+    try:
+        return make_net(net_cfg, runtime, logging=spec.logging, run_dir=str(run_dir))
+    except (RuntimeError, ConnectionError, TimeoutError) as ex:
+        if full_errors():
+            raise
+        raise UserError(f"runtime={runtime.kind}: {one_line(str(ex))}") from ex
+
+
+class EpochSaver:
+    """``fit``'s ``on_epoch`` hook: log the epoch, append it to ``curve.csv``, checkpoint."""
+
+    def __init__(self, net, run_dir: Path, ident: dict, start: Start, n_train: int, keep: int):
+        self.net, self.run_dir, self.ident, self.n_train, self.keep = net, run_dir, ident, n_train, keep
+        self.start, self.curve = start, list(start.curve)
+        self.train_seconds = start.train_seconds
+        self.t0 = time.perf_counter()
+
+    def wall_time(self) -> float:
+        return self.start.wall_time_s + time.perf_counter() - self.t0
+
+    def ray_calls(self) -> int:
+        return self.start.ray_calls + int(self.net.backend.calls)
+
+    def __call__(self, rec: EpochRecord) -> None:
+        log.info("epoch %d: train error %.2f %%, test error %.2f %%, %.0f samples/s, %.1f s",
+                 rec.epoch, rec.train_error, rec.test_error, rec.samples_per_s, rec.seconds)
+        self.train_seconds += self.n_train / rec.samples_per_s if rec.samples_per_s else 0.0
+        self.curve.append(asdict(rec))
+        outputs.append_curve(self.run_dir, rec)
+        meta = {"format": 1, "config": self.ident, "curve": self.curve, "samples_seen": self.net.samples_seen,
+                "ray_calls": self.ray_calls(), "train_seconds": self.train_seconds, "wall_time_s": self.wall_time()}
+        checkpoint.save(self.run_dir, rec.epoch, self.net.state_dict(), meta, self.keep)
+
+
+def final_errors(net, data, saver: EpochSaver, eval_train: int | None) -> tuple[float, float]:
+    """Errors after the last epoch (from the curve, or measured if no epoch ran at all)."""
+    if saver.curve:
+        return saver.curve[-1]["train_error"], saver.curve[-1]["test_error"]
+    n = data.n_train if eval_train is None else min(eval_train, data.n_train)
+    return net.error(data.x_train[:n], data.y_train[:n]), net.error(data.x_test, data.y_test)
+
+
+def collect_metrics(net, data, spec: RunSpec, runtime: RuntimeConfig, saver: EpochSaver, run_dir: Path) -> dict:
+    """``metrics.json``: final errors, throughput, spike totals per layer, actor calls."""
+    train_err, test_err = final_errors(net, data, saver, spec.eval_train)
+    spikes = net.stats.as_dict()
+    return {
+        "status": "completed",
+        "final_train_error": train_err, "final_test_error": test_err,
+        "epochs": saver.curve[-1]["epoch"] if saver.curve else 0,
+        "samples_seen": int(net.samples_seen),
+        "samples_per_s": net.samples_seen / saver.train_seconds if saver.train_seconds else 0.0,
+        "train_seconds": saver.train_seconds, "wall_time_s": saver.wall_time(),
+        "spikes": spikes,
+        "spikes_forward_total": int(sum(spikes["fwd"])), "spikes_error_total": int(sum(spikes["err_in"])),
+        "ray_calls": saver.ray_calls(),
+        "runtime": {"kind": runtime.kind, "shards": runtime.shards, "address": runtime.address,
+                    "placement": runtime.placement.strategy, "temp_dir": runtime.temp_dir},
+        "model": list(net.cfg.model.sizes), "routing": net.cfg.routing, "rule": net.cfg.training.rule,
+        "data": spec.data.name, "n_train": data.n_train, "n_test": data.n_test, "seed": net.cfg.seed,
+        "resumed_from_epoch": saver.start.epoch, "run_dir": str(run_dir),
+    }
+
+
+def train(net, data, spec: RunSpec, run_dir: Path, start: Start) -> EpochSaver:
+    """Load the checkpoint state (if any) and run the remaining epochs."""
+    if start.state is not None:
+        net.load_state_dict(start.state)
+        net.epoch = start.epoch
+    saver = EpochSaver(net, run_dir, identity(net.cfg, spec), start, data.n_train, spec.checkpoint_keep)
+    todo = max(net.cfg.training.epochs - start.epoch, 0)
+    if start.epoch and not todo:
+        log.info("nothing to train: %s already has %d epochs", run_dir, start.epoch)
+    fit(net, data.x_train, data.y_train, data.x_test, data.y_test, todo, progress=spec.progress,
+        eval_train=spec.eval_train, on_epoch=saver, start_epoch=start.epoch)
+    return saver
+
+
+def run_job(cfg: dict, run_dir: Path) -> dict:
+    """Run one job from its resolved config; returns (and writes) its metrics.
+
+    With ``resume`` set, the job writes into the resumed run directory instead.
+    """
+    spec = run_spec(cfg)
+    run_dir = Path(spec.resume).resolve() if spec.resume else Path(run_dir).resolve()
+    ck = find_checkpoint(spec, run_dir)
+    data = spec.data.load()
+    net_cfg = spec.net_config(data.n_features, data.n_classes)
+    spec.runtime.check_against(net_cfg.model)
+    start = resume_point(ck, spec, net_cfg, run_dir)
+    runtime, fallback_tmp = job_runtime(spec.runtime, run_dir)
+    outputs.write_config(run_dir, resolved(cfg, net_cfg, runtime))
+    outputs.write_curve(run_dir, start.curve)
+    with open_net(net_cfg, runtime, spec, run_dir) as net:
+        saver = train(net, data, spec, run_dir, start)
+        metrics = collect_metrics(net, data, spec, runtime, saver, run_dir)
+    outputs.write_metrics(run_dir, metrics)
+    if fallback_tmp is not None:
+        outputs.remove_ray_temp_dir(run_dir, fallback_tmp)
+    return metrics
+
+
+def resolved(cfg: dict, net_cfg: NetConfig, runtime: RuntimeConfig) -> dict:
+    """The config as run: auto layer sizes and the Ray temp dir filled in."""
+    out = copy.deepcopy(cfg)
+    out["model"]["sizes"] = list(net_cfg.model.sizes)
+    out["runtime"]["temp_dir"] = runtime.temp_dir
+    return out

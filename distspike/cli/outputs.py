@@ -1,0 +1,106 @@
+"""Files of a run directory: resolved config, learning curve, metrics, Ray temp dir.
+
+Layout (``docs/usage.md``)::
+
+    RUN_DIR/.hydra/            Hydra's composed config, overrides, hydra settings
+    RUN_DIR/config_resolved.yaml  the resolved config (auto sizes filled in)
+    RUN_DIR/curve.csv          one row per epoch
+    RUN_DIR/metrics.json       final errors, throughput, spike totals, actor calls
+    RUN_DIR/checkpoints/       epoch_NNNN.npz + epoch_NNNN.json
+    RUN_DIR/traffic/           per-actor spike traffic logs (logging.traffic)
+    RUN_DIR/train.log          Hydra's job log
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import yaml
+
+from distspike.runtime.loop import EpochRecord
+
+CURVE = "curve.csv"
+METRICS = "metrics.json"
+CONFIG = "config_resolved.yaml"
+CURVE_FIELDS = [f.name for f in fields(EpochRecord)]
+
+#: AF_UNIX socket paths are limited to 107 bytes on Linux; Ray puts its sockets at
+#: <temp_dir>/session_<date>_<time>_<usec>_<pid>/sockets/plasma_store[.k]
+SOCKET_PATH_MAX = 107
+RAY_SOCKET_SUFFIX = len("/session_2025-01-01_00-00-00_000000_4194304/sockets/plasma_store.99")
+RAY_TMP_LINK = "ray_tmp"
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_config(run_dir: Path, cfg: dict) -> None:
+    """``config_resolved.yaml``: the fully resolved config of this job."""
+    write_text_atomically(Path(run_dir) / CONFIG, yaml.safe_dump(cfg, sort_keys=False))
+
+
+def write_curve(run_dir: Path, rows: list[dict]) -> None:
+    """(Re)write ``curve.csv`` with ``rows`` (a resumed run truncates to its checkpoint)."""
+    path = Path(run_dir) / CURVE
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, CURVE_FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def append_curve(run_dir: Path, rec: EpochRecord) -> None:
+    """Append one epoch to ``curve.csv`` (creating it with a header)."""
+    path = Path(run_dir) / CURVE
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, CURVE_FIELDS)
+        if new:
+            w.writeheader()
+        w.writerow(asdict(rec))
+
+
+def read_curve(run_dir: Path) -> list[dict]:
+    """Rows of ``curve.csv`` with numeric values (epoch as int)."""
+    with open(Path(run_dir) / CURVE, newline="") as f:
+        return [{k: int(v) if k == "epoch" else float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def write_metrics(run_dir: Path, metrics: dict) -> None:
+    write_text_atomically(Path(run_dir) / METRICS, json.dumps(metrics, indent=1) + "\n")
+
+
+def ray_temp_dir(run_dir: Path) -> tuple[Path, bool]:
+    """A fresh temp dir for this job's embedded Ray; True if it is a /tmp fallback.
+
+    ``RUN_DIR/ray_tmp`` when Ray's socket paths under it fit the AF_UNIX limit, else a
+    short ``/tmp/dsray-*`` dir, linked from ``RUN_DIR/ray_tmp`` so its logs can be found.
+    Each job gets its own, so jobs of a sweep never share a Ray instance or temp dir.
+    """
+    run_dir = Path(run_dir).resolve()
+    inside = run_dir / RAY_TMP_LINK
+    if len(str(inside).encode()) + RAY_SOCKET_SUFFIX <= SOCKET_PATH_MAX:
+        inside.mkdir(parents=True, exist_ok=True)
+        return inside, False
+    short = Path(tempfile.mkdtemp(prefix="dsray-", dir="/tmp"))
+    if inside.is_symlink():  # left by an earlier invocation (resume)
+        inside.unlink()
+    inside.symlink_to(short, target_is_directory=True)
+    return short, True
+
+
+def remove_ray_temp_dir(run_dir: Path, temp_dir: Path) -> None:
+    """Delete a /tmp fallback temp dir and its link (after Ray has shut down)."""
+    shutil.rmtree(temp_dir, ignore_errors=True)
+    link = Path(run_dir) / RAY_TMP_LINK
+    if link.is_symlink():
+        link.unlink()
