@@ -49,9 +49,8 @@ def app(cfg: DictConfig) -> float:
 
 def command_line(argv: list[str]) -> list[str]:
     """``argv`` with ``resume=RUN_DIR`` expanded (see ``cli.argv``)."""
-    try:
-        args = parse_args(argv)
-    except SystemExit:
+    args = parse_args(argv)
+    if args is None:
         return argv
     overrides = expand_resume(args.overrides, args.multirun)
     flags = [a for a in argv if a not in args.overrides]

@@ -111,6 +111,7 @@ def resolve_sizes(sizes: list, n_features: int | None, n_classes: int | None, da
 
 
 def actor_resources(node: dict) -> ActorResources:
+    """``placement.forward`` / ``.backward`` -> ``ActorResources``."""
     return ActorResources(node["num_cpus"], node["memory"], tuple(dict(node["resources"]).items()))
 
 
@@ -121,11 +122,13 @@ def placement_config(node: dict) -> PlacementConfig:
 
 
 def runtime_config(node: dict, placement: dict) -> RuntimeConfig:
+    """``runtime`` + ``placement`` -> ``RuntimeConfig`` (placement is its own group for the CLI)."""
     return RuntimeConfig(node["kind"], node["shards"], node["address"], node["temp_dir"],
                          placement_config(placement))
 
 
 def data_spec(node: dict) -> DataSpec:
+    """``data`` -> ``DataSpec``."""
     return DataSpec(node["name"], node["root"], node["download"], node["n_train"], node["n_test"],
                     dict(node["options"] or {}))
 

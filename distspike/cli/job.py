@@ -85,9 +85,11 @@ class EpochSaver:
         self.t0 = time.perf_counter()
 
     def wall_time(self) -> float:
+        """Seconds of wall time over this and all earlier invocations of the run."""
         return self.start.wall_time_s + time.perf_counter() - self.t0
 
     def ray_calls(self) -> int:
+        """Actor (or in-process module) calls over this and all earlier invocations."""
         return self.start.ray_calls + int(self.net.backend.calls)
 
     def __call__(self, rec: EpochRecord) -> None:

@@ -37,6 +37,7 @@ RAY_TMP_LINK = "ray_tmp"
 
 
 def write_text_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to a temp file beside ``path`` and move it into place (no torn files)."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
@@ -76,6 +77,7 @@ def read_curve(run_dir: Path) -> list[dict]:
 
 
 def write_metrics(run_dir: Path, metrics: dict) -> None:
+    """``metrics.json`` (written at the end of a job, or with ``status: failed`` in a sweep)."""
     write_text_atomically(Path(run_dir) / METRICS, json.dumps(metrics, indent=1) + "\n")
 
 

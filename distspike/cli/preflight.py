@@ -8,15 +8,16 @@ the command before anything runs, with one line naming the key. What needs the d
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import re
-
-from omegaconf.errors import OmegaConfBaseException
 
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra._internal.utils import get_args_parser
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, MissingConfigException
+from omegaconf.errors import OmegaConfBaseException
 
 from distspike.cli import CONF_DIR, schema
 from distspike.cli.convert import run_spec
@@ -26,8 +27,16 @@ _SKIP_FLAGS = ("help", "hydra_help", "shell_completion", "info", "config_path", 
 
 
 def parse_args(argv: list[str]):
-    """Hydra's own argument parser (so ``-m``, ``--cfg`` etc. mean what they mean to Hydra)."""
-    return get_args_parser().parse_args(argv)
+    """``argv`` parsed by Hydra's own parser (``-m``, ``--cfg``... mean what they mean to Hydra).
+
+    None if it does not parse (or is ``--version``): Hydra itself reports that, once.
+    """
+    quiet = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(quiet), contextlib.redirect_stdout(quiet):
+            return get_args_parser().parse_args(argv)
+    except SystemExit:
+        return None
 
 
 def job_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
@@ -66,11 +75,8 @@ def check_job(config_name: str, overrides: list[str]) -> None:
 
 def preflight(argv: list[str]) -> None:
     """Raise ``UserError`` (one line) if any job of this command line has a bad config."""
-    try:
-        args = parse_args(argv)
-    except SystemExit:
-        return  # argparse already printed its usage error; let Hydra report it the same way
-    if any(getattr(args, flag, None) for flag in _SKIP_FLAGS):
+    args = parse_args(argv)
+    if args is None or any(getattr(args, flag, None) for flag in _SKIP_FLAGS):
         return
     try:
         jobs = job_overrides(args.overrides, args.multirun)

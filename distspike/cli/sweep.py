@@ -17,7 +17,7 @@ from hydra.experimental.callback import Callback
 
 SUMMARY = "sweep_summary.csv"
 COLUMNS = ["job", "overrides", "status", "final_test_error", "final_train_error", "epochs", "samples_seen",
-           "samples_per_s", "spikes_forward_total", "spikes_error_total", "ray_calls", "wall_time_s"]
+           "samples_per_s", "spikes_forward_total", "spikes_error_total", "ray_calls", "wall_time_s", "error"]
 
 #: set by the last ``on_multirun_end`` in this process: did any job fail?
 LAST = {"failed": False, "rows": []}
@@ -70,6 +70,7 @@ class SweepSummary(Callback):
     """``on_multirun_end``: summarize the sweep directory and print the table."""
 
     def on_multirun_end(self, config, **kwargs) -> None:
+        """Runs in the launching process after the last job of the sweep returned."""
         sweep_dir = Path(str(config.hydra.sweep.dir))
         if not sweep_dir.is_dir():
             return

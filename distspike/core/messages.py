@@ -110,10 +110,11 @@ class Segments:
     whole step's roots in one message per actor.
     """
 
-    __slots__ = ("parts",)
+    __slots__ = ("parts", "steps")
 
-    def __init__(self, parts: list[SpikeBatch]):
+    def __init__(self, parts: list[SpikeBatch], steps: list[int] | None = None):
         self.parts = parts
+        self.steps = steps  # time step of each segment when one message spans a sample
 
     def __len__(self) -> int:
         return sum(len(p) for p in self.parts)
@@ -132,10 +133,13 @@ class Segments:
         for p in self.parts:
             out.append(p.select(mask[start:start + len(p)]))
             start += len(p)
-        return Segments(out)
+        return Segments(out, self.steps)
 
     def plain(self) -> "Segments":
-        return Segments([p.plain() for p in self.parts])
+        return Segments([p.plain() for p in self.parts], self.steps)
+
+    def step_of(self, k: int):
+        return None if self.steps is None else self.steps[k]
 
     def validate(self, n_units: int, where: str) -> None:
         for k, p in enumerate(self.parts):
@@ -145,5 +149,5 @@ class Segments:
 def merge_parts(parts: list):
     """``merge_shards`` for batches or, segment by segment, for ``Segments``."""
     if parts and isinstance(parts[0], Segments):
-        return Segments([merge_shards(list(seg)) for seg in zip(*(p.parts for p in parts))])
+        return Segments([merge_shards(list(seg)) for seg in zip(*(p.parts for p in parts))], parts[0].steps)
     return merge_shards(parts)

@@ -167,6 +167,7 @@ class ForwardQuantizer:
         self.phi = np.zeros(nb, num.dtype)  # (nb,) herder potentials
         self.c = np.zeros(spec.n_in, np.int64)  # (n_in,) signed input spike counts
         self.e = np.zeros(nb, np.int64)  # (nb,) passed error counts (SGD)
+        self.S_at: dict[int, np.ndarray] = {}  # S after each step's forward pass (sample-wide messages)
         self._no_delta = np.zeros(0, num.dtype)
 
     def reset_sample(self) -> None:
@@ -175,6 +176,18 @@ class ForwardQuantizer:
         self.phi[:] = 0
         self.c[:] = 0
         self.e[:] = 0
+        self.S_at.clear()
+
+    def start_sample(self, sample: int) -> None:
+        self.reset_sample()
+
+    def start_predict(self) -> None:
+        """Prediction uses fresh forward state (its own herders, Alg. 3)."""
+        self.reset_sample()
+
+    def snapshot(self, step: int) -> None:
+        """Keep ``S`` as it stands after step ``step``'s forward pass, for that step's gate."""
+        self.S_at[step] = self.S.copy()
 
     def forward(self, batch: SpikeBatch, count: bool = True) -> SpikeBatch:
         """Consume spikes of layer ``l-1``; return this block's spikes with merge keys."""
@@ -190,11 +203,14 @@ class ForwardQuantizer:
         src = smooth_input if self.spec.smooth else self.c
         return update_delta(src, self.num.lr, self.num.dtype)
 
-    def gate(self, batch: SpikeBatch, smooth_input=None) -> np.ndarray:
-        """Gate error spikes of this block and apply their updates; mask of passed events."""
+    def gate(self, batch: SpikeBatch, smooth_input=None, step: int | None = None) -> np.ndarray:
+        """Gate error spikes of this block and apply their updates; mask of passed events.
+
+        ``step`` (sample-wide messages) gates against ``S`` as it stood after that step.
+        """
         delta = self.delta(smooth_input) if self.spec.fractional else self._no_delta
-        return gate_and_update(self.W, self.S, self.e, delta, batch.idx, batch.sign, self.spec.lo,
-                               self.spec.fractional)
+        S = self.S if step is None else self.S_at[step]
+        return gate_and_update(self.W, S, self.e, delta, batch.idx, batch.sign, self.spec.lo, self.spec.fractional)
 
     def end_sample(self, smooth_input=None) -> None:
         """SGD: ``W -= outer(lr * relu(c), e)`` once per sample (eq. 6)."""
@@ -232,15 +248,25 @@ class BackwardQuantizer:
         self.c = np.zeros(nb, np.int64)  # (nb,) counts of this block's forward spikes
         self.e = np.zeros(spec.n_out, np.int64)  # (n_out,) passed error counts (SGD)
         self.rng = np.random.default_rng([spec.seed, spec.layer])
+        self.last_sample = -1  # index of the last training sample started (random-reset draws)
         self._no_delta = np.zeros(0, num.dtype)
 
-    def reset_sample(self) -> None:
+    def start_sample(self, sample: int) -> None:
+        """Reset per policy at the start of training sample ``sample`` (0, 1, ...).
+
+        ``random`` draws one vector per training sample from this layer's RNG; draws
+        of samples in which this shard received no message are made up here, so the
+        stream does not depend on which samples reached it.
+        """
         self.c[:] = 0
         self.e[:] = 0
         if self.spec.reset == "zero":
             self.phi[:] = 0
         elif self.spec.reset == "random":
+            for _ in range(sample - self.last_sample - 1):
+                self._random_phi()
             self.phi[:] = self._random_phi()
+        self.last_sample = sample
 
     def _random_phi(self) -> np.ndarray:
         """``phi ~ U(-1/2, 1/2)`` over the whole layer, sliced to this block (shard-invariant)."""
@@ -285,9 +311,10 @@ class BackwardQuantizer:
     def state(self) -> dict:
         """Replica weights, the never-reset herder potentials and the reset RNG (as JSON text)."""
         rng = np.frombuffer(json.dumps(self.rng.bit_generator.state).encode(), np.uint8)
-        return {"WT": self.WT, "phi": self.phi, "rng": rng}
+        return {"WT": self.WT, "phi": self.phi, "rng": rng, "last_sample": np.array(self.last_sample)}
 
     def load_state(self, state: dict) -> None:
         self.WT[...] = state["WT"]
         self.phi[...] = state["phi"]
         self.rng.bit_generator.state = json.loads(bytes(np.asarray(state["rng"], np.uint8)).decode())
+        self.last_sample = int(state["last_sample"])

@@ -70,11 +70,15 @@ class Scheduler:
         self.hold = cfg.training.hold_error
         self.lifo = cfg.routing == "dfs"
         self.fine = self.lifo and not self.hold
+        # SGD with held errors: no weight changes within a sample and errors wait for their
+        # step's forward pass, so a whole sample can travel as one message per actor
+        self.sample_wide = cfg.training.rule == "sgd" and self.hold
         self.smooth = cfg.training.smooth
         self.inp = VectorQuantizer(sizes[0], num)
         self.tgt = VectorQuantizer(sizes[-1], num)
         self.counter = ErrorCounter(sizes[-1])
         self.input_spikes = 0
+        self.predictions = 0  # labels prediction samples (each starts fresh forward state)
         self.trace: list[tuple] | None = None  # (step, kind, layer, n_events) when recording
         self.step = 0
 
@@ -85,13 +89,16 @@ class Scheduler:
         ``x`` and ``neg_y`` are already encoded (``Numerics.encode``); ``epoch`` and
         ``sample`` only label the messages (traffic logs).
         """
-        self.backend.reset_sample(train=True)
+        self.backend.set_position(epoch, sample, 0, True)
         self.inp.reset()
         self.tgt.reset()
         self.counter.reset()
+        if self.sample_wide:
+            self._train_sample_wide(x, neg_y, epoch, sample)
+            return
         for t in range(self.T):
             self.step = t
-            self.backend.set_position(epoch, sample, t)
+            self.backend.set_position(epoch, sample, t, True)
             self._root(("fwd", 1, self._emit_input(x)))
             target = self.tgt.step(neg_y)
             if not self.hold:
@@ -101,13 +108,52 @@ class Scheduler:
             roots = self.counter.launch()
             if roots:
                 self._root(("gate", self.L, Segments(roots)))
-        self.backend.end_sample([self._smooth_input(l) for l in range(1, self.L + 1)])
+        self._end_sample()
+
+    def _end_sample(self) -> None:
+        """SGD updates apply lazily when a shard next enters a sample; smooth SGD needs the sums now."""
+        if self.smooth and not self.cfg.training.fractional:
+            self.backend.end_sample([self._smooth_input(l) for l in range(1, self.L + 1)])
+
+    def _train_sample_wide(self, x: np.ndarray, neg_y: np.ndarray, epoch: int, sample: int) -> None:
+        """SGD + held errors: all ``T`` forward steps per message, then all error roots.
+
+        Equivalent to the step-by-step schedule because every actor receives its
+        messages in the same relative order per state it touches: forward state (``S``,
+        ``phi``, counts) is never read by the backward pass except the gate, which reads
+        ``S`` as it stood after its own step (kept by ``snapshot``), and SGD changes no
+        weight before the sample ends. Proved against the oracle in the tests.
+        """
+        steps = list(range(self.T))
+        self.backend.set_position(epoch, sample, 0)
+        parts = []
+        for self.step in steps:
+            parts.append(self._emit_input(x))
+        inputs = Segments(parts, steps)
+        out = self._run_forward(inputs)
+        roots, root_steps = [], []
+        for t, spikes in enumerate(self.backend.fetch(out).parts):
+            self.counter.add(spikes)
+            self.counter.add(self.tgt.step(neg_y))
+            launched = self.counter.launch()
+            roots += launched
+            root_steps += [t] * len(launched)
+        if roots:
+            self._root(("gate", self.L, Segments(roots, root_steps)))
+        self._end_sample()
+
+    def _run_forward(self, batch):
+        for layer in range(1, self.L + 1):
+            batch = self.backend.forward(layer, batch, True)
+            self._record("fwd", layer, batch)
+        return batch
 
     def predict_scores(self, x: np.ndarray) -> np.ndarray:
         """Prediction: ``T`` forward steps; return ``sum_t u_L / T`` (un-quantized output)."""
-        self.backend.reset_sample(train=False)
+        self.predictions += 1
         self.inp.reset()
         for t in range(self.T):
+            self.backend.set_position(0, self.predictions, t, False)
             batch = self.inp.step(x)
             for layer in range(1, self.L + 1):
                 if _concrete(batch) and not len(batch):
@@ -162,22 +208,30 @@ class Scheduler:
         return [("gate", layer, out)]
 
     def _gate(self, layer: int, batch) -> list:
-        passed = self.backend.gate(layer, batch, self._smooth_input(layer))
+        passed = self.backend.gate(layer, batch, self._smooth_input(layer, fractional_only=True))
         self._record("gate", layer, passed)
         return [("bwd", layer, passed)] if layer >= 2 else []
 
     def _backward(self, layer: int, batch) -> list:
-        out = self.backend.backward(layer, batch, self.lifo, self._smooth_input(layer))
+        out = self.backend.backward(layer, batch, self.lifo, self._smooth_input(layer, fractional_only=True))
         self._record("bwd", layer, out)
         return [("gate", layer - 1, out)]
 
-    def _smooth_input(self, layer: int):
-        """Smooth updates: the running pre-activation sum feeding layer ``layer``."""
-        if not self.smooth:
+    def _smooth_input(self, layer: int, fractional_only: bool = False):
+        """Smooth updates: the running pre-activation sum feeding layer ``layer``.
+
+        Gate and backward messages need it only for FSGD (SGD updates at sample end).
+        """
+        if not self.smooth or (fractional_only and not self.cfg.training.fractional):
             return None
         return self.inp.total if layer == 1 else self.backend.preact(layer - 1)
 
     def _record(self, kind: str, layer: int, batch) -> None:
-        if self.trace is not None:
-            n = batch if isinstance(batch, int) else len(self.backend.fetch(batch))
-            self.trace.append((self.step, kind, layer, n))
+        if self.trace is None:
+            return
+        batch = batch if isinstance(batch, int) else self.backend.fetch(batch)
+        if isinstance(batch, Segments) and batch.steps is not None:
+            for step, part in zip(batch.steps, batch.parts):
+                self.trace.append((step, kind, layer, len(part)))
+        else:
+            self.trace.append((self.step, kind, layer, batch if isinstance(batch, int) else len(batch)))

@@ -22,14 +22,10 @@ class LocalBackend:
         self.fq, self.bq = fq, bq
         self.calls = 0  # module calls dispatched (the Ray runtime counts actor calls)
 
-    def set_position(self, epoch: int, sample: int, step: int) -> None:
+    def set_position(self, epoch: int, sample: int, step: int, training: bool = True) -> None:
+        """Label the coming messages; each shell starts a new sample on its first message of it."""
         for _, shell in self.shells():
-            shell.set_position(epoch, sample, step)
-
-    def reset_sample(self, train: bool) -> None:
-        """Reset forward state; at a training sample also the backward herders' policy."""
-        for _, shell in self.shells():
-            shell.reset_sample(train)
+            shell.set_position(epoch, sample, step, training)
 
     def forward(self, layer: int, batch: SpikeBatch, train: bool) -> SpikeBatch:
         if train:

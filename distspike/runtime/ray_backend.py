@@ -101,6 +101,9 @@ class ShardActor:
         self.shell.set_position(*pos)
         return assemble(kind, parts)
 
+    def _at(self, pos):
+        self.shell.set_position(*pos)
+
     def forward(self, pos, train, kind, *parts):
         return self.shell.forward(self._batch(pos, kind, parts), train)
 
@@ -115,13 +118,12 @@ class ShardActor:
         smooth = np.concatenate(parts[:n_smooth]) if n_smooth else None
         return self.shell.backward(self._batch(pos, kind, parts[n_smooth:]), interleave, smooth)
 
-    def reset_sample(self, train):
-        self.shell.reset_sample(train)
-
-    def end_sample(self, n_smooth, *parts):
+    def end_sample(self, pos, n_smooth, *parts):
+        self._at(pos)
         self.shell.end_sample(np.concatenate(parts) if n_smooth else None)
 
-    def preact(self):
+    def preact(self, pos):
+        self._at(pos)
         return self.shell.preact()
 
     def weights(self):
@@ -218,20 +220,12 @@ class RayBackend:
         self.bq: dict[int, list] = {}
         for name, kind, spec, _ in plan:
             (self.fq if kind == "forward" else self.bq).setdefault(spec.layer, []).append(actors[name])
-        self.pos = (0, 0, 0)
+        self.pos = (0, 0, 0, True)
         self.calls = 0
 
-    def set_position(self, epoch: int, sample: int, step: int) -> None:
-        self.pos = (epoch, sample, step)
-
-    def reset_sample(self, train: bool) -> None:
-        for a in self._all(train):
-            a.reset_sample.remote(train)
-        self.calls += len(self._all(train))
-
-    def _all(self, with_backward: bool = True) -> list:
-        groups = (self.fq, self.bq) if with_backward else (self.fq,)
-        return [a for g in groups for shards in g.values() for a in shards]
+    def set_position(self, epoch: int, sample: int, step: int, training: bool = True) -> None:
+        """Sent with every message: actors start a new sample on its first message."""
+        self.pos = (epoch, sample, step, training)
 
     def forward(self, layer: int, batch, train: bool) -> Pending:
         kind, refs = _as_args(batch)
@@ -271,16 +265,17 @@ class RayBackend:
     def preact(self, layer: int) -> Pending:
         """``S_l`` as the refs of its shards' blocks (concatenated by the receiver)."""
         self.calls += len(self.fq[layer])
-        return Pending(("concat",), [a.preact.remote() for a in self.fq[layer]])
+        return Pending(("concat",), [a.preact.remote(self.pos) for a in self.fq[layer]])
 
     def preact_values(self, layer: int) -> np.ndarray:
-        return np.concatenate(ray.get([a.preact.remote() for a in self.fq[layer]]))
+        self.calls += len(self.fq[layer])
+        return np.concatenate(ray.get([a.preact.remote(self.pos) for a in self.fq[layer]]))
 
     def end_sample(self, smooth_inputs: list) -> None:
         for layer, shards in (*self.fq.items(), *self.bq.items()):
             sm = self._smooth_refs(smooth_inputs[layer - 1])
             for a in shards:
-                a.end_sample.remote(len(sm), *sm)
+                a.end_sample.remote(self.pos, len(sm), *sm)
                 self.calls += 1
 
     def weights(self) -> list[np.ndarray]:

@@ -35,10 +35,41 @@ class Shell:
         # forward shards receive spikes of layer l-1 and errors of layer l; backward ones errors of layer l
         self._n_in = {"fwd": spec.n_in, "gate": spec.n_out, "count": spec.n_in, "bwd": spec.n_out}
         self.position = (0, 0, 0)  # (epoch, sample, step) of the message being consumed
+        self.training = True  # whether that sample is a training sample (else a prediction)
         self.counters = np.zeros(4, np.int64)  # FWD_OUT, ERR_IN (own block), ERR_PASSED, BWD_OUT
+        self._current = None  # (training, sample) whose state the module holds
+        self._pending_end = False  # SGD update of that sample not yet applied
 
-    def set_position(self, epoch: int, sample: int, step: int) -> None:
+    def set_position(self, epoch: int, sample: int, step: int, training: bool = True) -> None:
+        """Label the next messages; a new ``(training, sample)`` starts a new sample on entry."""
         self.position = (epoch, sample, step)
+        self.training = training
+
+    # -- sample lifecycle: no reset or end-of-sample messages are needed --------------
+    def _enter(self) -> None:
+        """On the first message of a new sample: finish the previous one, then reset.
+
+        The module resets itself (a forward quantizer's state; a backward herder's
+        policy, catching up the random draws of samples it received no message in),
+        and the SGD update of the previous sample is applied first (eq. 6). Every
+        message and read goes through here, so a shard that sat a sample out is
+        never stale.
+        """
+        key = (self.training, self.position[1])
+        if key == self._current:
+            return
+        self._finish()
+        self._current = key
+        if self.training:
+            self.module.start_sample(self.position[1])
+            self._pending_end = not self.module.spec.smooth
+        else:
+            self.module.start_predict()
+
+    def _finish(self) -> None:
+        if self._pending_end:
+            self._pending_end = False
+            self.module.end_sample(None)
 
     def _diverged(self, err: OverflowError) -> OverflowError:
         return OverflowError(f"actor {self.name} at (epoch, sample, step)={self.position}: {err}")
@@ -58,12 +89,22 @@ class Shell:
         rec.record(direction, *self.position, len(batch), pos, n_out - pos, batch_bytes(batch), out_bytes, seconds)
 
     # -- messages ------------------------------------------------------------------
-    def reset_sample(self, train: bool = True) -> None:
-        if train or isinstance(self.module, ForwardQuantizer):
-            self.module.reset_sample()
-
-    def forward(self, batch: SpikeBatch, train: bool = True) -> SpikeBatch:
+    def forward(self, batch, train: bool = True):
+        """Forward pass of a batch, or of a whole sample's steps (``Segments`` with steps)."""
         self._check(batch, "fwd")
+        self._enter()
+        if isinstance(batch, Segments):
+            return Segments([self._forward_step(p, train, step) for p, step in zip(batch.parts, batch.steps)],
+                            batch.steps)
+        return self._forward_one(batch, train)
+
+    def _forward_step(self, batch: SpikeBatch, train: bool, step: int) -> SpikeBatch:
+        self.position = (*self.position[:2], step)
+        out = self._forward_one(batch, train)
+        self.module.snapshot(step)
+        return out
+
+    def _forward_one(self, batch: SpikeBatch, train: bool) -> SpikeBatch:
         t0 = time.perf_counter()
         try:
             out = self.module.forward(batch, train)
@@ -74,22 +115,36 @@ class Shell:
             self._log("forward", batch, out, t0)
         return out
 
-    def count(self, batch: SpikeBatch) -> None:
+    def count(self, batch) -> None:
         self._check(batch, "count")
-        t0 = time.perf_counter()
-        self.module.count(batch)
-        self._log("forward", batch, None, t0)
+        self._enter()
+        parts = batch.parts if isinstance(batch, Segments) else [batch]
+        for k, part in enumerate(parts):
+            self._at_step(batch, k)
+            t0 = time.perf_counter()
+            self.module.count(part)
+            self._log("forward", part, None, t0)
+
+    def _at_step(self, batch, k: int) -> None:
+        """Label the log rows of segment ``k`` with its own time step, when it has one."""
+        if isinstance(batch, Segments) and batch.steps is not None:
+            self.position = (*self.position[:2], batch.steps[k])
 
     def gate(self, batch, smooth=None) -> np.ndarray:
         """Gate a batch (or the segments of several roots, in order); mask of passed events."""
         self._check(batch, "gate")
-        parts = batch.parts if isinstance(batch, Segments) else [batch]
-        masks = [self._gate_one(p, smooth) for p in parts]
+        self._enter()
+        if not isinstance(batch, Segments):
+            return self._gate_one(batch, smooth, None)
+        masks = []
+        for k, part in enumerate(batch.parts):
+            self._at_step(batch, k)
+            masks.append(self._gate_one(part, smooth, batch.step_of(k)))
         return np.concatenate(masks) if masks else np.zeros(0, bool)
 
-    def _gate_one(self, batch: SpikeBatch, smooth) -> np.ndarray:
+    def _gate_one(self, batch: SpikeBatch, smooth, step) -> np.ndarray:
         t0 = time.perf_counter()
-        passed = self.module.gate(batch, smooth)
+        passed = self.module.gate(batch, smooth, step)
         spec = self.module.spec
         self.counters[ERR_IN] += int(np.count_nonzero((batch.idx >= spec.lo) & (batch.idx < spec.hi)))
         self.counters[ERR_PASSED] += int(np.count_nonzero(passed))
@@ -99,9 +154,14 @@ class Shell:
     def backward(self, batch, interleave: bool, smooth=None):
         """Backward pass of a batch (or of several roots' segments, in order)."""
         self._check(batch, "bwd")
-        if isinstance(batch, Segments):
-            return Segments([self._backward_one(p, interleave, smooth) for p in batch.parts])
-        return self._backward_one(batch, interleave, smooth)
+        self._enter()
+        if not isinstance(batch, Segments):
+            return self._backward_one(batch, interleave, smooth)
+        outs = []
+        for k, part in enumerate(batch.parts):
+            self._at_step(batch, k)
+            outs.append(self._backward_one(part, interleave, smooth))
+        return Segments(outs, batch.steps)
 
     def _backward_one(self, batch: SpikeBatch, interleave: bool, smooth) -> SpikeBatch:
         t0 = time.perf_counter()
@@ -114,21 +174,30 @@ class Shell:
         return out
 
     def end_sample(self, smooth=None) -> None:
+        """Explicit end of a sample: only smooth SGD needs it (the update reads ``S_{l-1}``)."""
+        self._enter()
+        self._pending_end = False
         self.module.end_sample(smooth)
 
     # -- state -----------------------------------------------------------------------
     def preact(self) -> np.ndarray:
+        """``S`` of the current sample (zero if this shard got no message in it yet)."""
+        self._enter()
         return self.module.S
 
     def weights(self) -> np.ndarray:
+        self._finish()
         return self.module.weights()
 
     def state(self) -> dict:
+        """Module state between samples (pending SGD update applied) and the spike counters."""
+        self._finish()
         return {**self.module.state(), "counters": self.counters}
 
     def load_state(self, state: dict) -> None:
         self.counters[:] = state["counters"]
         self.module.load_state({k: v for k, v in state.items() if k != "counters"})
+        self._current, self._pending_end = None, False
 
     def flush(self) -> None:
         if self.recorder is not None:
