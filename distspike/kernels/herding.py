@@ -112,28 +112,62 @@ def herd_vector(phi, v, thresh, unit, signed, lo):
 
 
 @njit(cache=True)
-def _add_row(phi, acc, row, s, thresh, signed, cand, track_acc):
-    """``phi += s*row`` (and ``acc += s*row``); return the count of units now over threshold."""
-    m = 0
-    nb = phi.shape[0]
-    if s > 0:
-        for j in range(nb):
-            if track_acc:
-                acc[j] = acc[j] + row[j]
+def _add_rect_acc(phi, acc, row, sgn, thresh):
+    """``acc += s*row``, ``phi += s*row``; whether some ``phi > thresh`` (forward quantizer)."""
+    flag = False
+    if sgn > 0:
+        for j in range(phi.shape[0]):
+            r = row[j]
+            acc[j] = acc[j] + r
+            p = phi[j] + r
+            phi[j] = p
+            flag |= p > thresh
+    else:
+        for j in range(phi.shape[0]):
+            r = row[j]
+            acc[j] = acc[j] - r
+            p = phi[j] - r
+            phi[j] = p
+            flag |= p > thresh
+    return flag
+
+
+@njit(cache=True)
+def _add_signed(phi, row, sgn, thresh):
+    """``phi += s*row``; whether some ``|phi| > thresh`` (signed backward herder)."""
+    flag = False
+    if sgn > 0:
+        for j in range(phi.shape[0]):
             p = phi[j] + row[j]
             phi[j] = p
-            if p > thresh or (signed and -p > thresh):
-                cand[m] = j
-                m += 1
+            flag |= (p > thresh) | (p < -thresh)
     else:
-        for j in range(nb):
-            if track_acc:
-                acc[j] = acc[j] - row[j]
+        for j in range(phi.shape[0]):
             p = phi[j] - row[j]
             phi[j] = p
-            if p > thresh or (signed and -p > thresh):
-                cand[m] = j
-                m += 1
+            flag |= (p > thresh) | (p < -thresh)
+    return flag
+
+
+@njit(cache=True)
+def _add_row(phi, acc, row, s, thresh, signed, cand, track_acc):
+    """``phi += s*row`` (and ``acc += s*row``); return the count of units now over threshold.
+
+    The add loops only OR a flag, so they vectorise; candidates are collected in a
+    second scan, which runs only when some unit crossed (rare for one row).
+    """
+    if signed:
+        crossed = _add_signed(phi, row, s, thresh)
+    else:
+        crossed = _add_rect_acc(phi, acc, row, s, thresh)
+    if not crossed:
+        return 0
+    m = 0
+    for j in range(phi.shape[0]):
+        p = phi[j]
+        if p > thresh or (signed and -p > thresh):
+            cand[m] = j
+            m += 1
     return m
 
 
