@@ -7,9 +7,11 @@ dataset's feature and class counts by ``RunSpec.net_config``.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from distspike.config import (ActorResources, ConfigError, LoggingConfig, ModelConfig, NetConfig,
                               PlacementConfig, RuntimeConfig, TrainingConfig)
@@ -26,11 +28,12 @@ class DataSpec:
     n_train: int | None = None
     n_test: int | None = None
     options: dict = field(default_factory=dict)
+    shuffle_seed: int | None = None
 
     def __post_init__(self) -> None:
         if self.name not in DATASETS:
             raise ConfigError(f"data.name={self.name!r} is not one of {sorted(DATASETS)}")
-        for key in ("n_train", "n_test"):
+        for key in ("n_train", "n_test", "shuffle_seed"):
             n = getattr(self, key)
             if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
                 raise ConfigError(f"data.{key}={n!r} must be a non-negative integer or null")
@@ -44,11 +47,14 @@ class DataSpec:
         return DATASETS[self.name] is None
 
     def load(self) -> Dataset:
-        """Load the dataset and keep its first ``n_train`` / ``n_test`` samples."""
+        """Load the dataset, shuffle its training split if asked, keep the first ``n_train`` / ``n_test``."""
         options = dict(self.options)
         if not self.bundled:
             options["download"] = self.download
         ds = load_dataset(self.name, self.root, **options)
+        if self.shuffle_seed is not None:
+            perm = np.random.default_rng(self.shuffle_seed).permutation(ds.n_train)  # (n_train,)
+            ds = replace(ds, x_train=ds.x_train[perm], y_train=ds.y_train[perm])
         for key, n, available in (("n_train", self.n_train, ds.n_train), ("n_test", self.n_test, ds.n_test)):
             if n is not None and n > available:
                 raise ConfigError(f"data.{key}={n} exceeds the {available} samples of data {self.name!r}")
@@ -56,7 +62,8 @@ class DataSpec:
 
     def identity(self) -> dict:
         """What determines the samples (root and download do not): for resume checks."""
-        return {"name": self.name, "n_train": self.n_train, "n_test": self.n_test, "options": self.options}
+        return {"name": self.name, "n_train": self.n_train, "n_test": self.n_test, "options": self.options,
+                "shuffle_seed": self.shuffle_seed}
 
 
 @dataclass(frozen=True)
@@ -130,7 +137,7 @@ def runtime_config(node: dict, placement: dict) -> RuntimeConfig:
 def data_spec(node: dict) -> DataSpec:
     """``data`` -> ``DataSpec``."""
     return DataSpec(node["name"], node["root"], node["download"], node["n_train"], node["n_test"],
-                    dict(node["options"] or {}))
+                    dict(node["options"] or {}), node["shuffle_seed"])
 
 
 def run_spec(cfg: dict[str, Any]) -> RunSpec:

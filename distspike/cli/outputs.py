@@ -85,7 +85,7 @@ def ray_temp_dir(run_dir: Path) -> tuple[Path, bool]:
     """A fresh temp dir for this job's embedded Ray; True if it is a /tmp fallback.
 
     ``RUN_DIR/ray_tmp`` when Ray's socket paths under it fit the AF_UNIX limit, else a
-    short ``/tmp/dsray-*`` dir, linked from ``RUN_DIR/ray_tmp`` so its logs can be found.
+    short ``/tmp/dsrun-*`` dir, linked from ``RUN_DIR/ray_tmp`` so its logs can be found.
     Each job gets its own, so jobs of a sweep never share a Ray instance or temp dir.
     """
     run_dir = Path(run_dir).resolve()
@@ -93,7 +93,7 @@ def ray_temp_dir(run_dir: Path) -> tuple[Path, bool]:
     if len(str(inside).encode()) + RAY_SOCKET_SUFFIX <= SOCKET_PATH_MAX:
         inside.mkdir(parents=True, exist_ok=True)
         return inside, False
-    short = Path(tempfile.mkdtemp(prefix="dsray-", dir="/tmp"))
+    short = Path(tempfile.mkdtemp(prefix="dsrun-", dir="/tmp"))
     if inside.is_symlink():  # left by an earlier invocation (resume)
         inside.unlink()
     inside.symlink_to(short, target_is_directory=True)

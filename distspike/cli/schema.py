@@ -45,6 +45,7 @@ class DataSchema:
     n_train: Optional[int] = None
     n_test: Optional[int] = None
     options: Dict[str, Any] = field(default_factory=dict)
+    shuffle_seed: Optional[int] = None
 
 
 @dataclass

@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# launch/local_cluster.sh - a two-node Ray cluster on this machine, for trying the
+# ray_cluster runtime and the two_nodes placement without a real cluster.
+#
+#   launch/local_cluster.sh start    # prints RAY_ADDRESS=<ip>:<port> as its last line
+#   distspike-train runtime=ray_cluster runtime.address=<ip>:<port> placement=two_nodes ...
+#   launch/local_cluster.sh status
+#   launch/local_cluster.sh stop
+#
+# Node "a" (the head) offers the custom resource node_a, node "b" offers node_b,
+# matching conf/placement/two_nodes.yaml. Every port is a free one picked at start and
+# the cluster has its own temp dir, so it coexists with other Ray instances on the host.
+#
+# Each `ray start` runs in a new session (setsid); all the daemons it spawns (GCS,
+# raylet, agents, and the raylet's worker processes) inherit that session id. The
+# state file records the session ids and the PIDs seen at start. `stop` signals
+# exactly the live processes of those sessions (SIGTERM, then SIGKILL after a grace
+# period). It never runs `ray stop`, which kills every Ray process of the user on the
+# machine, whoever started it. A failed `start` stops whatever it had started.
+#
+# Environment:
+#   DISTSPIKE_CLUSTER_DIR  state + Ray temp dir (default /tmp/dsc-<uid>; keep it short:
+#                          Ray's socket paths under it must fit in 107 bytes)
+#   NUM_CPUS               logical CPUs offered by each node (default 8; actors mostly wait)
+#   OBJECT_STORE_BYTES     object store size per node (default 200 MB)
+#   GRACE_S                seconds between SIGTERM and SIGKILL on stop (default 5)
+#   KEEP_LOGS=1            keep the Ray temp dir (logs) on stop
+#   PYTHON, RAY            interpreter and ray CLI to use (default: from PATH)
+set -euo pipefail
+
+export RAY_AUTH_MODE=disabled          # no token auth for this throwaway local cluster
+export RAY_USAGE_STATS_ENABLED=0
+
+STATE_DIR=${DISTSPIKE_CLUSTER_DIR:-/tmp/dsc-$(id -u)}
+STATE_FILE=$STATE_DIR/state.env
+RAY_TMP=$STATE_DIR/ray
+NUM_CPUS=${NUM_CPUS:-8}
+OBJECT_STORE_BYTES=${OBJECT_STORE_BYTES:-200000000}
+GRACE_S=${GRACE_S:-5}
+PYTHON=${PYTHON:-python3}
+RAY=${RAY:-ray}
+RAY_ADDRESS=""
+HEAD_SID=-1
+WORKER_SID=-1
+PIDS=""
+
+die() { echo "local_cluster.sh: $*" >&2; exit 1; }
+
+# free_ports N: N distinct free TCP ports on this host, space separated.
+free_ports() {
+    "$PYTHON" -c '
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
+}
+
+# session_pids SID: live (non-zombie) processes whose session id is SID.
+session_pids() {
+    ps -eo pid=,sid=,stat= | awk -v sid="$1" '$2 == sid && $3 !~ /^Z/ { print $1 }'
+}
+
+# our_pids: live processes of the recorded sessions, plus recorded PIDs still in them.
+our_pids() {
+    {
+        session_pids "$HEAD_SID"
+        session_pids "$WORKER_SID"
+        local pid sid
+        for pid in $PIDS; do
+            sid=$(ps -o sid= -p "$pid" 2>/dev/null | tr -d ' ') || continue
+            if [[ $sid == "$HEAD_SID" || $sid == "$WORKER_SID" ]]; then echo "$pid"; fi
+        done
+    } | sort -un
+}
+
+# write_state: record what has been started so far (stop works after a partial start).
+write_state() {
+    HEAD_SID=$(cat "$STATE_DIR/head.sid" 2>/dev/null || echo -1)
+    WORKER_SID=$(cat "$STATE_DIR/worker.sid" 2>/dev/null || echo -1)
+    PIDS=$(our_pids | tr '\n' ' ')
+    cat >"$STATE_FILE" <<EOF
+RAY_ADDRESS=$RAY_ADDRESS
+HEAD_SID=$HEAD_SID
+WORKER_SID=$WORKER_SID
+RAY_TMP=$RAY_TMP
+PIDS="$PIDS"
+EOF
+}
+
+# start_node NAME ARGS...: `ray start ARGS` in a new session whose id goes to NAME.sid.
+start_node() {
+    local name=$1; shift
+    local log=$STATE_DIR/$name.log sidfile=$STATE_DIR/$name.sid
+    # the shell that setsid runs leads the new session; it records $$ and execs ray
+    if ! setsid bash -c 'echo $$ > "$0"; exec "$@"' "$sidfile" "$RAY" start "$@" \
+            >"$log" 2>&1 </dev/null; then
+        cat "$log" >&2
+        echo "local_cluster.sh: ray start failed for node $name (log: $log)" >&2
+        return 1
+    fi
+}
+
+# wait_for_node_b: until the cluster lists the worker's node_b resource (at most 60 s).
+wait_for_node_b() {
+    local _
+    for _ in $(seq 30); do
+        if timeout 20 "$RAY" status --address="$RAY_ADDRESS" 2>/dev/null | grep -q node_b; then
+            return 0
+        fi
+        sleep 2
+    done
+    echo "local_cluster.sh: node_b did not join $RAY_ADDRESS within 60 s; see $STATE_DIR/worker.log" >&2
+    return 1
+}
+
+# start_cluster: the head (node_a), then a worker (node_b) joining it.
+start_cluster() {
+    local gcs client dash a_http a_grpc b_http b_grpc
+    read -r gcs client dash a_http a_grpc b_http b_grpc <<<"$(free_ports 7)"
+    local common=(--node-ip-address=127.0.0.1 --num-cpus="$NUM_CPUS"
+                  --object-store-memory="$OBJECT_STORE_BYTES" --disable-usage-stats)
+    start_node head --head --port="$gcs" --ray-client-server-port="$client" \
+        --include-dashboard=false --dashboard-port="$dash" --temp-dir="$RAY_TMP" \
+        --dashboard-agent-listen-port="$a_http" --dashboard-agent-grpc-port="$a_grpc" \
+        --resources='{"node_a": 1}' "${common[@]}" || return 1
+    # Ray replaces a loopback node address by the host's own IP; use the address it reports
+    RAY_ADDRESS=$(grep -o "ray start --address='[^']*'" "$STATE_DIR/head.log" | head -1 | cut -d"'" -f2 || true)
+    RAY_ADDRESS=${RAY_ADDRESS:-127.0.0.1:$gcs}
+    write_state
+    start_node worker --address="$RAY_ADDRESS" \
+        --dashboard-agent-listen-port="$b_http" --dashboard-agent-grpc-port="$b_grpc" \
+        --resources='{"node_b": 1}' "${common[@]}" || return 1
+    write_state
+    wait_for_node_b
+}
+
+cmd_start() {
+    if [[ -f $STATE_FILE ]]; then
+        # shellcheck disable=SC1090
+        source "$STATE_FILE"
+        [[ -z $(our_pids) ]] || die "a cluster is already running at $RAY_ADDRESS (state: $STATE_FILE); stop it first"
+    fi
+    mkdir -p "$STATE_DIR"
+    rm -rf "$RAY_TMP" "$STATE_FILE" "$STATE_DIR"/*.sid
+    mkdir -p "$RAY_TMP"
+    if ! start_cluster; then
+        write_state
+        cmd_stop
+        die "start failed; the processes it had started are stopped"
+    fi
+    write_state
+    echo "two-node Ray cluster up (node_a: head, node_b: worker); state in $STATE_FILE" >&2
+    echo "RAY_ADDRESS=$RAY_ADDRESS"
+}
+
+cmd_stop() {
+    [[ -f $STATE_FILE ]] || { echo "no cluster recorded in $STATE_FILE" >&2; return 0; }
+    # shellcheck disable=SC1090
+    source "$STATE_FILE"
+    local pids waited=0
+    pids=$(our_pids)
+    if [[ -n $pids ]]; then kill -TERM $pids 2>/dev/null || true; fi
+    while [[ -n $(our_pids) && $waited -lt $((GRACE_S * 4)) ]]; do
+        sleep 0.25; waited=$((waited + 1))
+    done
+    pids=$(our_pids)
+    if [[ -n $pids ]]; then kill -KILL $pids 2>/dev/null || true; fi
+    for _ in $(seq 20); do [[ -z $(our_pids) ]] && break; sleep 0.25; done
+    [[ -z $(our_pids) ]] || die "processes still alive: $(our_pids | tr '\n' ' ')"
+    rm -f "$STATE_FILE" "$STATE_DIR"/*.sid
+    if [[ ${KEEP_LOGS:-0} != 1 ]]; then rm -rf "$RAY_TMP"; fi
+    echo "stopped the cluster at $RAY_ADDRESS" >&2
+}
+
+cmd_status() {
+    [[ -f $STATE_FILE ]] || { echo "not running (no $STATE_FILE)"; return 1; }
+    # shellcheck disable=SC1090
+    source "$STATE_FILE"
+    echo "RAY_ADDRESS=$RAY_ADDRESS"
+    echo "head session $HEAD_SID: $(session_pids "$HEAD_SID" | wc -l) processes"
+    echo "worker session $WORKER_SID: $(session_pids "$WORKER_SID" | wc -l) processes"
+    timeout 30 "$RAY" status --address="$RAY_ADDRESS" || true
+}
+
+case ${1:-} in
+    start) cmd_start ;;
+    stop) cmd_stop ;;
+    status) cmd_status ;;
+    *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac
