@@ -149,16 +149,17 @@ class Scheduler:
         return batch
 
     def predict_scores(self, x: np.ndarray) -> np.ndarray:
-        """Prediction: ``T`` forward steps; return ``sum_t u_L / T`` (un-quantized output)."""
+        """Prediction: ``T`` forward steps; return ``sum_t u_L / T`` (un-quantized output).
+
+        Nothing flows backward, so each layer receives all ``T`` steps in one message.
+        """
         self.predictions += 1
         self.inp.reset()
-        for t in range(self.T):
-            self.backend.set_position(0, self.predictions, t, False)
-            batch = self.inp.step(x)
-            for layer in range(1, self.L + 1):
-                if _concrete(batch) and not len(batch):
-                    break
-                batch = self.backend.forward(layer, batch, False)
+        self.backend.set_position(0, self.predictions, 0, False)
+        steps = list(range(self.T))
+        batch = Segments([self.inp.step(x) for _ in steps], steps)
+        for layer in range(1, self.L + 1):
+            batch = self.backend.forward(layer, batch, False)
         return self.num.decode(self.backend.preact_values(self.L)) / self.T
 
     # -- routing -------------------------------------------------------------------

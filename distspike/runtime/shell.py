@@ -101,7 +101,8 @@ class Shell:
     def _forward_step(self, batch: SpikeBatch, train: bool, step: int) -> SpikeBatch:
         self.position = (*self.position[:2], step)
         out = self._forward_one(batch, train)
-        self.module.snapshot(step)
+        if train:
+            self.module.snapshot(step)
         return out
 
     def _forward_one(self, batch: SpikeBatch, train: bool) -> SpikeBatch:
