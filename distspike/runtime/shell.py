@@ -79,14 +79,16 @@ class Shell:
             batch.validate(self._n_in[port], f"actor {self.name} port {port!r}")
 
     def _log(self, direction: str, batch: SpikeBatch, out: SpikeBatch | None, t0: float) -> None:
+        """One traffic-log row for a consumed message (skipped for samples not kept)."""
         rec = self.recorder
-        if rec is None:
+        if rec is None or not rec.keeps(self.position[1]):
             return
         seconds = time.perf_counter() - t0
-        n_out = 0 if out is None else len(out)
-        pos = 0 if out is None else int(np.count_nonzero(out.sign > 0))
-        out_bytes = 0 if out is None else batch_bytes(out)
-        rec.record(direction, *self.position, len(batch), pos, n_out - pos, batch_bytes(batch), out_bytes, seconds)
+        n_in = batch.idx.shape[0]
+        n_out = 0 if out is None else out.idx.shape[0]
+        pos = out.sign.tobytes().count(1) if n_out else 0  # signs are +1/-1 int8
+        rec.record(direction, *self.position, n_in, pos, n_out - pos, HEADER_BYTES + EVENT_BYTES * n_in,
+                   HEADER_BYTES + EVENT_BYTES * n_out if out is not None else 0, seconds)
 
     # -- messages ------------------------------------------------------------------
     def forward(self, batch, train: bool = True):

@@ -1,0 +1,295 @@
+"""Per-actor traffic logs: recorder round trip, appends, crash safety, and the runtime's counters."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pytest
+
+from distspike.config import LoggingConfig, ModelConfig, NetConfig, TrainingConfig
+from distspike.logs.traffic import SCHEMA, TrafficError, TrafficRecorder, layer_totals, read_traffic
+from distspike.runtime.local import local_net
+
+ACTOR = "forward.2.1"
+
+
+def recorder(run_dir, every=1, flush_rows=7, name=ACTOR):
+    kind, layer, shard = name.split(".")
+    return TrafficRecorder(str(run_dir), name, kind, int(layer), int(shard),
+                           LoggingConfig(every=every, flush_rows=flush_rows))
+
+
+def rows_for(samples, steps=3):
+    """Rows ``(direction, epoch, sample, step, ev_in, pos, neg, b_in, b_out, compute_s)``."""
+    return [("forward" if (s + t) % 2 else "backward", 1 + s // 10, s, t, 10 * s + t, s, t, 16 + 5 * s, 16 + t,
+             1e-6 * (s + 1) * (t + 1)) for s in samples for t in range(steps)]
+
+
+def record_all(rec, rows):
+    for row in rows:
+        rec.record(*row)
+
+
+def parts(run_dir, name=ACTOR):
+    return sorted(p.name for p in (run_dir / "traffic" / f"actor={name}").iterdir())
+
+
+def sorted_rows(table):
+    t = table.sort_by([("sample", "ascending"), ("step", "ascending")])
+    cols = ["direction", "epoch", "sample", "step", "events_in", "events_out_pos", "events_out_neg",
+            "bytes_in", "bytes_out", "compute_s"]
+    return list(zip(*[t[c].to_pylist() for c in cols]))
+
+
+def test_round_trip_every_and_parts(tmp_path):
+    run = tmp_path / "run"
+    rec = recorder(run, every=2, flush_rows=7)
+    record_all(rec, rows_for(range(20)))  # 60 rows, 30 of them for even samples
+    assert len(parts(run)) == 4 and rec.buffered == 2  # 4 full parts of 7 rows
+    rec.close()
+    assert parts(run) == [f"part-{k:06d}.parquet" for k in range(5)]
+    table = read_traffic(run)
+    assert table.num_rows == 30 and rec.rows_written == 30
+    assert sorted_rows(table) == rows_for(range(0, 20, 2))
+    for field in SCHEMA:
+        assert table.schema.field(field.name).type == field.type, field.name
+    assert set(table["run_id"].to_pylist()) == {"run"}
+    assert set(table["actor"].to_pylist()) == {ACTOR} and set(table["module"].to_pylist()) == {"forward"}
+    assert set(table["layer"].to_pylist()) == {2} and set(table["shard"].to_pylist()) == {1}
+    t_wall = np.array(table.sort_by("t_wall")["t_wall"])
+    assert abs(t_wall[-1] - time.time()) < 60
+
+
+def test_flush_and_empty_flush(tmp_path):
+    rec = recorder(tmp_path / "run", flush_rows=1000)
+    assert rec.flush() is None  # nothing buffered: no file
+    record_all(rec, rows_for([3]))
+    path = rec.flush()
+    assert path.name == "part-000000.parquet" and rec.buffered == 0
+    assert read_traffic(tmp_path / "run").num_rows == 3
+
+
+def test_reopen_appends(tmp_path):
+    run = tmp_path / "run"
+    first = recorder(run, flush_rows=4)
+    record_all(first, rows_for(range(3)))  # 9 rows: parts 0, 1 + 1 buffered row
+    first.close()
+    before = {p: (run / "traffic" / f"actor={ACTOR}" / p).read_bytes() for p in parts(run)}
+    assert list(before) == ["part-000000.parquet", "part-000001.parquet", "part-000002.parquet"]
+    second = recorder(run, flush_rows=4)
+    assert second.seq == 3
+    record_all(second, rows_for(range(3, 5)))
+    second.close()
+    assert parts(run) == [f"part-{k:06d}.parquet" for k in range(5)]
+    for name, data in before.items():  # never overwritten
+        assert (run / "traffic" / f"actor={ACTOR}" / name).read_bytes() == data
+    assert sorted_rows(read_traffic(run)) == rows_for(range(5))
+
+
+def test_several_actors_and_run_id(tmp_path):
+    run = tmp_path / "run"
+    for name in ("forward.1.0", "forward.1.1", "backward.2.0"):
+        rec = recorder(run, name=name)
+        record_all(rec, rows_for([0, 1]))
+        rec.close()
+    table = read_traffic(run)
+    assert table.num_rows == 18
+    assert sorted(set(table["actor"].to_pylist())) == ["backward.2.0", "forward.1.0", "forward.1.1"]
+    assert set(pc.filter(table, pc.equal(table["actor"], "backward.2.0"))["module"].to_pylist()) == {"backward"}
+    rec = TrafficRecorder(str(run), "forward.1.0", "forward", 1, 0, LoggingConfig(), run_id="custom")
+    rec.record(*rows_for([9])[0])
+    rec.close()
+    assert "custom" in read_traffic(run)["run_id"].to_pylist()
+
+
+def test_hidden_temp_files_are_ignored_and_cleaned(tmp_path):
+    run = tmp_path / "run"
+    rec = recorder(run)
+    record_all(rec, rows_for([0]))
+    rec.close()
+    actor_dir = run / "traffic" / f"actor={ACTOR}"
+    stale = actor_dir / ".part-000001.parquet.tmp"
+    stale.write_bytes(b"PAR1 half a file")
+    # pyarrow's own discovery skips names starting with '.' (ignore_prefixes), and so does read_traffic
+    assert [os.path.basename(f) for f in ds.dataset(str(actor_dir), format="parquet").files] == ["part-000000.parquet"]
+    assert read_traffic(run).num_rows == 3
+    recorder(run)  # the next recorder of that actor removes the leftover
+    assert not stale.exists()
+
+
+def test_plots_dir_is_not_read(tmp_path):
+    run = tmp_path / "run"
+    rec = recorder(run)
+    record_all(rec, rows_for([0]))
+    rec.close()
+    (run / "traffic" / "plots").mkdir()
+    (run / "traffic" / "plots" / "x.png").write_bytes(b"\x89PNG")
+    assert read_traffic(run).num_rows == 3
+
+
+def test_read_traffic_errors_name_the_directory(tmp_path):
+    with pytest.raises(TrafficError, match="nowhere"):
+        read_traffic(tmp_path / "nowhere")
+    (tmp_path / "run").mkdir()
+    with pytest.raises(TrafficError, match=str(tmp_path / "run" / "traffic")):
+        read_traffic(tmp_path / "run")
+    (tmp_path / "run" / "traffic" / f"actor={ACTOR}").mkdir(parents=True)
+    with pytest.raises(TrafficError, match="no actor=.*part"):
+        read_traffic(tmp_path / "run")
+    assert issubclass(TrafficError, ValueError)
+
+
+def test_bad_rows_raise_clear_errors(tmp_path):
+    rec = recorder(tmp_path / "run")
+    with pytest.raises(TrafficError, match="direction='sideways'"):
+        rec.record("sideways", 1, 0, 0, 1, 1, 0, 21, 21, 0.0)
+    with pytest.raises(TrafficError, match="forward.2.1.*events_in"):
+        rec.record("forward", 1, 0, 0, "many", 1, 0, 21, 21, 0.0)
+    assert rec.buffered == 0
+    rec.record("forward", np.int64(1), np.int64(2), np.int32(0), np.int64(3), 1, 0, 21, 21, np.float32(0.5))
+    assert rec.buffered == 1
+
+
+def test_diverging_counts_saturate_instead_of_failing(tmp_path):
+    rec = recorder(tmp_path / "run")
+    with pytest.warns(RuntimeWarning, match="forward.2.1.*saturated"):
+        rec.record("forward", 1, 0, 0, 2 ** 40, 2 ** 31, 0, 5 * 2 ** 40, 16, 1.0)
+    rec.record("forward", 1, 0, 1, 2 ** 33, 1, 0, 21, 21, 0.0)  # warned once only
+    rec.close()
+    assert rec.saturated == 2
+    row = read_traffic(tmp_path / "run").sort_by("step").to_pylist()[0]
+    top = 2 ** 31 - 1
+    assert (row["events_in"], row["events_out_pos"], row["bytes_in"], row["bytes_out"]) == (top, top, top, 16)
+
+
+CRASH_WRITER = textwrap.dedent("""
+    import sys
+    from distspike.config import LoggingConfig
+    from distspike.logs.traffic import TrafficRecorder
+    rec = TrafficRecorder(sys.argv[1], "forward.1.0", "forward", 1, 0, LoggingConfig(flush_rows=int(sys.argv[2])))
+    i = int(sys.argv[3])
+    while True:
+        rec.record("forward", 1, i // 10, i % 10, i % 1000, 1, 2, 3, 4, 0.5)
+        i += 1
+""")
+
+
+def run_and_kill(run, flush_rows, start, min_parts):
+    """Start a writer, SIGKILL it once at least ``min_parts`` part files exist."""
+    actor_dir = run / "traffic" / "actor=forward.1.0"
+    proc = subprocess.Popen([sys.executable, "-c", CRASH_WRITER, str(run), str(flush_rows), str(start)])
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if actor_dir.is_dir() and sum(n.startswith("part-") for n in os.listdir(actor_dir)) >= min_parts:
+                break
+            assert proc.poll() is None, "writer died"
+            time.sleep(0.005)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+
+def check_complete(run, flush_rows):
+    table = read_traffic(run)
+    n = table.num_rows
+    assert n > 0 and n % flush_rows == 0  # only whole parts
+    t = table.sort_by([("sample", "ascending"), ("step", "ascending")])
+    i = 10 * np.array(t["sample"]) + np.array(t["step"])
+    np.testing.assert_array_equal(i, np.arange(n))  # no row lost or duplicated
+    np.testing.assert_array_equal(np.array(t["events_in"]), i % 1000)
+    return n
+
+
+def test_sigkill_leaves_only_complete_parts(tmp_path):
+    run, flush_rows = tmp_path / "run", 100
+    run_and_kill(run, flush_rows, 0, 3)
+    n = check_complete(run, flush_rows)
+    run_and_kill(run, flush_rows, n, n // flush_rows + 3)  # a resumed run appends after the parts
+    check_complete(run, flush_rows)
+
+
+# -- end to end with the in-process runtime ------------------------------------------
+CONFIGS = {
+    "bfs-held": dict(),
+    "dfs-unheld": dict(routing="dfs", hold=False),
+    "fsgd": dict(rule="fsgd"),
+}
+
+
+def train_run(run_dir, shards=2, samples=5, routing="bfs", hold=True, rule="sgd", every=1):
+    """A few samples on the 12-7-5-4 net of tests/core (large weights: every layer spikes)."""
+    cfg = NetConfig(ModelConfig((12, 7, 5, 4), 1.2),
+                    TrainingConfig(eta=0.25, steps=5, hold_error=hold, rule=rule), routing=routing, seed=7)
+    net = local_net(cfg, shards=shards, logging=LoggingConfig(every=every), run_dir=str(run_dir))
+    rng = np.random.default_rng(0)
+    X, y = rng.uniform(0, 1, (samples, 12)), rng.integers(0, 4, samples)
+    for k in range(samples):
+        net.train_sample(X[k], y[k])
+    net.close()
+    return net
+
+
+def total(table, column, **where):
+    mask = None
+    for key, value in where.items():
+        m = pc.equal(table[key], value)
+        mask = m if mask is None else pc.and_(mask, m)
+    return int(pc.sum(pc.filter(table, mask)[column]).as_py() or 0)
+
+
+def out(table, **where):
+    return total(table, "events_out_pos", **where) + total(table, "events_out_neg", **where)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_logs_match_runtime_counters(tmp_path, name):
+    net = train_run(tmp_path / "run", **CONFIGS[name])
+    stats, table = net.stats, read_traffic(tmp_path / "run")
+    L = 3
+    assert sorted(set(table["actor"].to_pylist())) == sorted(
+        [f"forward.{l}.{k}" for l in range(1, L + 1) for k in range(2)]
+        + [f"backward.{l}.{k}" for l in range(2, L + 1) for k in range(2)])
+    assert set(table["sample"].to_pylist()) == set(range(5))
+    assert set(table["step"].to_pylist()) <= set(range(5))
+    fwd, bwd = dict(module="forward"), dict(module="backward")
+    for l in range(1, L + 1):
+        # spikes emitted by forward layer l
+        assert out(table, layer=l, direction="forward", **fwd) == stats.fwd[l]
+        # error spikes reaching gate l: every forward shard sees the whole batch, so count shard 0 only
+        per_shard = [total(table, "events_in", layer=l, shard=k, direction="backward", **fwd) for k in range(2)]
+        assert per_shard[0] == per_shard[1] == stats.err_in[l]
+        assert out(table, layer=l, direction="backward", **fwd) == stats.err_passed[l]
+        assert out(table, layer=l, **bwd) == stats.bwd_out[l]
+        if l >= 2:
+            # backward shards log the forward spikes they count (direction forward, nothing emitted)
+            assert total(table, "events_in", layer=l, shard=0, direction="forward", **bwd) == stats.fwd[l - 1]
+            assert out(table, layer=l, direction="forward", **bwd) == 0
+            # each backward shard receives every passed error spike of its layer
+            assert total(table, "events_in", layer=l, shard=1, direction="backward", **bwd) == stats.err_passed[l]
+    # input spikes: what forward layer 1 (any one shard) received
+    assert total(table, "events_in", layer=1, shard=0, direction="forward", **fwd) == stats.fwd[0]
+    totals = layer_totals(table)
+    for q in ("fwd", "err_in", "err_passed", "bwd_out"):
+        np.testing.assert_array_equal(totals[q], getattr(stats, q), err_msg=q)
+    # bytes: header + 5 bytes per event
+    np.testing.assert_array_equal(np.array(table["bytes_in"]), 16 + 5 * np.array(table["events_in"]))
+    assert pc.min(table["compute_s"]).as_py() >= 0
+
+
+def test_logging_every_keeps_only_those_samples(tmp_path):
+    train_run(tmp_path / "run", samples=6, every=3)
+    table = read_traffic(tmp_path / "run")
+    assert set(table["sample"].to_pylist()) == {0, 3}
+    full = train_run(tmp_path / "full", samples=6)
+    all_rows = read_traffic(tmp_path / "full")
+    kept = pc.filter(all_rows, pc.is_in(all_rows["sample"], pa.array([0, 3], pa.int64())))
+    assert kept.num_rows == table.num_rows
+    assert full.stats.fwd.sum() > 0
