@@ -26,16 +26,6 @@ def _need_real_mnist() -> Path:
     return MNIST_DIR
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    """Any un-mocked download attempt fails loudly instead of touching the network."""
-
-    def _refuse(url, timeout):
-        raise AssertionError(f"test tried to open {url!r}")
-
-    monkeypatch.setattr(dl, "urlopen", _refuse)
-
-
 @pytest.fixture(scope="module")
 def real_mnist() -> Dataset:
     return mnist.load_mnist(_need_real_mnist(), download=False)

@@ -24,14 +24,6 @@ def _need_real_news() -> Path:
     return NEWS_DIR
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    def _refuse(url, timeout):
-        raise AssertionError(f"test tried to open {url!r}")
-
-    monkeypatch.setattr(dl, "urlopen", _refuse)
-
-
 @pytest.fixture(scope="module")
 def real_news() -> Dataset:
     return ng.load_newsgroups(_need_real_news(), download=False)
