@@ -27,7 +27,7 @@ messages, which makes it the event-level recursion itself.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 

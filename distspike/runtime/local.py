@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from distspike.config import LoggingConfig, NetConfig
-from distspike.core.messages import Segments, SpikeBatch, merge_parts
+from distspike.core.messages import SpikeBatch, merge_parts
 from distspike.core.modules import Numerics
 from distspike.core.network import SpikingNet, init_weights, layer_specs
 from distspike.runtime.shell import Shell, make_module

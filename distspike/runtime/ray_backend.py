@@ -23,15 +23,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 
 import numpy as np
 import ray
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from distspike.config import ConfigError, LoggingConfig, NetConfig, RuntimeConfig
-from distspike.core.messages import Segments, SpikeBatch, merge_parts
+from distspike.config import LoggingConfig, NetConfig, RuntimeConfig
+from distspike.core.messages import merge_parts
 from distspike.core.modules import Numerics
 from distspike.core.network import SpikingNet, init_weights
 from distspike.runtime.local import make_recorder, shard_plan

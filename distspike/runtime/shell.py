@@ -20,10 +20,6 @@ EVENT_BYTES = 5  # int32 index + int8 sign
 HEADER_BYTES = 16  # source, layer, sample, step
 
 
-def batch_bytes(batch: SpikeBatch) -> int:
-    return HEADER_BYTES + EVENT_BYTES * len(batch)
-
-
 class Shell:
     """Wraps one module; ``name`` is ``"<kind>.<layer>.<shard>"``, e.g. ``"forward.2.0"``."""
 

@@ -1,6 +1,4 @@
 """Placement on a real two-node Ray cluster (session fixture: nodes tagged node_a, node_b)."""
-import subprocess
-import sys
 import time
 
 import pytest
