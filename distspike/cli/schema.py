@@ -14,27 +14,28 @@ from typing import Any, Dict, List, Optional, get_type_hints
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
-from distspike.config import ConfigError
+from distspike.config import ConfigError, ModelConfig, TrainingConfig
 
 SCHEMA_NAME = "distspike_schema"
 
 
+# Defaults come from the typed configs, so the two never drift apart.
 @dataclass
 class ModelSchema:
-    sizes: List[Optional[int]] = field(default_factory=lambda: [784, 200, 200, 10])
-    w_init: float = 0.01
-    dtype: str = "float64"
+    sizes: List[Optional[int]] = field(default_factory=lambda: list(ModelConfig.sizes))
+    w_init: float = ModelConfig.w_init
+    dtype: str = ModelConfig.dtype
 
 
 @dataclass
 class TrainingSchema:
-    rule: str = "sgd"
-    smooth: bool = False
-    eta: float = 0.01
-    steps: int = 10
-    epochs: int = 1
-    hold_error: bool = True
-    backward_reset: str = "none"
+    rule: str = TrainingConfig.rule
+    smooth: bool = TrainingConfig.smooth
+    eta: float = TrainingConfig.eta
+    steps: int = TrainingConfig.steps
+    epochs: int = TrainingConfig.epochs
+    hold_error: bool = TrainingConfig.hold_error
+    backward_reset: str = TrainingConfig.backward_reset
 
 
 @dataclass

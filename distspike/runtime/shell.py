@@ -117,28 +117,30 @@ class Shell:
     def count(self, batch) -> None:
         self._check(batch, "count")
         self._enter()
-        parts = batch.parts if isinstance(batch, Segments) else [batch]
-        for k, part in enumerate(parts):
-            self._at_step(batch, k)
+        for part, _ in self._segments(batch):
             t0 = time.perf_counter()
             self.module.count(part)
             self._log("forward", part, None, t0)
 
-    def _at_step(self, batch, k: int) -> None:
-        """Label the log rows of segment ``k`` with its own time step, when it has one."""
-        if isinstance(batch, Segments) and batch.steps is not None:
-            self.position = (*self.position[:2], batch.steps[k])
+    def _segments(self, batch):
+        """``(part, step)`` of each segment in order (a plain batch is one part, step None).
+
+        Log rows of a segment carry its own time step, when it has one.
+        """
+        if not isinstance(batch, Segments):
+            yield batch, None
+            return
+        for k, part in enumerate(batch.parts):
+            step = batch.step_of(k)
+            if step is not None:
+                self.position = (*self.position[:2], step)
+            yield part, step
 
     def gate(self, batch, smooth=None) -> np.ndarray:
         """Gate a batch (or the segments of several roots, in order); mask of passed events."""
         self._check(batch, "gate")
         self._enter()
-        if not isinstance(batch, Segments):
-            return self._gate_one(batch, smooth, None)
-        masks = []
-        for k, part in enumerate(batch.parts):
-            self._at_step(batch, k)
-            masks.append(self._gate_one(part, smooth, batch.step_of(k)))
+        masks = [self._gate_one(part, smooth, step) for part, step in self._segments(batch)]
         return np.concatenate(masks) if masks else np.zeros(0, bool)
 
     def _gate_one(self, batch: SpikeBatch, smooth, step) -> np.ndarray:
@@ -147,20 +149,16 @@ class Shell:
         spec = self.module.spec
         self.counters[ERR_IN] += int(np.count_nonzero((batch.idx >= spec.lo) & (batch.idx < spec.hi)))
         self.counters[ERR_PASSED] += int(np.count_nonzero(passed))
-        self._log("backward", batch, batch.select(passed), t0)
+        if self.recorder is not None:
+            self._log("backward", batch, batch.select(passed), t0)
         return passed
 
     def backward(self, batch, interleave: bool, smooth=None):
         """Backward pass of a batch (or of several roots' segments, in order)."""
         self._check(batch, "bwd")
         self._enter()
-        if not isinstance(batch, Segments):
-            return self._backward_one(batch, interleave, smooth)
-        outs = []
-        for k, part in enumerate(batch.parts):
-            self._at_step(batch, k)
-            outs.append(self._backward_one(part, interleave, smooth))
-        return Segments(outs, batch.steps)
+        outs = [self._backward_one(part, interleave, smooth) for part, _ in self._segments(batch)]
+        return Segments(outs, batch.steps) if isinstance(batch, Segments) else outs[0]
 
     def _backward_one(self, batch: SpikeBatch, interleave: bool, smooth) -> SpikeBatch:
         t0 = time.perf_counter()
