@@ -106,48 +106,107 @@ class Segments:
 
     Held error spikes of one time step are separate roots (semantics.md); along the
     linear backward chain each module consumes them in the same order whether they
-    travel one per call or as the segments of one call, so the Ray runtime ships a
-    whole step's roots in one message per actor.
+    travel one per call or as the segments of one call, so one message per actor
+    carries them all. SGD messages span a whole sample: segment ``k`` is time step
+    ``steps[k]``.
+
+    Stored flat, so kernels consume a whole message in one call: ``batch`` holds the
+    concatenated events and segment ``k`` is ``batch[bounds[k]:bounds[k+1]]``.
     """
 
-    __slots__ = ("parts", "steps")
+    __slots__ = ("batch", "bounds", "steps")
 
-    def __init__(self, parts: list[SpikeBatch], steps: list[int] | None = None):
-        self.parts = parts
-        self.steps = steps  # time step of each segment when one message spans a sample
+    def __init__(self, batch: SpikeBatch, bounds: np.ndarray, steps: np.ndarray | None = None):
+        self.batch = batch  # all events, segment after segment
+        self.bounds = bounds  # (n_parts + 1,) int64: segment k is [bounds[k], bounds[k+1])
+        self.steps = steps  # (n_parts,) int64 or None: time step of each segment
+
+    @staticmethod
+    def of(parts: list[SpikeBatch], steps=None) -> "Segments":
+        """Segments from a list of batches (merge keys kept when every part has them)."""
+        bounds = np.zeros(len(parts) + 1, np.int64)
+        np.cumsum([len(p) for p in parts], out=bounds[1:])
+        steps = None if steps is None else np.asarray(steps, np.int64).reshape(-1)
+        if not parts:
+            return Segments(SpikeBatch.empty(), bounds, steps)
+        keyed = all(p.off is not None for p in parts)
+        cat = (lambda f: np.concatenate([getattr(p, f) for p in parts])) if len(parts) > 1 else \
+            (lambda f: getattr(parts[0], f))
+        return Segments(SpikeBatch(cat("idx"), cat("sign"), cat("off") if keyed else None,
+                                   cat("pot") if keyed else None), bounds, steps)
+
+    @property
+    def n_parts(self) -> int:
+        return self.bounds.shape[0] - 1
+
+    @property
+    def parts(self) -> list[SpikeBatch]:
+        """The segments as batches (views into ``batch``)."""
+        b, out = self.batch, []
+        for k in range(self.n_parts):
+            sl = slice(int(self.bounds[k]), int(self.bounds[k + 1]))
+            out.append(SpikeBatch(b.idx[sl], b.sign[sl], None if b.off is None else b.off[sl],
+                                  None if b.pot is None else b.pot[sl]))
+        return out
+
+    def sizes(self) -> np.ndarray:
+        """Events per segment."""
+        return np.diff(self.bounds)
 
     def __len__(self) -> int:
-        return sum(len(p) for p in self.parts)
+        return len(self.batch)
 
     def __repr__(self) -> str:
         return f"Segments{self.parts!r}"
 
     def concat(self) -> SpikeBatch:
-        if not self.parts:
-            return SpikeBatch.empty()
-        return SpikeBatch(np.concatenate([p.idx for p in self.parts]), np.concatenate([p.sign for p in self.parts]))
+        return self.batch.plain()
 
     def select(self, mask: np.ndarray) -> "Segments":
         """Keep the events where ``mask`` (over the concatenated events) is true, segment by segment."""
-        out, start = [], 0
-        for p in self.parts:
-            out.append(p.select(mask[start:start + len(p)]))
-            start += len(p)
-        return Segments(out, self.steps)
+        kept = np.zeros(len(mask) + 1, np.int64)
+        np.cumsum(mask, out=kept[1:])
+        return Segments(self.batch.select(mask), kept[self.bounds], self.steps)
 
     def plain(self) -> "Segments":
-        return Segments([p.plain() for p in self.parts], self.steps)
+        return Segments(self.batch.plain(), self.bounds, self.steps)
 
     def step_of(self, k: int):
-        return None if self.steps is None else self.steps[k]
+        return None if self.steps is None else int(self.steps[k])
 
     def validate(self, n_units: int, where: str) -> None:
-        for k, p in enumerate(self.parts):
-            p.validate(n_units, f"{where} segment {k}")
+        """The events as ``SpikeBatch.validate``, then ``bounds`` and ``steps``."""
+        self.batch.validate(n_units, where)
+        b = self.bounds
+        if not isinstance(b, np.ndarray) or b.dtype != np.int64 or b.ndim != 1 or b.shape[0] < 1:
+            raise MessageError(f"{where}: field 'bounds' must be a non-empty 1-d int64 array, got {_describe(b)}")
+        if b[0] != 0 or b[-1] != len(self.batch) or np.any(np.diff(b) < 0):
+            raise MessageError(f"{where}: field 'bounds' must rise from 0 to the {len(self.batch)} events, "
+                               f"got {b.tolist()[:8]}")
+        st = self.steps
+        if st is not None and (not isinstance(st, np.ndarray) or st.dtype != np.int64 or st.shape != (b.shape[0] - 1,)
+                               or (st.shape[0] and st.min() < 0)):
+            raise MessageError(f"{where}: field 'steps' must be {b.shape[0] - 1} non-negative int64 steps, "
+                               f"got {_describe(st)}")
+
+
+def merge_segments(parts: list[Segments]) -> Segments:
+    """``merge_shards`` segment by segment: sort by ``(segment, off, -|pot|, idx)``."""
+    parts = [p for p in parts if len(p)] or parts[:1]
+    if len(parts) == 1:
+        return parts[0]
+    seg = np.concatenate([np.repeat(np.arange(p.n_parts), p.sizes()) for p in parts])
+    idx = np.concatenate([p.batch.idx for p in parts])
+    sign = np.concatenate([p.batch.sign for p in parts])
+    off = np.concatenate([p.batch.off for p in parts])
+    pot = np.concatenate([p.batch.pot for p in parts])
+    order = np.lexsort((idx, -np.abs(pot), off, seg))
+    bounds = np.sum([p.bounds for p in parts], axis=0)
+    return Segments(SpikeBatch(idx[order], sign[order], off[order], pot[order]), bounds, parts[0].steps)
 
 
 def merge_parts(parts: list):
     """``merge_shards`` for batches or, segment by segment, for ``Segments``."""
     if parts and isinstance(parts[0], Segments):
-        return Segments([merge_shards(list(seg)) for seg in zip(*(p.parts for p in parts))], parts[0].steps)
+        return merge_segments(parts)
     return merge_shards(parts)

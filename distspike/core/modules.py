@@ -24,9 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from distspike.config import NetConfig
-from distspike.core.messages import SpikeBatch
-from distspike.kernels.herding import herd_rows, herd_vector
-from distspike.kernels.updates import count_events, gate_and_update, sgd_outer, update_delta, update_rows
+from distspike.core.messages import Segments, SpikeBatch
+from distspike.kernels.herding import herd_rows, herd_segments, herd_vector
+from distspike.kernels.updates import (count_events, gate_and_update, gate_segments, sgd_outer, update_delta,
+                                       update_rows)
 
 
 @dataclass(frozen=True)
@@ -167,8 +168,9 @@ class ForwardQuantizer:
         self.phi = np.zeros(nb, num.dtype)  # (nb,) herder potentials
         self.c = np.zeros(spec.n_in, np.int64)  # (n_in,) signed input spike counts
         self.e = np.zeros(nb, np.int64)  # (nb,) passed error counts (SGD)
-        self.S_at: dict[int, np.ndarray] = {}  # S after each step's forward pass (sample-wide messages)
+        self.S_at = np.zeros((0, nb), num.dtype)  # (steps, nb): S after each step (sample-wide messages)
         self._no_delta = np.zeros(0, num.dtype)
+        self._no_hist, self._no_rows = np.zeros((0, nb), num.dtype), np.zeros(0, np.int64)
 
     def reset_sample(self) -> None:
         """Forward state is reset at every sample start (paper section 3.8)."""
@@ -176,7 +178,6 @@ class ForwardQuantizer:
         self.phi[:] = 0
         self.c[:] = 0
         self.e[:] = 0
-        self.S_at.clear()
 
     def start_sample(self, sample: int) -> None:
         self.reset_sample()
@@ -185,12 +186,21 @@ class ForwardQuantizer:
         """Prediction uses fresh forward state (its own herders, Alg. 3)."""
         self.reset_sample()
 
-    def snapshot(self, step: int) -> None:
-        """Keep ``S`` as it stands after step ``step``'s forward pass, for that step's gate."""
-        self.S_at[step] = self.S.copy()
+    def _history(self, steps: np.ndarray) -> np.ndarray:
+        """The ``S_at`` buffer, with a row for every step of ``steps`` (reused across samples)."""
+        need = int(steps.max()) + 1
+        if self.S_at.shape[0] < need:
+            self.S_at = np.zeros((need, self.S.shape[0]), self.num.dtype)
+        return self.S_at
 
-    def forward(self, batch: SpikeBatch, count: bool = True) -> SpikeBatch:
-        """Consume spikes of layer ``l-1``; return this block's spikes with merge keys."""
+    def forward(self, batch, count: bool = True):
+        """Consume spikes of layer ``l-1``; return this block's spikes with merge keys.
+
+        ``Segments`` (all steps of a sample in one message) go through one kernel call;
+        in training the sums ``S`` after each step are kept in ``S_at`` for that step's gate.
+        """
+        if isinstance(batch, Segments):
+            return self._forward_segments(batch, count)
         if count:
             count_events(self.c, batch.idx, batch.sign, 0)
         n = self.num
@@ -198,19 +208,39 @@ class ForwardQuantizer:
                                         False, self.spec.lo, True, self._no_delta, False)
         return SpikeBatch(idx, sign, off, pot)
 
+    def _forward_segments(self, segs: Segments, train: bool) -> Segments:
+        b, n = segs.batch, self.num
+        if train:
+            count_events(self.c, b.idx, b.sign, 0)
+        hist, rows = self._no_hist, self._no_rows
+        if train and segs.steps is not None and segs.steps.shape[0]:
+            hist, rows = self._history(segs.steps), segs.steps
+        off, idx, sign, pot, bounds = herd_segments(self.W, self.phi, self.S, b.idx, b.sign, segs.bounds, n.thresh,
+                                                    n.unit, False, self.spec.lo, True, self._no_delta, False, False,
+                                                    hist, rows)
+        return Segments(SpikeBatch(idx, sign, off, pot), bounds, segs.steps)
+
     def delta(self, smooth_input=None) -> np.ndarray:
         """``lr * relu(c)``, or ``lr * relu(S_{l-1})`` for smooth updates."""
         src = smooth_input if self.spec.smooth else self.c
         return update_delta(src, self.num.lr, self.num.dtype)
 
-    def gate(self, batch: SpikeBatch, smooth_input=None, step: int | None = None) -> np.ndarray:
+    def gate(self, batch, smooth_input=None) -> np.ndarray:
         """Gate error spikes of this block and apply their updates; mask of passed events.
 
-        ``step`` (sample-wide messages) gates against ``S`` as it stood after that step.
+        ``Segments`` are gated in order in one kernel call; segments with time steps
+        (sample-wide messages) are gated against ``S`` as it stood after their step.
         """
         delta = self.delta(smooth_input) if self.spec.fractional else self._no_delta
-        S = self.S if step is None else self.S_at[step]
-        return gate_and_update(self.W, S, self.e, delta, batch.idx, batch.sign, self.spec.lo, self.spec.fractional)
+        lo, frac = self.spec.lo, self.spec.fractional
+        if not isinstance(batch, Segments):
+            return gate_and_update(self.W, self.S, self.e, delta, batch.idx, batch.sign, lo, frac)
+        if batch.steps is None:
+            S_rows, rows = self.S.reshape(1, -1), np.zeros(batch.n_parts, np.int64)
+        else:
+            S_rows, rows = self.S_at, batch.steps
+        b = batch.batch
+        return gate_segments(self.W, S_rows, self.e, delta, b.idx, b.sign, batch.bounds, rows, lo, frac)
 
     def end_sample(self, smooth_input=None) -> None:
         """SGD: ``W -= outer(lr * relu(c), e)`` once per sample (eq. 6)."""
@@ -250,6 +280,7 @@ class BackwardQuantizer:
         self.rng = np.random.default_rng([spec.seed, spec.layer])
         self.last_sample = -1  # index of the last training sample started (random-reset draws)
         self._no_delta = np.zeros(0, num.dtype)
+        self._no_hist, self._no_rows = np.zeros((0, nb), num.dtype), np.zeros(0, np.int64)
 
     def start_sample(self, sample: int) -> None:
         """Reset per policy at the start of training sample ``sample`` (0, 1, ...).
@@ -273,8 +304,9 @@ class BackwardQuantizer:
         u = self.rng.uniform(-0.5, 0.5, self.spec.n_in)[self.spec.lo:self.spec.hi]  # (nb,)
         return self.num.encode(u) if self.num.is_int else u.astype(self.num.dtype)
 
-    def count(self, batch: SpikeBatch) -> None:
+    def count(self, batch) -> None:
         """Count this block's forward spikes of layer ``l-1`` (input counts of the replica)."""
+        batch = batch.batch if isinstance(batch, Segments) else batch
         count_events(self.c, batch.idx, batch.sign, self.spec.lo)
 
     def delta(self, smooth_input=None) -> np.ndarray:
@@ -282,16 +314,19 @@ class BackwardQuantizer:
         src = smooth_input[self.spec.lo:self.spec.hi] if self.spec.smooth else self.c
         return update_delta(src, self.num.lr, self.num.dtype)
 
-    def backward(self, batch: SpikeBatch, interleave: bool, smooth_input=None) -> SpikeBatch:
+    def backward(self, batch, interleave: bool, smooth_input=None):
         """Consume passed error spikes of layer ``l``; return error spikes of layer ``l-1``.
 
         ``interleave`` (depth-first): each FSGD update is applied just before its column
         is read. Otherwise (breadth-first) the updater consumes the whole batch before
-        the backward weights read any column.
+        the backward weights read any column. ``Segments`` are consumed in order, each
+        as a batch of its own, in one kernel call.
         """
         n = self.num
         fractional = self.spec.fractional
         delta = self.delta(smooth_input) if fractional else self._no_delta
+        if isinstance(batch, Segments):
+            return self._backward_segments(batch, interleave, delta)
         if not fractional:
             count_events(self.e, batch.idx, batch.sign, 0)
         elif not interleave:
@@ -299,6 +334,16 @@ class BackwardQuantizer:
         off, idx, sign, pot = herd_rows(self.WT, self.phi, self.phi, batch.idx, batch.sign, n.thresh, n.unit,
                                         True, self.spec.lo, False, delta, fractional and interleave)
         return SpikeBatch(idx, sign, off, pot)
+
+    def _backward_segments(self, segs: Segments, interleave: bool, delta: np.ndarray) -> Segments:
+        b, n, fractional = segs.batch, self.num, self.spec.fractional
+        if not fractional:
+            count_events(self.e, b.idx, b.sign, 0)
+        off, idx, sign, pot, bounds = herd_segments(self.WT, self.phi, self.phi, b.idx, b.sign, segs.bounds,
+                                                    n.thresh, n.unit, True, self.spec.lo, False, delta,
+                                                    fractional and interleave, fractional and not interleave,
+                                                    self._no_hist, self._no_rows)
+        return Segments(SpikeBatch(idx, sign, off, pot), bounds, segs.steps)
 
     def end_sample(self, smooth_input=None) -> None:
         if not self.spec.fractional and self.e.any():

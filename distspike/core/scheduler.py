@@ -107,7 +107,7 @@ class Scheduler:
             self.counter.add(target)
             roots = self.counter.launch()
             if roots:
-                self._root(("gate", self.L, Segments(roots)))
+                self._root(("gate", self.L, Segments.of(roots)))
         self._end_sample()
 
     def _end_sample(self) -> None:
@@ -121,7 +121,7 @@ class Scheduler:
         Equivalent to the step-by-step schedule because every actor receives its
         messages in the same relative order per state it touches: forward state (``S``,
         ``phi``, counts) is never read by the backward pass except the gate, which reads
-        ``S`` as it stood after its own step (kept by ``snapshot``), and SGD changes no
+        ``S`` as it stood after its own step (kept in ``S_at``), and SGD changes no
         weight before the sample ends. Proved against the oracle in the tests.
         """
         steps = list(range(self.T))
@@ -129,7 +129,7 @@ class Scheduler:
         parts = []
         for self.step in steps:
             parts.append(self._emit_input(x))
-        inputs = Segments(parts, steps)
+        inputs = Segments.of(parts, steps)
         out = self._run_forward(inputs)
         roots, root_steps = [], []
         for t, spikes in enumerate(self.backend.fetch(out).parts):
@@ -139,7 +139,7 @@ class Scheduler:
             roots += launched
             root_steps += [t] * len(launched)
         if roots:
-            self._root(("gate", self.L, Segments(roots, root_steps)))
+            self._root(("gate", self.L, Segments.of(roots, root_steps)))
         self._end_sample()
 
     def _run_forward(self, batch):
@@ -157,7 +157,7 @@ class Scheduler:
         self.inp.reset()
         self.backend.set_position(0, self.predictions, 0, False)
         steps = list(range(self.T))
-        batch = Segments([self.inp.step(x) for _ in steps], steps)
+        batch = Segments.of([self.inp.step(x) for _ in steps], steps)
         for layer in range(1, self.L + 1):
             batch = self.backend.forward(layer, batch, False)
         return self.num.decode(self.backend.preact_values(self.L)) / self.T

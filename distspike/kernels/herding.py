@@ -218,6 +218,51 @@ def herd_rows(mat, phi, acc, in_idx, in_sign, thresh, unit, signed, lo, track_ac
 
 
 @njit(cache=True)
+def herd_segments(mat, phi, acc, in_idx, in_sign, bounds, thresh, unit, signed, lo, track_acc, delta, update_each,
+                  update_first, acc_hist, hist_rows):
+    """``herd_rows`` over the segments of one message, one after another (one call per message).
+
+    Segment ``p`` is events ``bounds[p]:bounds[p+1]``, consumed exactly as a message of
+    its own would be. With ``update_first`` the FSGD steps of the whole segment,
+    ``mat[i_k] -= s_k * delta`` (eq. 7), are applied before any of its rows is read
+    (breadth-first order of updater and backward weights). When ``acc_hist`` has
+    rows, ``acc_hist[hist_rows[p]] = acc`` after segment ``p`` (the pre-activation
+    sums after each time step, for the gates of sample-wide messages). Returns
+    ``(off, idx, sign, pot, out_bounds)``; ``off`` indexes the concatenated input.
+    """
+    n_parts = bounds.shape[0] - 1
+    out_bounds = np.zeros(n_parts + 1, np.int64)
+    o_off = np.empty(_FIRE_CAP, np.int32)
+    o_idx = np.empty(_FIRE_CAP, np.int32)
+    o_sign = np.empty(_FIRE_CAP, np.int8)
+    o_pot = np.empty(_FIRE_CAP, phi.dtype)
+    n = 0
+    for p in range(n_parts):
+        a, b = bounds[p], bounds[p + 1]
+        if update_first:
+            for k in range(a, b):
+                update_row(mat, delta, in_idx[k], in_sign[k])
+        off, idx, sign, pot = herd_rows(mat, phi, acc, in_idx[a:b], in_sign[a:b], thresh, unit, signed, lo,
+                                        track_acc, delta, update_each)
+        m = off.shape[0]
+        if n + m > o_off.shape[0]:
+            o_off = _grow(o_off, n + m)
+            o_idx = _grow(o_idx, n + m)
+            o_sign = _grow(o_sign, n + m)
+            o_pot = _grow(o_pot, n + m)
+        for r in range(m):
+            o_off[n + r] = off[r] + a
+            o_idx[n + r] = idx[r]
+            o_sign[n + r] = sign[r]
+            o_pot[n + r] = pot[r]
+        n += m
+        out_bounds[p + 1] = n
+        if acc_hist.shape[0] > 0:
+            acc_hist[hist_rows[p], :] = acc
+    return o_off[:n], o_idx[:n], o_sign[:n], o_pot[:n], out_bounds
+
+
+@njit(cache=True)
 def update_row(mat, delta, i, s):
     """FSGD step on one row of a (transposed) weight copy: ``mat[i] -= s * delta`` (eq. 7)."""
     row = mat[i]

@@ -54,6 +54,35 @@ def gate_and_update(W, S, e, delta, in_idx, in_sign, lo, fractional):
 
 
 @njit(cache=True)
+def gate_segments(W, S_rows, e, delta, in_idx, in_sign, bounds, rows, lo, fractional):
+    """``gate_and_update`` over the segments of one message, in order (one call per message).
+
+    Segment ``p`` (events ``bounds[p]:bounds[p+1]``) is gated against ``S_rows[rows[p]]``:
+    the pre-activation sums as they stood when that segment would have arrived as a
+    message of its own (eq. 5). Returns the mask of passed events.
+    """
+    passed = np.zeros(in_idx.shape[0], np.bool_)
+    for p in range(bounds.shape[0] - 1):
+        a, b = bounds[p], bounds[p + 1]
+        passed[a:b] = gate_and_update(W, S_rows[rows[p]], e, delta, in_idx[a:b], in_sign[a:b], lo, fractional)
+    return passed
+
+
+@njit(cache=True)
+def segment_signs(sign, bounds):
+    """Events and positive events per segment: ``(n, n_pos)``, each ``(n_parts,)`` int64."""
+    n_parts = bounds.shape[0] - 1
+    n = np.empty(n_parts, np.int64)
+    pos = np.zeros(n_parts, np.int64)
+    for p in range(n_parts):
+        n[p] = bounds[p + 1] - bounds[p]
+        for k in range(bounds[p], bounds[p + 1]):
+            if sign[k] > 0:
+                pos[p] += 1
+    return n, pos
+
+
+@njit(cache=True)
 def update_rows(mat, delta, in_idx, in_sign):
     """Apply the FSGD steps of a whole batch to a transposed copy: ``mat[j] -= s * delta``."""
     for k in range(in_idx.shape[0]):

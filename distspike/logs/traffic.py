@@ -5,9 +5,9 @@ that buffers one row per message it consumes and writes its own files::
 
     RUN_DIR/traffic/actor=<name>/part-<seq:06d>.parquet
 
-Rows are buffered in one preallocated numpy structured array of ``flush_rows``
-rows; ``record`` packs a row into it with one ``struct.pack_into`` (well under a
-microsecond). A full buffer, ``flush()`` and ``close()`` write one file (zstd
+Rows are buffered in preallocated numpy column buffers of ``flush_rows`` rows;
+``record`` (one message) and ``record_segments`` (one row per segment of a message)
+pack them with one compiled call per message (``distspike.kernels.traffic``). A full buffer, ``flush()`` and ``close()`` write one file (zstd
 Parquet, one row group). A file is written under a temporary name starting with
 ``'.'`` in the same directory, fsync'ed and then renamed with ``os.replace``, so a
 killed process leaves only complete part files (plus at most one hidden temporary
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import re
-import struct
 import time
 import warnings
 from pathlib import Path
@@ -33,6 +32,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+from numba.core.errors import TypingError
+
+from distspike.kernels.traffic import (EVENT_BYTES, FLOAT_COLUMNS, HEADER_BYTES, INT_COLUMNS, put_row,
+                                       put_segment_rows)
 
 __all__ = ["SCHEMA", "DIRECTIONS", "QUANTITIES", "TrafficError", "TrafficRecorder", "read_traffic",
            "traffic_dir", "part_files", "layer_totals", "layer_totals_by"]
@@ -63,19 +66,16 @@ SCHEMA = pa.schema([
     ("t_wall", pa.float64()),
 ])
 
-# the per-message columns, in the order ``record`` receives them (``direction`` as a code):
-# a packed little-endian record, filled by ``struct.pack_into`` and read back as numpy columns
-_ROW = np.dtype([
-    ("direction", "<i1"), ("epoch", "<i4"), ("sample", "<i8"), ("step", "<i4"),
-    ("events_in", "<i4"), ("events_out_pos", "<i4"), ("events_out_neg", "<i4"),
-    ("bytes_in", "<i4"), ("bytes_out", "<i4"), ("compute_s", "<f8"), ("t_wall", "<f8"),
-])
-_PACK = struct.Struct("<biqiiiiiidd")
-_ITEM = _ROW.itemsize
-assert _PACK.size == _ITEM
+_INT_TYPES = {name: SCHEMA.field(name).type.to_pandas_dtype() for name in INT_COLUMNS[1:]}
+_NO_STEPS = np.zeros(0, np.int64)
+_NO_SIGNS = np.zeros(0, np.int8)
 
 
 _now = time.time
+
+
+def one_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 class TrafficError(ValueError):
@@ -91,19 +91,6 @@ def _next_seq(directory: Path) -> int:
     """One past the highest part number in ``directory`` (0 for a new actor)."""
     seqs = [int(m.group(1)) for m in map(_PART.match, os.listdir(directory)) if m]
     return max(seqs) + 1 if seqs else 0
-
-
-def _clamp(value, dtype: np.dtype):
-    """``value`` clamped to the range of an integer ``dtype`` (floats pass through)."""
-    if dtype.kind not in "iu":
-        return float(value)
-    info = np.iinfo(dtype)
-    return min(max(int(value), int(info.min)), int(info.max))
-
-
-def _native(column: np.ndarray) -> np.ndarray:
-    """A contiguous, native-byte-order copy of a buffer column."""
-    return column.astype(column.dtype.newbyteorder("="))
 
 
 _STRINGS = ["run_id", "actor", "module", "direction"]  # dictionary-encoded in the files
@@ -136,8 +123,8 @@ class TrafficRecorder:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._drop_stale_temps()
         self.seq = _next_seq(self.directory)
-        self._rows = np.zeros(self.capacity, _ROW)
-        self._buffer = memoryview(self._rows).cast("B")  # the same memory, as bytes
+        self._ints = np.zeros((self.capacity, len(INT_COLUMNS)), np.int64)
+        self._floats = np.zeros((self.capacity, len(FLOAT_COLUMNS)), np.float64)
         self._n = 0
         self.rows_written = 0
         self.saturated = 0  # rows whose integers were clamped to their column type
@@ -156,51 +143,88 @@ class TrafficRecorder:
         """Whether rows of ``sample`` are kept (``sample % every == 0``): callers may skip work."""
         return not sample % self.every
 
+    def _code(self, direction: str) -> int:
+        try:
+            return _DIRECTION_CODE[direction]
+        except KeyError:
+            raise TrafficError(f"actor {self.name}: direction={direction!r} is not one of {list(DIRECTIONS)}") from None
+
     def record(self, direction: str, epoch: int, sample: int, step: int, events_in: int,
                events_out_pos: int, events_out_neg: int, bytes_in: int, bytes_out: int,
                compute_s: float) -> None:
-        """Buffer one message row (hot path: one ``struct.pack_into`` into the buffer)."""
+        """Buffer one message row (hot path: one compiled call into the buffers)."""
         if sample % self.every:
             return
-        n = self._n
+        row = (epoch, sample, step, events_in, events_out_pos, events_out_neg, bytes_in, bytes_out, compute_s)
         try:
-            _PACK.pack_into(self._buffer, n * _ITEM, _DIRECTION_CODE[direction], epoch, sample, step,
-                            events_in, events_out_pos, events_out_neg, bytes_in, bytes_out, compute_s, _now())
-        except (KeyError, struct.error, TypeError) as err:
-            self._retry(n, err, direction, epoch, sample, step, events_in, events_out_pos, events_out_neg,
-                        bytes_in, bytes_out, compute_s)
-        self._n = n + 1
+            put_row(self._ints, self._floats, self._n, self._code(direction), *row, _now())
+        except (TypingError, TypeError, OverflowError) as err:
+            raise self._bad_row(row, err) from None
+        self._n += 1
         if self._n == self.capacity:
             self.flush()
 
-    def _retry(self, n: int, err: Exception, direction: str, *values) -> None:
-        """Off the hot path: saturate integers beyond their column type, else raise ``TrafficError``.
+    def _bad_row(self, row: tuple, err: Exception) -> TrafficError:
+        """The error for a row that does not fit the buffers, naming the first bad field."""
+        names = ("epoch", "sample", "step", "events_in", "events_out_pos", "events_out_neg", "bytes_in",
+                 "bytes_out", "compute_s")
+        for name, value in zip(names, row):
+            ok = isinstance(value, (int, np.integer)) and -2 ** 63 <= int(value) < 2 ** 63
+            if name == "compute_s":
+                ok = isinstance(value, (int, float, np.integer, np.floating))
+            if not ok:
+                return TrafficError(f"actor {self.name}: cannot log field {name}={value!r}")
+        return TrafficError(f"actor {self.name}: cannot log row {dict(zip(names, row))}: {one_line(err)}")
 
-        A diverging layer can emit more events in one message than ``int32`` holds; the
-        row is kept with the values clamped (and one warning), rather than failing the run.
+    def record_segments(self, direction: str, epoch: int, sample: int, step: int, steps, in_bounds: np.ndarray,
+                        out_sign: np.ndarray | None, out_bounds: np.ndarray | None, compute_s: float) -> None:
+        """Buffer the rows of a message of several segments, one row per segment.
+
+        Segment ``p`` brought ``in_bounds[p+1] - in_bounds[p]`` events and emitted
+        ``out_sign[out_bounds[p]:out_bounds[p+1]]`` (``out_sign=None``: nothing is sent).
+        Its step is ``steps[p]`` (``steps=None``: ``step``); the message's compute time is
+        split evenly over the rows. One compiled call per message.
         """
-        if direction not in _DIRECTION_CODE:
-            raise TrafficError(f"actor {self.name}: direction={direction!r} is not one of {list(DIRECTIONS)}")
-        fields = dict(zip(_ROW.names[1:], values))
-        try:
-            clamped = [_clamp(v, _ROW[name]) for name, v in fields.items()]
-            _PACK.pack_into(self._buffer, n * _ITEM, _DIRECTION_CODE[direction], *clamped, _now())
-        except (struct.error, TypeError, ValueError):
-            raise TrafficError(f"actor {self.name}: cannot log row {fields}: {err}") from None
-        self.saturated += 1
-        if self.saturated == 1:
-            warnings.warn(f"traffic log of actor {self.name}: {fields} do not fit the log's integer columns; "
-                          f"saturated (further rows like this are counted in .saturated)", RuntimeWarning,
-                          stacklevel=3)
+        if sample % self.every:
+            return
+        code, now = self._code(direction), _now()
+        steps = _NO_STEPS if steps is None else steps
+        has_out = out_sign is not None
+        out_sign = out_sign if has_out else _NO_SIGNS
+        out_bounds = out_bounds if has_out else in_bounds
+        share = compute_s / max(in_bounds.shape[0] - 1, 1)
+        while True:
+            n, p = put_segment_rows(self._ints, self._floats, self._n, code, epoch, sample, step, steps, in_bounds,
+                                    out_sign, out_bounds, has_out, compute_s, now, HEADER_BYTES, EVENT_BYTES)
+            self._n = n
+            if n == self.capacity:
+                self.flush()
+            if p == in_bounds.shape[0] - 1:
+                return
+            # the buffer filled up mid-message: go on with the remaining segments
+            in_bounds, out_bounds = in_bounds[p:], out_bounds[p:]
+            steps = steps[p:] if steps.shape[0] else steps
+            compute_s = share * (in_bounds.shape[0] - 1)
 
     @property
     def buffered(self) -> int:
         """Rows recorded but not yet written."""
         return self._n
 
+    def _int_column(self, k: int, name: str, clamped: np.ndarray) -> pa.Array:
+        """Integer column ``k`` of the buffer in its file type, saturating out-of-range values."""
+        col = self._ints[:self._n, k]
+        dtype = np.dtype(_INT_TYPES[name])
+        info = np.iinfo(dtype)
+        out = (col < info.min) | (col > info.max)
+        if out.any():
+            clamped |= out
+            col = np.clip(col, info.min, info.max)
+        return pa.array(col.astype(dtype))
+
     def table(self) -> pa.Table:
-        """The buffered rows as a table of ``SCHEMA``."""
-        rows, n = self._rows, self._n
+        """The buffered rows as a table of ``SCHEMA`` (column by column, no per-row work)."""
+        n = self._n
         zeros = np.zeros(n, np.int8)
         columns = {
             "run_id": _strings(zeros, [self.run_id]),
@@ -208,11 +232,25 @@ class TrafficRecorder:
             "module": _strings(zeros, [self.kind]),
             "layer": pa.array(np.full(n, self.layer, np.int16)),
             "shard": pa.array(np.full(n, self.shard, np.int16)),
-            "direction": _strings(_native(rows["direction"][:n]), DIRECTIONS),
+            "direction": _strings(self._ints[:n, 0].astype(np.int8), DIRECTIONS),
         }
-        for field in _ROW.names[1:]:
-            columns[field] = pa.array(_native(rows[field][:n]))
+        clamped = np.zeros(n, bool)
+        for k, name in enumerate(INT_COLUMNS[1:], start=1):
+            columns[name] = self._int_column(k, name, clamped)
+        for k, name in enumerate(FLOAT_COLUMNS):
+            columns[name] = pa.array(self._floats[:n, k])
+        self._warn_saturated(int(clamped.sum()))
         return pa.Table.from_pydict(columns, schema=SCHEMA)
+
+    def _warn_saturated(self, rows: int) -> None:
+        """A diverging layer can emit more events in one message than ``int32`` holds: keep the
+        rows with their values saturated, and warn once per actor."""
+        if not rows:
+            return
+        if not self.saturated:
+            warnings.warn(f"traffic log of actor {self.name}: {rows} row(s) have counts that do not fit the "
+                          f"log's integer columns; saturated (counted in .saturated)", RuntimeWarning, stacklevel=3)
+        self.saturated += rows
 
     def flush(self) -> Path | None:
         """Write the buffered rows as the next part file; its path, or None if nothing was buffered."""
@@ -240,6 +278,11 @@ class TrafficRecorder:
     def close(self) -> None:
         """Write what is buffered; the recorder stays usable (a later record starts a new part)."""
         self.flush()
+
+    def discard(self) -> int:
+        """Drop the buffered rows unwritten (a rollback to a checkpoint replays them); how many."""
+        n, self._n = self._n, 0
+        return n
 
     def __repr__(self) -> str:
         return f"TrafficRecorder({self.name!r}, dir={str(self.directory)!r}, buffered={self._n})"

@@ -12,12 +12,11 @@ import numpy as np
 
 from distspike.core.messages import Segments, SpikeBatch
 from distspike.core.modules import BackwardQuantizer, ForwardQuantizer
+from distspike.kernels.traffic import EVENT_BYTES, HEADER_BYTES
 
 # spike counters kept by every shell (summed over shards they give the runtime's totals)
 FWD_OUT, ERR_IN, ERR_PASSED, BWD_OUT = range(4)
 
-EVENT_BYTES = 5  # int32 index + int8 sign
-HEADER_BYTES = 16  # source, layer, sample, step
 
 
 class Shell:
@@ -74,36 +73,30 @@ class Shell:
         if self.validate:
             batch.validate(self._n_in[port], f"actor {self.name} port {port!r}")
 
-    def _log(self, direction: str, batch: SpikeBatch, out: SpikeBatch | None, t0: float) -> None:
-        """One traffic-log row for a consumed message (skipped for samples not kept)."""
+    def _log(self, direction: str, batch, out, t0: float) -> None:
+        """The traffic-log row(s) of a consumed message (skipped for samples not kept).
+
+        A ``Segments`` message gives one row per segment (its time step, its events).
+        """
         rec = self.recorder
         if rec is None or not rec.keeps(self.position[1]):
             return
         seconds = time.perf_counter() - t0
+        if isinstance(batch, Segments):
+            rec.record_segments(direction, *self.position, batch.steps, batch.bounds,
+                                None if out is None else out.batch.sign, None if out is None else out.bounds, seconds)
+            return
         n_in = batch.idx.shape[0]
         n_out = 0 if out is None else out.idx.shape[0]
         pos = out.sign.tobytes().count(1) if n_out else 0  # signs are +1/-1 int8
         rec.record(direction, *self.position, n_in, pos, n_out - pos, HEADER_BYTES + EVENT_BYTES * n_in,
                    HEADER_BYTES + EVENT_BYTES * n_out if out is not None else 0, seconds)
 
-    # -- messages ------------------------------------------------------------------
+    # -- messages: one module call per message (a ``Segments`` message too) ----------
     def forward(self, batch, train: bool = True):
         """Forward pass of a batch, or of a whole sample's steps (``Segments`` with steps)."""
         self._check(batch, "fwd")
         self._enter()
-        if isinstance(batch, Segments):
-            return Segments([self._forward_step(p, train, step) for p, step in zip(batch.parts, batch.steps)],
-                            batch.steps)
-        return self._forward_one(batch, train)
-
-    def _forward_step(self, batch: SpikeBatch, train: bool, step: int) -> SpikeBatch:
-        self.position = (*self.position[:2], step)
-        out = self._forward_one(batch, train)
-        if train:
-            self.module.snapshot(step)
-        return out
-
-    def _forward_one(self, batch: SpikeBatch, train: bool) -> SpikeBatch:
         t0 = time.perf_counter()
         try:
             out = self.module.forward(batch, train)
@@ -115,39 +108,22 @@ class Shell:
         return out
 
     def count(self, batch) -> None:
+        """Count spikes of layer ``l-1`` (backward replica's input counts)."""
         self._check(batch, "count")
         self._enter()
-        for part, _ in self._segments(batch):
-            t0 = time.perf_counter()
-            self.module.count(part)
-            self._log("forward", part, None, t0)
-
-    def _segments(self, batch):
-        """``(part, step)`` of each segment in order (a plain batch is one part, step None).
-
-        Log rows of a segment carry its own time step, when it has one.
-        """
-        if not isinstance(batch, Segments):
-            yield batch, None
-            return
-        for k, part in enumerate(batch.parts):
-            step = batch.step_of(k)
-            if step is not None:
-                self.position = (*self.position[:2], step)
-            yield part, step
+        t0 = time.perf_counter()
+        self.module.count(batch)
+        self._log("forward", batch, None, t0)
 
     def gate(self, batch, smooth=None) -> np.ndarray:
         """Gate a batch (or the segments of several roots, in order); mask of passed events."""
         self._check(batch, "gate")
         self._enter()
-        masks = [self._gate_one(part, smooth, step) for part, step in self._segments(batch)]
-        return np.concatenate(masks) if masks else np.zeros(0, bool)
-
-    def _gate_one(self, batch: SpikeBatch, smooth, step) -> np.ndarray:
         t0 = time.perf_counter()
-        passed = self.module.gate(batch, smooth, step)
+        passed = self.module.gate(batch, smooth)
         spec = self.module.spec
-        self.counters[ERR_IN] += int(np.count_nonzero((batch.idx >= spec.lo) & (batch.idx < spec.hi)))
+        idx = (batch.batch if isinstance(batch, Segments) else batch).idx
+        self.counters[ERR_IN] += int(np.count_nonzero((idx >= spec.lo) & (idx < spec.hi)))
         self.counters[ERR_PASSED] += int(np.count_nonzero(passed))
         if self.recorder is not None:
             self._log("backward", batch, batch.select(passed), t0)
@@ -157,10 +133,6 @@ class Shell:
         """Backward pass of a batch (or of several roots' segments, in order)."""
         self._check(batch, "bwd")
         self._enter()
-        outs = [self._backward_one(part, interleave, smooth) for part, _ in self._segments(batch)]
-        return Segments(outs, batch.steps) if isinstance(batch, Segments) else outs[0]
-
-    def _backward_one(self, batch: SpikeBatch, interleave: bool, smooth) -> SpikeBatch:
         t0 = time.perf_counter()
         try:
             out = self.module.backward(batch, interleave, smooth)
