@@ -7,6 +7,7 @@ message that names the key and quotes the offending value.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 DTYPES = ("float32", "float64", "int")
@@ -26,9 +27,19 @@ def _check_choice(key: str, value, choices) -> None:
 
 def _check_positive(key: str, value, integer: bool = False) -> None:
     kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
-        what = "a positive integer" if integer else "a positive number"
+    if isinstance(value, bool) or not isinstance(value, kind) or not value > 0 or not math.isfinite(value):
+        what = "a positive integer" if integer else "a positive (finite) number"
         raise ConfigError(f"{key}={value!r} must be {what}")
+
+
+def _check_bool(key: str, value) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}={value!r} must be true or false")
+
+
+def _check_optional_str(key: str, value) -> None:
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"{key}={value!r} must be a string or null")
 
 
 @dataclass(frozen=True)
@@ -40,14 +51,17 @@ class ModelConfig:
     dtype: str = "float64"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.sizes, (list, tuple)):
+            raise ConfigError(f"model.sizes={self.sizes!r} must be a list of layer sizes")
         sizes = tuple(self.sizes)
         object.__setattr__(self, "sizes", sizes)
         if len(sizes) < 2:
             raise ConfigError(f"model.sizes={list(sizes)!r} needs at least an input and an output size")
         for i, n in enumerate(sizes):
             _check_positive(f"model.sizes[{i}]", n, integer=True)
-        if isinstance(self.w_init, bool) or not isinstance(self.w_init, (int, float)) or self.w_init < 0:
-            raise ConfigError(f"model.w_init={self.w_init!r} must be a non-negative number")
+        w = self.w_init
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < math.inf:
+            raise ConfigError(f"model.w_init={w!r} must be a non-negative (finite) number")
         _check_choice("model.dtype", self.dtype, DTYPES)
 
     @property
@@ -75,8 +89,7 @@ class TrainingConfig:
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
             raise ConfigError(f"training.epochs={self.epochs!r} must be a non-negative integer")
         for key in ("smooth", "hold_error"):
-            if not isinstance(getattr(self, key), bool):
-                raise ConfigError(f"training.{key}={getattr(self, key)!r} must be true or false")
+            _check_bool(f"training.{key}", getattr(self, key))
 
     @property
     def fractional(self) -> bool:
@@ -136,15 +149,19 @@ class ActorResources:
     resources: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
-        if isinstance(self.num_cpus, bool) or not isinstance(self.num_cpus, (int, float)) or self.num_cpus < 0:
-            raise ConfigError(f"placement num_cpus={self.num_cpus!r} must be a non-negative number")
+        c = self.num_cpus
+        if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 <= c < math.inf:
+            raise ConfigError(f"placement num_cpus={c!r} must be a non-negative number")
         if isinstance(self.memory, bool) or not isinstance(self.memory, int) or self.memory < 0:
             raise ConfigError(f"placement memory={self.memory!r} must be a non-negative integer (bytes)")
-        res = tuple((str(k), float(v)) for k, v in dict(self.resources).items())
-        for k, v in res:
-            if v < 0:
-                raise ConfigError(f"placement resources[{k!r}]={v!r} must be non-negative")
-        object.__setattr__(self, "resources", res)
+        try:
+            pairs = dict(self.resources).items()
+        except (TypeError, ValueError):
+            raise ConfigError(f"placement resources={self.resources!r} must map resource names to amounts") from None
+        for k, v in pairs:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < math.inf:
+                raise ConfigError(f"placement resources[{k!r}]={v!r} must be a non-negative number")
+        object.__setattr__(self, "resources", tuple((str(k), float(v)) for k, v in pairs))
 
     def bundle(self) -> dict:
         """This group's placement-group bundle: ``{"CPU": n, "memory": m, <custom>: v}``."""
@@ -188,6 +205,8 @@ class RuntimeConfig:
     def __post_init__(self) -> None:
         _check_choice("runtime", self.kind, RUNTIMES)
         _check_positive("runtime.shards", self.shards, integer=True)
+        _check_optional_str("runtime.address", self.address)
+        _check_optional_str("runtime.temp_dir", self.temp_dir)
         if self.kind == "ray_cluster" and not self.address:
             raise ConfigError("runtime.address=None: runtime=ray_cluster needs the address of the cluster to join")
 
@@ -200,6 +219,28 @@ class RuntimeConfig:
 
 
 @dataclass(frozen=True)
+class CheckpointConfig:
+    """When to save the state of a run, how many saves to keep, how often to recover from actor loss.
+
+    ``every_samples``: a checkpoint every that many training samples within an epoch
+    (0: only at epoch ends, which are always saved). ``keep``: newest checkpoints kept
+    on disk (0: all). ``max_restarts``: how many times one run may restore its actors
+    from the last checkpoint after losing one (Ray runtimes); beyond that it fails.
+    """
+
+    keep: int = 2
+    every_samples: int = 0
+    max_restarts: int = 3
+
+    def __post_init__(self) -> None:
+        hints = {"keep": " (0 = keep all)", "every_samples": " (0 = only at epoch ends)", "max_restarts": ""}
+        for key, hint in hints.items():
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"checkpoint.{key}={value!r} must be a non-negative integer{hint}")
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     """Per-actor spike traffic logs: on/off, every k-th sample, rows buffered per flush."""
 
@@ -208,5 +249,6 @@ class LoggingConfig:
     flush_rows: int = 50_000
 
     def __post_init__(self) -> None:
+        _check_bool("logging.traffic", self.traffic)
         _check_positive("logging.every", self.every, integer=True)
         _check_positive("logging.flush_rows", self.flush_rows, integer=True)

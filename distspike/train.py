@@ -24,9 +24,10 @@ from omegaconf.errors import OmegaConfBaseException
 
 from distspike.cli import CONF_DIR, outputs, schema, sweep
 from distspike.cli.argv import expand_resume
-from distspike.cli.errors import EXIT_USAGE, USER_ERRORS, full_errors, report
+from distspike.cli.errors import EXIT_FAILED, EXIT_USAGE, USER_ERRORS, full_errors, report
 from distspike.cli.job import run_job
 from distspike.cli.preflight import parse_args, preflight
+from distspike.runtime.recovery import RecoveryError
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
@@ -36,12 +37,12 @@ def app(cfg: DictConfig) -> float:
     run_dir = Path(hc.runtime.output_dir)
     try:
         metrics = run_job(schema.to_checked_container(cfg), run_dir)
-    except (*USER_ERRORS, OmegaConfBaseException) as ex:
+    except (*USER_ERRORS, OmegaConfBaseException, RecoveryError) as ex:
         if full_errors():
             raise
         msg = report(ex)
         if hc.mode != RunMode.MULTIRUN:
-            raise SystemExit(EXIT_USAGE)
+            raise SystemExit(EXIT_FAILED if isinstance(ex, RecoveryError) else EXIT_USAGE)
         outputs.write_metrics(run_dir, {"status": "failed", "error": msg})  # the sweep goes on
         return math.nan
     return metrics["final_test_error"]

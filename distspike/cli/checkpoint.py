@@ -1,10 +1,14 @@
-"""Epoch-end checkpoints: ``checkpoints/epoch_NNNN.npz`` (state) + ``epoch_NNNN.json`` (meta).
+"""Checkpoints: ``checkpoints/<stem>.npz`` (state) + ``<stem>.json`` (meta).
 
-The ``.npz`` holds ``net.state_dict()`` (plain numpy arrays, read back with
-``allow_pickle=False``); the JSON holds the epoch, the learning curve so far, running
-totals and the run's identity (``convert.identity``). Both are written to a temporary
-name and moved into place with ``os.replace``, the JSON last: a checkpoint is complete
-when its JSON exists, so a crash mid-write never leaves a checkpoint that looks whole.
+``<stem>`` names the position: ``epoch_0002`` after two whole epochs, and
+``epoch_0002_plus_000000150`` after two epochs and 150 samples of the third (written
+every ``checkpoint.every_samples`` samples). The ``.npz`` holds ``net.state_dict()``
+(plain numpy arrays, read back with ``allow_pickle=False``); the JSON holds the
+position, the learning curve so far, running totals, the traffic part files complete
+at that point and the run's identity (``convert.identity``). Both are written to a
+temporary name and moved into place with ``os.replace``, the JSON last: a checkpoint
+is complete when its JSON exists, so a crash mid-write never leaves a checkpoint that
+looks whole. Files are created with the user's umask.
 """
 from __future__ import annotations
 
@@ -19,14 +23,17 @@ import numpy as np
 from distspike.cli.errors import UserError
 
 CKPT_DIR = "checkpoints"
-_NAME = re.compile(r"^epoch_(\d+)\.json$")
+_NAME = re.compile(r"^epoch_(\d+)(?:_plus_(\d+))?\.json$")
 
 
 @dataclass(frozen=True)
 class Checkpoint:
+    """A complete checkpoint: after ``epoch`` epochs and ``index`` samples of the next."""
+
     epoch: int
     state_path: Path
     meta: dict
+    index: int = 0
 
     def load_state(self) -> dict[str, np.ndarray]:
         """The saved ``state_dict`` (no pickles: object arrays are refused)."""
@@ -34,8 +41,8 @@ class Checkpoint:
             return {k: z[k] for k in z.files}
 
 
-def _paths(ckpt_dir: Path, epoch: int) -> tuple[Path, Path]:
-    stem = f"epoch_{epoch:04d}"
+def _paths(ckpt_dir: Path, epoch: int, index: int = 0) -> tuple[Path, Path]:
+    stem = f"epoch_{epoch:04d}" + (f"_plus_{index:09d}" if index else "")
     return ckpt_dir / f"{stem}.npz", ckpt_dir / f"{stem}.json"
 
 
@@ -53,45 +60,55 @@ def _replace_atomically(path: Path, write) -> None:
         raise
 
 
-def save(run_dir: Path, epoch: int, state: dict[str, np.ndarray], meta: dict, keep: int = 0) -> Path:
-    """Write the checkpoint of ``epoch``; keep only the newest ``keep`` (0 = all)."""
+def save(run_dir: Path, epoch: int, state: dict[str, np.ndarray], meta: dict, keep: int = 0,
+         index: int = 0) -> Path:
+    """Write the checkpoint after ``epoch`` epochs and ``index`` samples; keep the newest ``keep`` (0 = all)."""
     ckpt_dir = Path(run_dir) / CKPT_DIR
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    npz, js = _paths(ckpt_dir, epoch)
-    _replace_atomically(npz, lambda f: np.savez(f, **state))
-    text = json.dumps({**meta, "epoch": epoch, "state": npz.name}, indent=1).encode()
+    npz, js = _paths(ckpt_dir, epoch, index)
+    _replace_atomically(npz, lambda f: np.savez(f, **_plain(state)))
+    text = json.dumps({**meta, "epoch": epoch, "index": index, "state": npz.name}, indent=1).encode()
     _replace_atomically(js, lambda f: f.write(text))
     if keep:
         prune(ckpt_dir, keep)
     return npz
 
 
-def complete_epochs(ckpt_dir: Path) -> list[int]:
-    """Epochs with a complete checkpoint (JSON and state present), ascending."""
+def _plain(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The state as plain numeric arrays; an object array (it would need pickle) is refused."""
+    out = {k: np.asarray(v) for k, v in state.items()}
+    bad = [k for k, v in out.items() if v.dtype.hasobject]
+    if bad:
+        raise TypeError(f"checkpoint state {bad} holds Python objects; only plain arrays are saved (no pickle)")
+    return out
+
+
+def complete_positions(ckpt_dir: Path) -> list[tuple[int, int]]:
+    """``(epoch, index)`` of every complete checkpoint (JSON and state present), ascending."""
     if not ckpt_dir.is_dir():
         return []
-    epochs = [int(m.group(1)) for p in ckpt_dir.iterdir() if (m := _NAME.match(p.name))]
-    return sorted(e for e in epochs if _paths(ckpt_dir, e)[0].exists())
+    found = [(int(m.group(1)), int(m.group(2) or 0)) for p in ckpt_dir.iterdir() if (m := _NAME.match(p.name))]
+    return sorted(pos for pos in found if _paths(ckpt_dir, *pos)[0].exists())
 
 
 def prune(ckpt_dir: Path, keep: int) -> None:
     """Delete all but the newest ``keep`` checkpoints (JSON first, so none looks complete)."""
-    for epoch in complete_epochs(ckpt_dir)[:-keep]:
-        npz, js = _paths(ckpt_dir, epoch)
+    for pos in complete_positions(ckpt_dir)[:-keep]:
+        npz, js = _paths(ckpt_dir, *pos)
         js.unlink(missing_ok=True)
         npz.unlink(missing_ok=True)
 
 
 def latest(run_dir: Path) -> Checkpoint | None:
-    """The newest complete checkpoint of ``run_dir``, or None."""
+    """The newest complete checkpoint of ``run_dir`` whose JSON reads, or None."""
     ckpt_dir = Path(run_dir) / CKPT_DIR
-    for epoch in reversed(complete_epochs(ckpt_dir)):
-        npz, js = _paths(ckpt_dir, epoch)
+    for epoch, index in reversed(complete_positions(ckpt_dir)):
+        npz, js = _paths(ckpt_dir, epoch, index)
         try:
             meta = json.loads(js.read_text())
         except (OSError, ValueError):
             continue
-        return Checkpoint(epoch, npz, meta)
+        return Checkpoint(epoch, npz, meta, index)
     return None
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from distspike.config import (ActorResources, ConfigError, LoggingConfig, ModelConfig, NetConfig,
+from distspike.config import (ActorResources, CheckpointConfig, ConfigError, LoggingConfig, ModelConfig, NetConfig,
                               PlacementConfig, RuntimeConfig, TrainingConfig)
 from distspike.data import DATASETS, Dataset, load_dataset
 
@@ -80,7 +80,7 @@ class RunSpec:
     resume: str | None = None
     progress: bool | None = None
     eval_train: int | None = None
-    checkpoint_keep: int = 2
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
 
     def net_config(self, n_features: int | None = None, n_classes: int | None = None) -> NetConfig:
         """The typed net; ``None`` counts (no data yet) leave auto sizes as placeholders."""
@@ -142,9 +142,6 @@ def data_spec(node: dict) -> DataSpec:
 
 def run_spec(cfg: dict[str, Any]) -> RunSpec:
     """Typed ``RunSpec`` of a resolved config container; raises ``ConfigError`` naming the key."""
-    keep = cfg["checkpoint"]["keep"]
-    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
-        raise ConfigError(f"checkpoint.keep={keep!r} must be a non-negative integer (0 = keep all)")
     eval_train = cfg["eval_train"]
     if eval_train is not None and eval_train <= 0:
         raise ConfigError(f"eval_train={eval_train!r} must be a positive integer or null")
@@ -153,7 +150,7 @@ def run_spec(cfg: dict[str, Any]) -> RunSpec:
                    runtime=runtime_config(cfg["runtime"], cfg["placement"]),
                    logging=LoggingConfig(**cfg["logging"]), data=data_spec(cfg["data"]),
                    resume=cfg["resume"], progress=cfg["progress"], eval_train=eval_train,
-                   checkpoint_keep=keep)
+                   checkpoint=CheckpointConfig(**cfg["checkpoint"]))
     spec.check()
     return spec
 

@@ -14,6 +14,7 @@ from distspike.data import DataError
 
 PROG = "distspike-train"
 EXIT_USAGE = 2
+EXIT_FAILED = 3  # the run itself failed (e.g. lost actors beyond checkpoint.max_restarts)
 
 
 class UserError(Exception):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import statistics
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -19,15 +20,17 @@ from distspike.cli.errors import UserError, full_errors, one_line
 from distspike.config import NetConfig, RuntimeConfig
 from distspike.runtime import make_net
 from distspike.runtime.loop import EpochRecord, fit
+from distspike.runtime.recovery import Guard, Snapshot, rewind_traffic
 
 log = logging.getLogger("distspike.train")
 
 
 @dataclass
 class Start:
-    """Where training starts: epoch 0, or a checkpoint's state, curve and running totals."""
+    """Where training starts: epoch 0, or a checkpoint's position, state, curve and running totals."""
 
     epoch: int = 0
+    index: int = 0  # samples of epoch ``epoch + 1`` already trained
     state: dict | None = None
     curve: list[dict] = field(default_factory=list)
     ray_calls: int = 0
@@ -47,14 +50,25 @@ def find_checkpoint(spec: RunSpec, run_dir: Path) -> checkpoint.Checkpoint | Non
     return ck
 
 
-def resume_point(ck: checkpoint.Checkpoint | None, spec: RunSpec, net_cfg: NetConfig, run_dir: Path) -> Start:
+def resume_point(ck: checkpoint.Checkpoint | None, spec: RunSpec, net_cfg: NetConfig, run_dir: Path,
+                 digest: str) -> Start:
     """Epoch 0, or the checkpoint's state, curve and totals after a compatibility check."""
     if ck is None:
         return Start()
     checkpoint.check_compatible(ck.meta["config"], identity(net_cfg, spec), run_dir)
     m = ck.meta
-    log.info("resuming %s from epoch %d", run_dir, ck.epoch)
-    return Start(ck.epoch, ck.load_state(), m["curve"], m["ray_calls"], m["train_seconds"], m["wall_time_s"])
+    if m.get("data_sha256", digest) != digest:
+        raise UserError(f"resume={str(run_dir)!r}: the data differ from those the checkpoint was trained on "
+                        f"(sha256 {digest[:16]}..., checkpoint: {m['data_sha256'][:16]}...)")
+    log.info("resuming %s after epoch %d + %d samples", run_dir, ck.epoch, ck.index)
+    return Start(ck.epoch, ck.index, ck.load_state(), m["curve"], m["ray_calls"], m["train_seconds"],
+                 m["wall_time_s"])
+
+
+def rewind_logs(ck: checkpoint.Checkpoint | None, run_dir: Path) -> None:
+    """Move aside the traffic parts the resumed run wrote after its checkpoint (they will be replayed)."""
+    if ck is not None:
+        rewind_traffic(run_dir, ck.meta.get("traffic_parts"), f"resume-{ck.state_path.stem}-{int(time.time())}")
 
 
 def job_runtime(runtime: RuntimeConfig, run_dir: Path) -> tuple[RuntimeConfig, Path | None]:
@@ -76,13 +90,15 @@ def open_net(net_cfg: NetConfig, runtime: RuntimeConfig, spec: RunSpec, run_dir:
 
 
 class EpochSaver:
-    """``fit``'s ``on_epoch`` hook: log the epoch, append it to ``curve.csv``, checkpoint."""
+    """``fit``'s hooks: ``__call__`` logs an epoch and appends it to ``curve.csv``; ``save`` checkpoints."""
 
-    def __init__(self, net, run_dir: Path, ident: dict, start: Start, n_train: int, keep: int):
+    def __init__(self, net, run_dir: Path, ident: dict, start: Start, n_train: int, keep: int, digest: str):
         self.net, self.run_dir, self.ident, self.n_train, self.keep = net, run_dir, ident, n_train, keep
-        self.start, self.curve = start, list(start.curve)
+        self.start, self.curve, self.digest = start, list(start.curve), digest
         self.train_seconds = start.train_seconds
-        self.t0 = time.perf_counter()
+        self.t0 = self.mark = time.perf_counter()
+        self.skipped = start.index  # samples of the first epoch trained before this invocation
+        self.saves: list[float] = []  # seconds per checkpoint written
 
     def wall_time(self) -> float:
         """Seconds of wall time over this and all earlier invocations of the run."""
@@ -95,12 +111,23 @@ class EpochSaver:
     def __call__(self, rec: EpochRecord) -> None:
         log.info("epoch %d: train error %.2f %%, test error %.2f %%, %.0f samples/s, %.1f s",
                  rec.epoch, rec.train_error, rec.test_error, rec.samples_per_s, rec.seconds)
-        self.train_seconds += self.n_train / rec.samples_per_s if rec.samples_per_s else 0.0
+        trained, self.skipped = self.n_train - self.skipped, 0
+        self.train_seconds += trained / rec.samples_per_s if rec.samples_per_s else 0.0
+        self.mark = time.perf_counter()
         self.curve.append(asdict(rec))
         outputs.append_curve(self.run_dir, rec)
-        meta = {"format": 1, "config": self.ident, "curve": self.curve, "samples_seen": self.net.samples_seen,
-                "ray_calls": self.ray_calls(), "train_seconds": self.train_seconds, "wall_time_s": self.wall_time()}
-        checkpoint.save(self.run_dir, rec.epoch, self.net.state_dict(), meta, self.keep)
+
+    def save(self, snap: Snapshot) -> Path:
+        """Write ``snap`` as a checkpoint (state, position, curve so far, traffic position, totals)."""
+        t0 = time.perf_counter()
+        mid_epoch = t0 - self.mark if snap.index else 0.0  # time into the current epoch (approximate)
+        meta = {"format": 2, "config": self.ident, "data_sha256": self.digest, "curve": self.curve,
+                "samples_seen": int(snap.state["net.samples_seen"]), "traffic_parts": snap.parts,
+                "ray_calls": self.ray_calls(), "train_seconds": self.train_seconds + mid_epoch,
+                "wall_time_s": self.wall_time()}
+        path = checkpoint.save(self.run_dir, snap.epoch, snap.state, meta, self.keep, index=snap.index)
+        self.saves.append(time.perf_counter() - t0)
+        return path
 
 
 def final_errors(net, data, saver: EpochSaver, eval_train: int | None) -> tuple[float, float]:
@@ -111,10 +138,11 @@ def final_errors(net, data, saver: EpochSaver, eval_train: int | None) -> tuple[
     return net.error(data.x_train[:n], data.y_train[:n]), net.error(data.x_test, data.y_test)
 
 
-def collect_metrics(net, data, spec: RunSpec, runtime: RuntimeConfig, saver: EpochSaver, run_dir: Path) -> dict:
-    """``metrics.json``: final errors, throughput, spike totals per layer, actor calls."""
-    train_err, test_err = final_errors(net, data, saver, spec.eval_train)
-    spikes = net.stats.as_dict()
+def collect_metrics(net, data, spec: RunSpec, runtime: RuntimeConfig, saver: EpochSaver, guard: Guard,
+                    run_dir: Path) -> dict:
+    """``metrics.json``: final errors, throughput, spike totals per layer, actor calls, checkpoints, restarts."""
+    train_err, test_err = guard.retry(lambda: final_errors(net, data, saver, spec.eval_train))
+    spikes = guard.retry(lambda: net.stats.as_dict())
     return {
         "status": "completed",
         "final_train_error": train_err, "final_test_error": test_err,
@@ -129,22 +157,27 @@ def collect_metrics(net, data, spec: RunSpec, runtime: RuntimeConfig, saver: Epo
                     "placement": runtime.placement.strategy, "temp_dir": runtime.temp_dir},
         "model": list(net.cfg.model.sizes), "routing": net.cfg.routing, "rule": net.cfg.training.rule,
         "data": spec.data.name, "n_train": data.n_train, "n_test": data.n_test, "seed": net.cfg.seed,
-        "resumed_from_epoch": saver.start.epoch, "run_dir": str(run_dir),
+        "resumed_from_epoch": saver.start.epoch, "resumed_from_index": saver.start.index, "run_dir": str(run_dir),
+        "checkpoints": {"saved": len(saver.saves), "seconds_per_save": statistics.fmean(saver.saves or [0.0]),
+                        "every_samples": spec.checkpoint.every_samples},
+        "restarts": guard.restarts,
     }
 
 
-def train(net, data, spec: RunSpec, run_dir: Path, start: Start) -> EpochSaver:
-    """Load the checkpoint state (if any) and run the remaining epochs."""
+def train(net, data, spec: RunSpec, run_dir: Path, start: Start, digest: str) -> tuple[EpochSaver, Guard]:
+    """Load the checkpoint state (if any) and run the remaining epochs, checkpointing at the cadence."""
     if start.state is not None:
         net.load_state_dict(start.state)
         net.epoch = start.epoch
-    saver = EpochSaver(net, run_dir, identity(net.cfg, spec), start, data.n_train, spec.checkpoint_keep)
+    ck = spec.checkpoint
+    saver = EpochSaver(net, run_dir, identity(net.cfg, spec), start, data.n_train, ck.keep, digest)
+    guard = Guard(net, ck.every_samples, saver.save, ck.max_restarts, run_dir)
     todo = max(net.cfg.training.epochs - start.epoch, 0)
     if start.epoch and not todo:
         log.info("nothing to train: %s already has %d epochs", run_dir, start.epoch)
     fit(net, data.x_train, data.y_train, data.x_test, data.y_test, todo, progress=spec.progress,
-        eval_train=spec.eval_train, on_epoch=saver, start_epoch=start.epoch)
-    return saver
+        eval_train=spec.eval_train, on_epoch=saver, start_epoch=start.epoch, start_index=start.index, guard=guard)
+    return saver, guard
 
 
 def run_job(cfg: dict, run_dir: Path) -> dict:
@@ -158,13 +191,15 @@ def run_job(cfg: dict, run_dir: Path) -> dict:
     data = spec.data.load()
     net_cfg = spec.net_config(data.n_features, data.n_classes)
     spec.runtime.check_against(net_cfg.model)
-    start = resume_point(ck, spec, net_cfg, run_dir)
+    digest = data.digest()
+    start = resume_point(ck, spec, net_cfg, run_dir, digest)
     runtime, fallback_tmp = job_runtime(spec.runtime, run_dir)
     outputs.write_config(run_dir, resolved(cfg, net_cfg, runtime))
     outputs.write_curve(run_dir, start.curve)
+    rewind_logs(ck, run_dir)
     with open_net(net_cfg, runtime, spec, run_dir) as net:
-        saver = train(net, data, spec, run_dir, start)
-        metrics = collect_metrics(net, data, spec, runtime, saver, run_dir)
+        saver, guard = train(net, data, spec, run_dir, start, digest)
+        metrics = collect_metrics(net, data, spec, runtime, saver, guard, run_dir)
     outputs.write_metrics(run_dir, metrics)
     if fallback_tmp is not None:
         outputs.remove_ray_temp_dir(run_dir, fallback_tmp)

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, get_type_hints
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
-from distspike.config import ConfigError, ModelConfig, TrainingConfig
+from distspike.config import CheckpointConfig, ConfigError, ModelConfig, TrainingConfig
 
 SCHEMA_NAME = "distspike_schema"
 
@@ -81,7 +81,9 @@ class LoggingSchema:
 
 @dataclass
 class CheckpointSchema:
-    keep: int = 2
+    keep: int = CheckpointConfig.keep
+    every_samples: int = CheckpointConfig.every_samples
+    max_restarts: int = CheckpointConfig.max_restarts
 
 
 @dataclass

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass
 from typing import Optional
 
@@ -20,6 +21,9 @@ def _as_features(name: str, field: str, x: np.ndarray) -> np.ndarray:
     x = np.ascontiguousarray(x, dtype=np.float64)
     if x.ndim != 2:
         raise DataError(f"dataset {name!r}: {field} must be 2-D (n, d), got shape {x.shape}")
+    if not np.isfinite(x).all():
+        row, col = np.argwhere(~np.isfinite(x))[0]
+        raise DataError(f"dataset {name!r}: {field}[{row}, {col}]={float(x[row, col])!r} is not a finite number")
     return x
 
 
@@ -121,6 +125,14 @@ class Dataset:
             x_test=self.x_test[:n_te],
             y_test=self.y_test[:n_te],
         )
+
+    def digest(self) -> str:
+        """SHA-256 of the arrays in order (checkpoints record it; a resume checks the data are the same)."""
+        h = hashlib.sha256()
+        for a in (self.x_train, self.y_train, self.x_test, self.y_test):
+            h.update(f"{a.dtype.str}{a.shape}".encode())
+            h.update(np.ascontiguousarray(a).data)
+        return h.hexdigest()
 
     def __repr__(self) -> str:
         return (

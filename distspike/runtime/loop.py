@@ -12,6 +12,8 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
+from distspike.runtime.recovery import Guard
+
 
 @dataclass
 class EpochRecord:
@@ -42,28 +44,67 @@ def progress_enabled(progress: bool | None) -> bool:
 
 def fit(net, X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray, epochs: int,
         progress: bool | None = None, eval_train: int | None = None,
-        on_epoch: Callable[[EpochRecord], None] | None = None, start_epoch: int = 0) -> FitResult:
+        on_epoch: Callable[[EpochRecord], None] | None = None, start_epoch: int = 0, start_index: int = 0,
+        guard: Guard | None = None) -> FitResult:
     """Train online for ``epochs`` passes in dataset order; evaluate after each.
 
     ``eval_train`` limits the training-error estimate to the first ``n`` training
     samples (``None``: all of them). ``on_epoch`` is called with every new record
-    (checkpointing and curve files hook in here).
+    (curve files hook in here). ``start_epoch``/``start_index``: continue after that
+    many epochs and that many samples of the next (a checkpoint's position).
+    ``guard`` takes the snapshots (mid-epoch at its cadence, and at each epoch end
+    after ``on_epoch``) and restores one when an actor is lost; by default
+    snapshots are kept in memory only.
     """
     result = FitResult()
+    guard = guard if guard is not None else Guard(net)
     show = progress_enabled(progress)
     n_eval = X.shape[0] if eval_train is None else min(eval_train, X.shape[0])
+    guard.start(start_epoch, start_index)
     for epoch in range(start_epoch, start_epoch + epochs):
         t0 = time.perf_counter()
         net.epoch = epoch + 1
-        with tqdm(total=X.shape[0], desc=f"epoch {epoch + 1}", unit="sample", disable=not show,
+        first = start_index if epoch == start_epoch else 0
+        with tqdm(total=X.shape[0], initial=first, desc=f"epoch {epoch + 1}", unit="sample", disable=not show,
                   leave=False) as bar:
-            sps = net.train_epoch(X, y, progress=bar.update)
+            sps = train_epoch(net, X, y, epoch, first, guard, bar.update)
         train_s = time.perf_counter() - t0
-        result.samples_seen += X.shape[0]
+        result.samples_seen += X.shape[0] - first
         result.train_seconds += train_s
-        rec = EpochRecord(epoch + 1, net.error(X[:n_eval], y[:n_eval]), net.error(X_test, y_test), sps,
-                          time.perf_counter() - t0)
+        rec = guard.retry(lambda: EpochRecord(epoch + 1, net.error(X[:n_eval], y[:n_eval]),
+                                              net.error(X_test, y_test), sps, time.perf_counter() - t0))
         result.curve.append(rec)
         if on_epoch is not None:
             on_epoch(rec)
+        guard.commit(guard.last)
     return result
+
+
+def train_epoch(net, X: np.ndarray, y: np.ndarray, epoch: int, start: int, guard: Guard,
+                progress: Callable[[int], object]) -> float:
+    """Train on ``X[start:]`` in order, snapshotting at the guard's cadence and at the end.
+
+    A lost actor rolls the epoch back to the last snapshot (always one of this epoch:
+    its start or a later one) and replays from there. Returns samples per second.
+    """
+    n, k = X.shape[0], start
+    t0 = time.perf_counter()
+    while True:
+        try:
+            while k < n:
+                net.train_sample(X[k], y[k])
+                k += 1
+                progress(1)
+                if guard.due(k, n):
+                    guard.commit(guard.take(epoch, k))
+            guard.take(epoch + 1, 0)
+            break
+        except Exception as err:
+            if not guard.lost(err):
+                raise
+            snap = guard.recover(err)
+            if snap.epoch != epoch:
+                raise RuntimeError(f"restore point {snap.where()} is not in epoch {epoch + 1}") from err
+            progress(snap.index - k)
+            k = snap.index
+    return (n - start) / max(time.perf_counter() - t0, 1e-12)

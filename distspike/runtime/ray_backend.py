@@ -21,6 +21,7 @@ Batching choices (each proven equivalent by the oracle tests):
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 
@@ -30,7 +31,7 @@ from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from distspike.config import LoggingConfig, NetConfig, RuntimeConfig
-from distspike.core.messages import merge_parts
+from distspike.core.messages import MessageError, Segments, SpikeBatch, merge_parts
 from distspike.core.modules import Numerics
 from distspike.core.network import SpikingNet, init_weights
 from distspike.runtime.local import make_recorder, shard_plan
@@ -84,47 +85,121 @@ def _as_args(batch) -> tuple[tuple, list]:
 
 
 # -- the actor -----------------------------------------------------------------------
+def _numbered(method):
+    """A numbered message ``method(self, head, pos, *args)``: its number is used up only if it is applied.
+
+    ``head`` and ``pos`` are checked first (``ShardActor._accept``); a ``MessageError``
+    from any check leaves the actor's state as it was and is remembered, so the
+    error of a later, out-of-order message can say which one went missing. (Not
+    ``functools.wraps``: Ray reads the wrapper's own signature.)
+    """
+    def run(self, head, pos, *args):
+        try:
+            self._accept(head, pos)
+            out = method(self, *args)
+        except MessageError as err:
+            self.rejected = str(err)
+            raise
+        self.next_seq += 1
+        return out
+
+    run.__name__, run.__qualname__, run.__doc__ = method.__name__, method.__qualname__, method.__doc__
+    return run
+
+
 class ShardActor:
     """One shard of a forward or backward quantizer, as a Ray actor (a thin shell).
 
-    Every message carries its position ``(epoch, sample, step)`` and how to assemble
-    its batch from the argument refs, which Ray resolves before the call runs.
+    Every message carries a header ``(seq, layer)``, its position ``(epoch, sample,
+    step, training)`` and how to assemble its batch from the argument refs, which Ray
+    resolves before the call runs. ``seq`` numbers the messages to this actor: one
+    whose number is not the next expected one, or that is meant for another layer,
+    is rejected with a ``MessageError`` before anything is applied, so no batch is
+    applied twice or skipped (a rejected message does not use up its number).
     """
 
     def __init__(self, name: str, kind: str, spec, num: Numerics, weights: np.ndarray,
                  logging: LoggingConfig | None, run_dir: str | None):
         module = make_module(kind, spec, num, weights)
         self.shell = Shell(name, module, make_recorder(logging, run_dir, name), validate=True)
+        self.name, self.num, self.n_in = name, num, spec.n_in
+        self.next_seq = 0  # number of the next message to apply
+        self.rejected: str | None = None  # why the last rejected message was rejected
 
-    def _batch(self, pos, kind, parts):
+    # -- message checks: everything is checked before anything is applied ------------
+    def _accept(self, head, pos) -> None:
+        """Reject a message for another layer, out of order, or with a malformed position."""
+        if not (isinstance(head, tuple) and len(head) == 2):
+            raise MessageError(f"actor {self.name}: field 'header' must be (seq, layer), got {head!r}")
+        seq, layer = head
+        if layer != self.shell.layer:
+            raise MessageError(f"actor {self.name}: field 'layer' is {layer!r}, this actor serves layer "
+                               f"{self.shell.layer}")
+        if seq != self.next_seq:
+            what = "was already applied" if isinstance(seq, int) and seq < self.next_seq else "skips messages"
+            why = f" (message {self.next_seq} was rejected: {self.rejected})" if self.rejected else ""
+            raise MessageError(f"actor {self.name}: message number {seq!r} {what}; expected {self.next_seq}{why}")
+        if not (isinstance(pos, tuple) and len(pos) == 4 and all(_is_count(v) for v in pos[:3])
+                and isinstance(pos[3], (bool, np.bool_))):
+            raise MessageError(f"actor {self.name}: field 'position' must be (epoch, sample, step, training) "
+                               f"with non-negative integers, got {pos!r}")
         self.shell.set_position(*pos)
-        return assemble(kind, parts)
 
-    def _at(self, pos):
-        self.shell.set_position(*pos)
+    def _batch(self, kind, parts):
+        try:
+            batch = assemble(kind, parts)
+        except (IndexError, KeyError, TypeError, ValueError, AttributeError) as err:
+            raise MessageError(f"actor {self.name}: field 'batch' cannot be assembled as {kind!r} from "
+                               f"{len(parts)} part(s): {err}") from None
+        if not isinstance(batch, (SpikeBatch, Segments)):
+            raise MessageError(f"actor {self.name}: field 'batch' must be a SpikeBatch or Segments, "
+                               f"got {type(batch).__name__}")
+        return batch
 
-    def forward(self, pos, train, kind, *parts):
-        return self.shell.forward(self._batch(pos, kind, parts), train)
+    def _smooth(self, parts, n_smooth):
+        """The running sum of smooth updates: ``n_in`` finite values of the run's dtype."""
+        if not n_smooth:
+            return None
+        try:
+            smooth = np.concatenate(parts[:n_smooth])
+        except (TypeError, ValueError) as err:
+            raise MessageError(f"actor {self.name}: field 'smooth' cannot be concatenated: {err}") from None
+        if smooth.dtype != self.num.dtype or smooth.shape != (self.n_in,):
+            raise MessageError(f"actor {self.name}: field 'smooth' must be {self.n_in} values of dtype "
+                               f"{self.num.dtype}, got dtype {smooth.dtype}, shape {smooth.shape}")
+        if smooth.dtype.kind == "f" and not np.isfinite(smooth).all():
+            raise MessageError(f"actor {self.name}: field 'smooth' holds a value that is not finite "
+                               f"({smooth[~np.isfinite(smooth)][0]!r})")
+        return smooth
 
-    def count(self, pos, kind, *parts):
-        self.shell.count(self._batch(pos, kind, parts))
+    # -- messages (numbered) -------------------------------------------------------------
+    @_numbered
+    def forward(self, train, kind, *parts):
+        return self.shell.forward(self._batch(kind, parts), train)
 
-    def gate(self, pos, n_smooth, kind, *parts):
-        smooth = np.concatenate(parts[:n_smooth]) if n_smooth else None
-        return self.shell.gate(self._batch(pos, kind, parts[n_smooth:]), smooth)
+    @_numbered
+    def count(self, kind, *parts):
+        return self.shell.count(self._batch(kind, parts))
 
-    def backward(self, pos, interleave, n_smooth, kind, *parts):
-        smooth = np.concatenate(parts[:n_smooth]) if n_smooth else None
-        return self.shell.backward(self._batch(pos, kind, parts[n_smooth:]), interleave, smooth)
+    @_numbered
+    def gate(self, n_smooth, kind, *parts):
+        batch, smooth = self._batch(kind, parts[n_smooth:]), self._smooth(parts, n_smooth)
+        return self.shell.gate(batch, smooth)
 
-    def end_sample(self, pos, n_smooth, *parts):
-        self._at(pos)
-        self.shell.end_sample(np.concatenate(parts) if n_smooth else None)
+    @_numbered
+    def backward(self, interleave, n_smooth, kind, *parts):
+        batch, smooth = self._batch(kind, parts[n_smooth:]), self._smooth(parts, n_smooth)
+        return self.shell.backward(batch, interleave, smooth)
 
-    def preact(self, pos):
-        self._at(pos)
+    @_numbered
+    def end_sample(self, n_smooth, *parts):
+        return self.shell.end_sample(self._smooth(parts, n_smooth))
+
+    @_numbered
+    def preact(self):
         return self.shell.preact()
 
+    # -- control (not numbered: reads, checkpoints, logs) ------------------------------
     def weights(self):
         return self.shell.weights()
 
@@ -134,17 +209,31 @@ class ShardActor:
     def state(self):
         return self.shell.state()
 
-    def load_state(self, state):
+    def load_state(self, state, next_seq: int):
+        """Restore a checkpoint's state; the next message is number ``next_seq``."""
         self.shell.load_state(state)
+        self.next_seq, self.rejected = int(next_seq), None
 
     def flush(self):
         self.shell.flush()
 
+    def discard_logs(self):
+        """Drop traffic rows not yet written (after a rollback they would be logged twice)."""
+        if self.shell.recorder is not None:
+            self.shell.recorder.discard()
+
     def close(self):
         self.shell.close()
 
+    def ping(self):
+        return self.name
+
     def node_id(self):
         return ray.get_runtime_context().get_node_id()
+
+
+def _is_count(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) and v >= 0
 
 
 # -- Ray lifecycle and placement -------------------------------------------------------
@@ -162,9 +251,40 @@ def start_ray(runtime: RuntimeConfig, num_cpus: float) -> bool:
         return False
     temp_dir = runtime.temp_dir or tempfile.mkdtemp(prefix="dsray-", dir="/tmp")
     os.makedirs(temp_dir, exist_ok=True)
-    ray.init(num_cpus=max(num_cpus, os.cpu_count() or 1), include_dashboard=False, _temp_dir=temp_dir,
-             _node_ip_address="127.0.0.1", log_to_driver=False, configure_logging=False)
+    with loopback_only():
+        ray.init(num_cpus=max(num_cpus, os.cpu_count() or 1), include_dashboard=False, _temp_dir=temp_dir,
+                 _node_ip_address="127.0.0.1", log_to_driver=False, configure_logging=False)
     return True
+
+
+#: Ray's switch for "cluster mode" (on by default on Linux); off, a node's address is loopback
+CLUSTER_MODE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+@contextlib.contextmanager
+def loopback_only():
+    """While an embedded instance starts: node address 127.0.0.1, so every Ray server binds loopback only.
+
+    Ray replaces a loopback ``_node_ip_address`` by the host's routable address
+    (``services.resolve_ip_for_localhost``) unless cluster mode is off, and its gRPC
+    servers (GCS, raylet, object manager, workers) bind all interfaces unless the
+    node address is loopback. Cluster mode is read from ``CLUSTER_MODE_ENV`` when Ray
+    is imported, so both the environment (for the processes ``ray.init`` starts) and
+    the imported constant (for this driver) are switched for the start, then restored.
+    """
+    from ray._private import ray_constants
+    saved_env, saved_flag = os.environ.get(CLUSTER_MODE_ENV), getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    os.environ[CLUSTER_MODE_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        if saved_env is None:
+            os.environ.pop(CLUSTER_MODE_ENV, None)
+        else:
+            os.environ[CLUSTER_MODE_ENV] = saved_env
+        if saved_flag is not None:
+            ray_constants.ENABLE_RAY_CLUSTER = saved_flag
 
 
 def place(bundles: list[dict], names: list[str], runtime: RuntimeConfig):
@@ -210,43 +330,100 @@ def _actor_options(bundle: dict) -> dict:
 
 
 # -- the backend ------------------------------------------------------------------------
-class RayBackend:
-    """Dispatches the scheduler's batches to shard actors; same interface as ``LocalBackend``."""
+class ActorFactory:
+    """Creates the shard actors of one network in their placement-group bundles (and re-creates lost ones).
 
-    def __init__(self, actors: dict[str, object], plan: list, pg, owns_ray: bool):
-        self.actors, self.pg, self.owns_ray = actors, pg, owns_ray
-        self.fq: dict[int, list] = {}
-        self.bq: dict[int, list] = {}
-        for name, kind, spec, _ in plan:
-            (self.fq if kind == "forward" else self.bq).setdefault(spec.layer, []).append(actors[name])
+    ``plan`` rows are ``(name, kind, spec, weight shape)``; bundle ``k`` holds actor ``k``.
+    """
+
+    def __init__(self, plan: list, bundles: list[dict], pg, num: Numerics, logging: LoggingConfig | None,
+                 run_dir: str | None):
+        self.plan, self.bundles, self.pg, self.num = plan, bundles, pg, num
+        self.logging, self.run_dir = logging, run_dir
+        self.index = {row[0]: k for k, row in enumerate(plan)}
+        self.remote_cls = ray.remote(ShardActor)
+
+    def spawn(self, name: str, block: np.ndarray | None = None):
+        """Start actor ``name`` in its bundle; ``block`` its weights (zeros: a checkpoint is loaded next)."""
+        k = self.index[name]
+        _, kind, spec, shape = self.plan[k]
+        block = np.zeros(shape, self.num.dtype) if block is None else np.ascontiguousarray(block)
+        strategy = PlacementGroupSchedulingStrategy(placement_group=self.pg, placement_group_bundle_index=k)
+        return self.remote_cls.options(scheduling_strategy=strategy, max_concurrency=1,
+                                       **_actor_options(self.bundles[k])).remote(
+            name, kind, spec, self.num, block, self.logging, self.run_dir)
+
+
+class RayBackend:
+    """Dispatches the scheduler's batches to shard actors; same interface as ``LocalBackend``.
+
+    Every message to an actor is numbered (``seq``); the last call submitted to each
+    actor is kept, and checked without waiting whenever a new sample starts, so an
+    actor lost anywhere (also on the un-awaited backward chain) surfaces within one
+    sample as one of ``failures``. ``revive`` re-creates lost actors, and
+    ``load_state`` restores a checkpoint into every actor and resets the numbering.
+    """
+
+    #: exceptions meaning an actor (or the node, or objects it held) was lost
+    failures = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError, ray.exceptions.NodeDiedError)
+    #: seconds an actor may take to answer a ping after a loss before it is counted as lost too
+    ping_timeout_s = 60.0
+
+    def __init__(self, actors: dict[str, object], factory: ActorFactory, owns_ray: bool):
+        self.actors, self.factory, self.pg, self.owns_ray = actors, factory, factory.pg, owns_ray
+        self.fq: dict[int, list[str]] = {}
+        self.bq: dict[int, list[str]] = {}
+        self.layer_of: dict[str, int] = {}
+        for name, kind, spec, _ in factory.plan:
+            (self.fq if kind == "forward" else self.bq).setdefault(spec.layer, []).append(name)
+            self.layer_of[name] = spec.layer
+        self.seq = {name: 0 for name in actors}  # number of the next message to each actor
+        self.tail: dict[str, ray.ObjectRef] = {}  # the last call submitted to each actor
         self.pos = (0, 0, 0, True)
         self.calls = 0
 
+    def _send(self, name: str, method: str, *args) -> ray.ObjectRef:
+        """Submit message ``method`` to actor ``name`` with its header ``(seq, layer)`` and the position."""
+        ref = getattr(self.actors[name], method).remote((self.seq[name], self.layer_of[name]), self.pos, *args)
+        self.seq[name] += 1
+        self.tail[name] = ref
+        self.calls += 1
+        return ref
+
     def set_position(self, epoch: int, sample: int, step: int, training: bool = True) -> None:
         """Sent with every message: actors start a new sample on its first message."""
+        if (epoch, sample, training) != (self.pos[0], self.pos[1], self.pos[3]):
+            self.check()
         self.pos = (epoch, sample, step, training)
+
+    def check(self) -> None:
+        """Raise the error of any finished last call (a lost actor, a rejected message); never waits."""
+        refs = list(self.tail.values())
+        if not refs:
+            return
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
+        done = set(ready)
+        self.tail = {n: r for n, r in self.tail.items() if r not in done}
+        if ready:
+            ray.get(ready)
 
     def forward(self, layer: int, batch, train: bool) -> Pending:
         kind, refs = _as_args(batch)
         if train:
-            for a in self.bq.get(layer, ()):
-                a.count.remote(self.pos, kind, *refs)
-        out = [a.forward.remote(self.pos, train, kind, *refs) for a in self.fq[layer]]
-        self.calls += len(out) + (len(self.bq.get(layer, ())) if train else 0)
-        return Pending(("shards",), out)
+            for name in self.bq.get(layer, ()):
+                self._send(name, "count", kind, *refs)
+        return Pending(("shards",), [self._send(name, "forward", train, kind, *refs) for name in self.fq[layer]])
 
     def gate(self, layer: int, batch, smooth=None) -> Pending:
         kind, refs = _as_args(batch)
         sm = self._smooth_refs(smooth)
-        masks = [a.gate.remote(self.pos, len(sm), kind, *sm, *refs) for a in self.fq[layer]]
-        self.calls += len(masks)
+        masks = [self._send(name, "gate", len(sm), kind, *sm, *refs) for name in self.fq[layer]]
         return Pending(("gated", len(masks), kind), masks + refs)
 
     def backward(self, layer: int, batch, interleave: bool, smooth=None) -> Pending:
         kind, refs = _as_args(batch)
         sm = self._smooth_refs(smooth)
-        out = [a.backward.remote(self.pos, interleave, len(sm), kind, *sm, *refs) for a in self.bq[layer]]
-        self.calls += len(out)
+        out = [self._send(name, "backward", interleave, len(sm), kind, *sm, *refs) for name in self.bq[layer]]
         return Pending(("shards",), out)
 
     def _smooth_refs(self, smooth) -> list:
@@ -263,60 +440,100 @@ class RayBackend:
 
     def preact(self, layer: int) -> Pending:
         """``S_l`` as the refs of its shards' blocks (concatenated by the receiver)."""
-        self.calls += len(self.fq[layer])
-        return Pending(("concat",), [a.preact.remote(self.pos) for a in self.fq[layer]])
+        return Pending(("concat",), [self._send(name, "preact") for name in self.fq[layer]])
 
     def preact_values(self, layer: int) -> np.ndarray:
-        self.calls += len(self.fq[layer])
-        return np.concatenate(ray.get([a.preact.remote(self.pos) for a in self.fq[layer]]))
+        return np.concatenate(ray.get([self._send(name, "preact") for name in self.fq[layer]]))
 
     def end_sample(self, smooth_inputs: list) -> None:
         for layer, shards in (*self.fq.items(), *self.bq.items()):
             sm = self._smooth_refs(smooth_inputs[layer - 1])
-            for a in shards:
-                a.end_sample.remote(self.pos, len(sm), *sm)
-                self.calls += 1
+            for name in shards:
+                self._send(name, "end_sample", len(sm), *sm)
+
+    def _get_all(self, names: list[str], method: str) -> list:
+        return ray.get([getattr(self.actors[n], method).remote() for n in names])
 
     def weights(self) -> list[np.ndarray]:
-        return [np.concatenate(ray.get([a.weights.remote() for a in self.fq[l]]), axis=1) for l in sorted(self.fq)]
+        return [np.concatenate(self._get_all(self.fq[l], "weights"), axis=1) for l in sorted(self.fq)]
 
     def backward_weights(self) -> dict[int, np.ndarray]:
-        return {l: np.concatenate(ray.get([a.weights.remote() for a in self.bq[l]]), axis=0)
-                for l in sorted(self.bq)}
+        return {l: np.concatenate(self._get_all(self.bq[l], "weights"), axis=0) for l in sorted(self.bq)}
 
     def spike_counts(self) -> np.ndarray:
         counts = np.zeros((4, len(self.fq) + 1), np.int64)
         for group in (self.fq, self.bq):
             for layer, shards in group.items():
-                for c in ray.get([a.counters.remote() for a in shards]):
+                for c in self._get_all(shards, "counters"):
                     counts[:, layer] += c
         return counts
 
     def state(self) -> dict[str, np.ndarray]:
         names = list(self.actors)
-        states = ray.get([self.actors[n].state.remote() for n in names])
+        states = self._get_all(names, "state")
         return {f"{n}.{k}": np.array(v) for n, st in zip(names, states) for k, v in st.items()}
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Load a checkpoint into every actor; earlier calls still queued finish first, then numbering restarts."""
         refs = []
         for n, a in self.actors.items():
             prefix = f"{n}."
-            refs.append(a.load_state.remote({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}))
+            sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            refs.append(a.load_state.remote(sub, self.seq[n]))
         ray.get(refs)
+        self.tail.clear()  # calls before the restore: their results and errors are void
+
+    def lost_actor(self, err: BaseException) -> str:
+        """The name of the actor ``err`` reports lost, else of the actors that do not answer."""
+        actor_id = getattr(err, "actor_id", None)
+        for name, a in self.actors.items():
+            if actor_id and a._actor_id.hex() == actor_id:
+                return name
+        return ", ".join(self.unanswered()) or "unknown"
+
+    def explains_loss(self, err: BaseException) -> bool:
+        """A failed task (e.g. a message rejected as out of order) while some actor is lost."""
+        return isinstance(err, ray.exceptions.RayTaskError) and bool(self.unanswered())
+
+    def unanswered(self) -> list[str]:
+        """Actors that are dead or do not answer a ping within ``ping_timeout_s`` (after their queue)."""
+        pings = {n: a.ping.remote() for n, a in self.actors.items()}
+        lost = []
+        for name, ref in pings.items():
+            try:
+                ray.get(ref, timeout=self.ping_timeout_s)
+            except (*self.failures, ray.exceptions.GetTimeoutError):
+                lost.append(name)
+        return lost
+
+    def revive(self) -> list[str]:
+        """Re-create every actor that is dead or does not answer; their names."""
+        lost = self.unanswered()
+        for name in lost:
+            ray.kill(self.actors[name], no_restart=True)
+            self.actors[name] = self.factory.spawn(name)
+        return lost
 
     def node_ids(self) -> dict[str, str]:
         names = list(self.actors)
-        return dict(zip(names, ray.get([self.actors[n].node_id.remote() for n in names])))
+        return dict(zip(names, self._get_all(names, "node_id")))
 
     def flush(self) -> None:
-        ray.get([a.flush.remote() for a in self.actors.values()])
+        self._get_all(list(self.actors), "flush")
+
+    def discard_logs(self) -> None:
+        self._get_all(list(self.actors), "discard_logs")
 
     def close(self) -> None:
         """Flush logs, stop the actors, free the placement group; shut down Ray if we started it."""
         if self.actors is None:
             return
         try:
-            ray.get([a.close.remote() for a in self.actors.values()])
+            for ref in [a.close.remote() for a in self.actors.values()]:
+                try:
+                    ray.get(ref)
+                except self.failures:  # a lost actor has nothing left to flush
+                    pass
         finally:
             for a in self.actors.values():
                 ray.kill(a)
@@ -343,12 +560,8 @@ def ray_net(cfg: NetConfig, runtime: RuntimeConfig, weights: list[np.ndarray] | 
         if owns:
             ray.shutdown()
         raise
-    remote_cls = ray.remote(ShardActor)
-    actors = {}
     run_dir = os.path.abspath(run_dir) if run_dir else None
-    for k, (name, kind, spec, block) in enumerate(plan):
-        strategy = PlacementGroupSchedulingStrategy(placement_group=pg, placement_group_bundle_index=k)
-        actors[name] = remote_cls.options(scheduling_strategy=strategy, max_concurrency=1,
-                                          **_actor_options(bundles[k])).remote(
-            name, kind, spec, num, np.ascontiguousarray(block), logging, run_dir)
-    return SpikingNet(cfg, RayBackend(actors, plan, pg, owns))
+    factory = ActorFactory([(n, kind, spec, block.shape) for n, kind, spec, block in plan], bundles, pg, num,
+                           logging, run_dir)
+    actors = {name: factory.spawn(name, block) for name, _, _, block in plan}
+    return SpikingNet(cfg, RayBackend(actors, factory, owns))
