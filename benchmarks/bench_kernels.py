@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from distspike.kernels.herding import herd_rows
+from distspike.kernels.herding import NO_UPDATE, herd_rows
 
 
 def ns_per_element(n_units: int, dtype=np.float64, seconds: float = 1.0) -> float:
@@ -21,7 +21,7 @@ def ns_per_element(n_units: int, dtype=np.float64, seconds: float = 1.0) -> floa
     phi, S = np.zeros(n_units, dtype), np.zeros(n_units, dtype)
     idx = rng.integers(0, 784, 1000).astype(np.int32)
     sign = np.ones(1000, np.int8)
-    args = (dtype(0.5), dtype(1.0), False, 0, True, np.zeros(0, dtype), False)
+    args = (dtype(0.5), dtype(1.0), False, 0, True, np.zeros(0, dtype), NO_UPDATE)
     herd_rows(W, phi, S, idx, sign, *args)  # compile
     t0, runs = time.perf_counter(), 0
     while time.perf_counter() - t0 < seconds:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 DTYPES = ("float32", "float64", "int")
 RULES = ("sgd", "fsgd")
+COLUMN_READS = ("before_update", "after_update")
 RESETS = ("none", "random", "zero")
 ROUTINGS = ("bfs", "dfs")
 
@@ -80,9 +81,11 @@ class TrainingConfig:
     epochs: int = 1
     hold_error: bool = True
     backward_reset: str = "none"
+    column_read: str = "before_update"
 
     def __post_init__(self) -> None:
         _check_choice("training.rule", self.rule, RULES)
+        _check_choice("training.column_read", self.column_read, COLUMN_READS)
         _check_choice("training.backward_reset", self.backward_reset, RESETS)
         _check_positive("training.eta", self.eta)
         _check_positive("training.steps", self.steps, integer=True)
@@ -94,6 +97,18 @@ class TrainingConfig:
     @property
     def fractional(self) -> bool:
         return self.rule == "fsgd"
+
+    @property
+    def read_first(self) -> bool:
+        """FSGD: the backward weights read a passed error's column before its update (eq. 7) is applied.
+
+        ``column_read=before_update`` is what the authors' ``BreadthRouter`` does (it calls
+        consumers in reverse binding order and queues the column change); ``after_update``
+        is the paper's Alg. 8 and the authors' ``DepthRouter``. Read after the update, every
+        backpropagated column carries ``-lr * relu(c)`` whatever the error's sign, and FSGD
+        collapses (results/README.md, Table 3).
+        """
+        return self.column_read == "before_update"
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ def spike_rates(weights: list[np.ndarray], x: np.ndarray, steps: int) -> list[np
     for _ in range(steps):
         idx, sign, _ = herd_vector(phi0, x, _HALF, _ONE, True, 0)
         for l, w in enumerate(weights):
-            _, idx, sign, _ = herd_rows(w, phis[l], sums[l], idx, sign, _HALF, _ONE, False, 0, True, empty, False)
+            _, idx, sign, _ = herd_rows(w, phis[l], sums[l], idx, sign, _HALF, _ONE, False, 0, True, empty, 0)
             np.add.at(counts[l], idx, sign)
     return [c / steps for c in counts]
 

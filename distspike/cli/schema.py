@@ -36,6 +36,7 @@ class TrainingSchema:
     epochs: int = TrainingConfig.epochs
     hold_error: bool = TrainingConfig.hold_error
     backward_reset: str = TrainingConfig.backward_reset
+    column_read: str = TrainingConfig.column_read
 
 
 @dataclass

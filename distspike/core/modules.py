@@ -25,7 +25,7 @@ import numpy as np
 
 from distspike.config import NetConfig
 from distspike.core.messages import Segments, SpikeBatch
-from distspike.kernels.herding import herd_rows, herd_segments, herd_vector
+from distspike.kernels.herding import NO_UPDATE, UPDATE_AFTER, UPDATE_BEFORE, herd_rows, herd_segments, herd_vector
 from distspike.kernels.updates import (count_events, gate_and_update, gate_segments, sgd_outer, update_delta,
                                        update_rows)
 
@@ -146,6 +146,7 @@ class LayerSpec:
     smooth: bool
     reset: str  # backward reset policy: none | random | zero
     seed: int
+    read_first: bool = True  # FSGD: a column is read before its own update (TrainingConfig.read_first)
 
 
 class ForwardQuantizer:
@@ -205,7 +206,7 @@ class ForwardQuantizer:
             count_events(self.c, batch.idx, batch.sign, 0)
         n = self.num
         off, idx, sign, pot = herd_rows(self.W, self.phi, self.S, batch.idx, batch.sign, n.thresh, n.unit,
-                                        False, self.spec.lo, True, self._no_delta, False)
+                                        False, self.spec.lo, True, self._no_delta, NO_UPDATE)
         return SpikeBatch(idx, sign, off, pot)
 
     def _forward_segments(self, segs: Segments, train: bool) -> Segments:
@@ -216,7 +217,7 @@ class ForwardQuantizer:
         if train and segs.steps is not None and segs.steps.shape[0]:
             hist, rows = self._history(segs.steps), segs.steps
         off, idx, sign, pot, bounds = herd_segments(self.W, self.phi, self.S, b.idx, b.sign, segs.bounds, n.thresh,
-                                                    n.unit, False, self.spec.lo, True, self._no_delta, False, False,
+                                                    n.unit, False, self.spec.lo, True, self._no_delta, NO_UPDATE, NO_UPDATE,
                                                     hist, rows)
         return Segments(SpikeBatch(idx, sign, off, pot), bounds, segs.steps)
 
@@ -317,32 +318,44 @@ class BackwardQuantizer:
     def backward(self, batch, interleave: bool, smooth_input=None):
         """Consume passed error spikes of layer ``l``; return error spikes of layer ``l-1``.
 
-        ``interleave`` (depth-first): each FSGD update is applied just before its column
-        is read. Otherwise (breadth-first) the updater consumes the whole batch before
-        the backward weights read any column. ``Segments`` are consumed in order, each
-        as a batch of its own, in one kernel call.
+        FSGD (eq. 7) updates the column ``W[:, j] -= s * lr * relu(c)`` of every passed
+        error ``(j, s)``; ``spec.read_first`` says whether the backward weights read that
+        column before the update (default) or after it. ``interleave`` (depth-first):
+        update and read alternate event by event. Otherwise (breadth-first) one consumer
+        takes the whole batch before the other: all columns are read, then all updates
+        applied (or the reverse). ``Segments`` are consumed in order, each as a batch of
+        its own, in one kernel call.
         """
-        n = self.num
         fractional = self.spec.fractional
         delta = self.delta(smooth_input) if fractional else self._no_delta
+        per_event, per_batch = self._update_modes(interleave)
         if isinstance(batch, Segments):
-            return self._backward_segments(batch, interleave, delta)
+            return self._backward_segments(batch, delta, per_event, per_batch)
+        n = self.num
         if not fractional:
             count_events(self.e, batch.idx, batch.sign, 0)
-        elif not interleave:
+        if per_batch == UPDATE_BEFORE:
             update_rows(self.WT, delta, batch.idx, batch.sign)
         off, idx, sign, pot = herd_rows(self.WT, self.phi, self.phi, batch.idx, batch.sign, n.thresh, n.unit,
-                                        True, self.spec.lo, False, delta, fractional and interleave)
+                                        True, self.spec.lo, False, delta, per_event)
+        if per_batch == UPDATE_AFTER:
+            update_rows(self.WT, delta, batch.idx, batch.sign)
         return SpikeBatch(idx, sign, off, pot)
 
-    def _backward_segments(self, segs: Segments, interleave: bool, delta: np.ndarray) -> Segments:
-        b, n, fractional = segs.batch, self.num, self.spec.fractional
-        if not fractional:
+    def _update_modes(self, interleave: bool) -> tuple[int, int]:
+        """``(per_event, per_batch)`` FSGD update placement for the kernels (``UPDATE_*``)."""
+        if not self.spec.fractional:
+            return NO_UPDATE, NO_UPDATE
+        mode = UPDATE_AFTER if self.spec.read_first else UPDATE_BEFORE
+        return (mode, NO_UPDATE) if interleave else (NO_UPDATE, mode)
+
+    def _backward_segments(self, segs: Segments, delta: np.ndarray, per_event: int, per_batch: int) -> Segments:
+        b, n = segs.batch, self.num
+        if not self.spec.fractional:
             count_events(self.e, b.idx, b.sign, 0)
         off, idx, sign, pot, bounds = herd_segments(self.WT, self.phi, self.phi, b.idx, b.sign, segs.bounds,
                                                     n.thresh, n.unit, True, self.spec.lo, False, delta,
-                                                    fractional and interleave, fractional and not interleave,
-                                                    self._no_hist, self._no_rows)
+                                                    per_event, per_batch, self._no_hist, self._no_rows)
         return Segments(SpikeBatch(idx, sign, off, pot), bounds, segs.steps)
 
     def end_sample(self, smooth_input=None) -> None:

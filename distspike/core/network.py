@@ -31,7 +31,8 @@ def layer_specs(cfg: NetConfig, layer: int, shards: int, backward: bool) -> list
     sizes, tr = cfg.model.sizes, cfg.training
     n_in, n_out = sizes[layer - 1], sizes[layer]
     blocks = split_blocks(n_in if backward else n_out, shards)
-    return [LayerSpec(layer, n_in, n_out, lo, hi, tr.fractional, tr.smooth, tr.backward_reset, cfg.seed)
+    return [LayerSpec(layer, n_in, n_out, lo, hi, tr.fractional, tr.smooth, tr.backward_reset, cfg.seed,
+                      tr.read_first)
             for lo, hi in blocks]
 
 

@@ -12,7 +12,8 @@ Graph of layer ``l`` (consumer order as bound):
     fwdweights_l (row s*W[i]) -> presum_l, herder_l
     herder_l (spike) -> [layer l+1 as above] | counter (held) | gate_L (un-held)
     target (spike) -> counter (held) | gate_L (un-held)
-    gate_l (passed error) -> updater_l.error, bwdweights_l (l >= 2)
+    gate_l (passed error) -> bwdweights_l (l >= 2), updater_l.error   (column_read=before_update)
+                          -> updater_l.error, bwdweights_l (l >= 2)   (column_read=after_update)
     bwdweights_l (column s*W[:, j]) -> bwdherder_l
     bwdherder_l (error spike of layer l-1) -> gate_{l-1}
 
@@ -211,13 +212,15 @@ class OracleNet:
         r.bind(prev, f"fwdweights{l}")
         r.bind(f"fwdweights{l}", f"presum{l}")
         r.bind(f"fwdweights{l}", f"herder{l}")
-        r.bind(f"gate{l}", f"updater{l}", "error")
         if l >= 2:
             r.add(f"bwdweights{l}", BwdWeights(W))
             r.add(f"bwdherder{l}", _Traced(self, "bwd", l, Herder(W.shape[0], num, signed=True)))
-            r.bind(f"gate{l}", f"bwdweights{l}")
             r.bind(f"bwdweights{l}", f"bwdherder{l}")
             r.bind(f"bwdherder{l}", f"gate{l - 1}")
+        # FSGD column_read: which consumer of a passed error comes first (TrainingConfig.read_first)
+        gate_consumers = [(f"updater{l}", "error")] + ([(f"bwdweights{l}", "consume")] if l >= 2 else [])
+        for dst, method in (gate_consumers[::-1] if tr.read_first else gate_consumers):
+            r.bind(f"gate{l}", dst, method)
 
     # -- one sample ------------------------------------------------------------------
     def _reset_sample(self) -> None:

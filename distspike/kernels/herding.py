@@ -28,6 +28,9 @@ from numba import njit
 
 _FIRE_CAP = 64  # initial capacity of output buffers; they grow by doubling
 MAX_SPIKES_PER_UNIT = 1e9  # a potential this many units above threshold means the run diverged
+# Where the FSGD step ``mat[i] -= s * delta`` (eq. 7) of an input event goes relative to the
+# read of row ``i`` (the backward weights' column): none, before the read, after the read.
+NO_UPDATE, UPDATE_BEFORE, UPDATE_AFTER = 0, 1, 2
 
 
 @njit(cache=True)
@@ -172,7 +175,7 @@ def _add_row(phi, acc, row, s, thresh, signed, cand, track_acc):
 
 
 @njit(cache=True)
-def herd_rows(mat, phi, acc, in_idx, in_sign, thresh, unit, signed, lo, track_acc, delta, update_each):
+def herd_rows(mat, phi, acc, in_idx, in_sign, thresh, unit, signed, lo, track_acc, delta, update):
     """Event-driven stream herding of the rows ``s_k * mat[i_k]`` (Alg. 6/7, eq. 4).
 
     For each input event ``k`` in order: ``phi <- phi + s_k * mat[i_k, :]`` (and the
@@ -180,10 +183,10 @@ def herd_rows(mat, phi, acc, in_idx, in_sign, thresh, unit, signed, lo, track_ac
     argmax loop fires *after this event* (semantics.md: herding after every row,
     so a unit may fire on a positive partial sum, paper eq. 12). Rectified for the
     forward quantizers, signed for the backward ones (columns of ``W`` are rows of
-    its transposed replica). With ``update_each`` the FSGD step
-    ``mat[i_k] -= s_k * delta`` (eq. 7) is applied just before row ``i_k`` is read
-    (depth-first order of updater and backward weights). Returns
-    ``(off, idx, sign, pot)``.
+    its transposed replica). ``update`` (depth-first order of updater and backward
+    weights): the FSGD step ``mat[i_k] -= s_k * delta`` (eq. 7) of each event is
+    applied just before (``UPDATE_BEFORE``) or just after (``UPDATE_AFTER``) row
+    ``i_k`` is read; ``NO_UPDATE``: none. Returns ``(off, idx, sign, pot)``.
     """
     nb = phi.shape[0]
     cand = np.empty(nb, np.int64)
@@ -196,9 +199,11 @@ def herd_rows(mat, phi, acc, in_idx, in_sign, thresh, unit, signed, lo, track_ac
     tmp_idx = np.empty(16, np.int32)
     n_out = 0
     for k in range(in_idx.shape[0]):
-        if update_each:
+        if update == UPDATE_BEFORE:
             update_row(mat, delta, in_idx[k], in_sign[k])
         m = _add_row(phi, acc, mat[in_idx[k]], in_sign[k], thresh, signed, cand, track_acc)
+        if update == UPDATE_AFTER:
+            update_row(mat, delta, in_idx[k], in_sign[k])
         if m == 0:
             continue
         n, order, tmp_pot, tmp_idx = _fire_candidates(phi, cand, m, thresh, unit, signed, tmp_pot, tmp_idx)
@@ -218,14 +223,15 @@ def herd_rows(mat, phi, acc, in_idx, in_sign, thresh, unit, signed, lo, track_ac
 
 
 @njit(cache=True)
-def herd_segments(mat, phi, acc, in_idx, in_sign, bounds, thresh, unit, signed, lo, track_acc, delta, update_each,
-                  update_first, acc_hist, hist_rows):
+def herd_segments(mat, phi, acc, in_idx, in_sign, bounds, thresh, unit, signed, lo, track_acc, delta, update,
+                  seg_update, acc_hist, hist_rows):
     """``herd_rows`` over the segments of one message, one after another (one call per message).
 
     Segment ``p`` is events ``bounds[p]:bounds[p+1]``, consumed exactly as a message of
-    its own would be. With ``update_first`` the FSGD steps of the whole segment,
-    ``mat[i_k] -= s_k * delta`` (eq. 7), are applied before any of its rows is read
-    (breadth-first order of updater and backward weights). When ``acc_hist`` has
+    its own would be. ``update`` places FSGD steps event by event as in ``herd_rows``;
+    ``seg_update`` (breadth-first order of updater and backward weights) applies the
+    FSGD steps of the whole segment, ``mat[i_k] -= s_k * delta`` (eq. 7), before any
+    of its rows is read (``UPDATE_BEFORE``) or after all of them (``UPDATE_AFTER``). When ``acc_hist`` has
     rows, ``acc_hist[hist_rows[p]] = acc`` after segment ``p`` (the pre-activation
     sums after each time step, for the gates of sample-wide messages). Returns
     ``(off, idx, sign, pot, out_bounds)``; ``off`` indexes the concatenated input.
@@ -239,11 +245,14 @@ def herd_segments(mat, phi, acc, in_idx, in_sign, bounds, thresh, unit, signed, 
     n = 0
     for p in range(n_parts):
         a, b = bounds[p], bounds[p + 1]
-        if update_first:
+        if seg_update == UPDATE_BEFORE:
             for k in range(a, b):
                 update_row(mat, delta, in_idx[k], in_sign[k])
         off, idx, sign, pot = herd_rows(mat, phi, acc, in_idx[a:b], in_sign[a:b], thresh, unit, signed, lo,
-                                        track_acc, delta, update_each)
+                                        track_acc, delta, update)
+        if seg_update == UPDATE_AFTER:
+            for k in range(a, b):
+                update_row(mat, delta, in_idx[k], in_sign[k])
         m = off.shape[0]
         if n + m > o_off.shape[0]:
             o_off = _grow(o_off, n + m)

@@ -24,12 +24,12 @@ def _data(n=6, d=SIZES[0], seed=0):
 
 
 def _cfg(routing="bfs", rule="sgd", hold=True, dtype="float64", reset="none", smooth=False, steps=5, w_init=1.2,
-         eta=0.25):
+         eta=0.25, column_read="before_update"):
     # Large weights and rate: every layer spikes several times per step, backward herders emit
     # repeated units within one batch, and FSGD steps are big enough to change later spikes.
     return NetConfig(ModelConfig(SIZES, w_init, dtype),
                      TrainingConfig(rule=rule, hold_error=hold, backward_reset=reset, smooth=smooth, steps=steps,
-                                    eta=eta),
+                                    eta=eta, column_read=column_read),
                      routing=routing, seed=7)
 
 
@@ -74,6 +74,21 @@ def test_float_runtime_equals_oracle(routing, rule, hold, shards):
 @pytest.mark.parametrize("routing,rule,hold", GRID)
 def test_integer_runtime_equals_oracle(routing, rule, hold):
     _assert_same(*_run_both(_cfg(routing, rule, hold, dtype="int"), shards=3))
+
+
+@pytest.mark.parametrize("routing,hold", list(itertools.product(["bfs", "dfs"], [True, False])))
+@pytest.mark.parametrize("dtype,shards", [("float64", 1), ("float64", 3), ("int", 3)])
+def test_fsgd_column_read_after_update_equals_oracle(routing, hold, dtype, shards):
+    """The paper's Alg. 8 order (column read after its own update) is batched exactly too."""
+    _assert_same(*_run_both(_cfg(routing, "fsgd", hold, dtype=dtype, column_read="after_update"), shards))
+
+
+@pytest.mark.parametrize("routing", ["bfs", "dfs"])
+def test_fsgd_column_read_order_changes_the_result(routing):
+    """The two orders are different computations (so the tests above can tell them apart)."""
+    before = _run_both(_cfg(routing, "fsgd", True), shards=1)[1].raw_weights()
+    after = _run_both(_cfg(routing, "fsgd", True, column_read="after_update"), shards=1)[1].raw_weights()
+    assert any(not np.array_equal(a, b) for a, b in zip(before, after))
 
 
 @pytest.mark.parametrize("reset", ["none", "random", "zero"])

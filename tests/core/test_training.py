@@ -11,9 +11,10 @@ W2 = np.array([[1.0, 0.25], [-0.5, 0.75]])
 X, LABEL = np.array([1.0, 0.5]), 1
 
 
-def _tiny(rule, routing="bfs"):
+def _tiny(rule, routing="bfs", column_read="before_update"):
     # T = 2, eta = 0.4 -> lr = eta / T^2 = 0.1
-    cfg = NetConfig(ModelConfig((2, 2, 2), 0.0), TrainingConfig(rule=rule, steps=2, eta=0.4), routing=routing)
+    cfg = NetConfig(ModelConfig((2, 2, 2), 0.0), TrainingConfig(rule=rule, steps=2, eta=0.4, column_read=column_read),
+                    routing=routing)
     net = local_net(cfg, weights=[W1.copy(), W2.copy()])
     net.scheduler.trace = []
     net.train_sample(X, LABEL)
@@ -44,14 +45,14 @@ def test_sgd_sample_by_hand(routing):
 
 
 @pytest.mark.parametrize("routing", ["bfs", "dfs"])
-def test_fsgd_sample_by_hand(routing):
+def test_fsgd_sample_by_hand_column_read_after_update(routing):
     # t0: launch (0,+): W2[:,0] -= .1*[1,0] -> [.9,-.5]; phi_b [.9,-.5] fires (0,+) -> [-.1,-.5],
     #     passes gate1: W1[:,0] -= .1*[1,0] -> [.65,.5]; launch (1,-): W2[:,1] += .1*[1,0] ->
     #     [.35,.75]; phi_b [-.45,-1.25] fires (1,-) -> [-.45,-.25], blocked.
     # t1: l1 rows [.65,-.5], [.5,.25]: phi1 [.4,-1] then [.9,-.75] fires (0,+); l2 row [.9,.35]:
     #     phi2 [.9,.6] fires (0,+),(1,+); counter [1,1] + target (1,-) -> launch (0,+):
     #     W2[:,0] -= .1*[2,0] -> [.7,-.5]; phi_b [.25,-.75] fires (1,-) -> [.25,.25], blocked.
-    net = _tiny("fsgd", routing)
+    net = _tiny("fsgd", routing, "after_update")
     w1, w2 = net.weights()
     np.testing.assert_allclose(w1, [[0.65, -0.5], [0.5, 0.25]], atol=1e-15)
     np.testing.assert_allclose(w2, [[0.7, 0.35], [-0.5, 0.75]], atol=1e-15)
@@ -60,11 +61,31 @@ def test_fsgd_sample_by_hand(routing):
     assert net.stats.err_passed.tolist() == [0, 1, 3]
 
 
-def test_oracle_matches_the_hand_computation_too():
-    cfg = NetConfig(ModelConfig((2, 2, 2), 0.0), TrainingConfig(rule="fsgd", steps=2, eta=0.4))
+@pytest.mark.parametrize("routing", ["bfs", "dfs"])
+def test_fsgd_sample_by_hand_column_read_before_update(routing):
+    # t0: launch (0,+): phi_b reads [1,-.5], fires (0,+) -> [0,-.5]; then W2[:,0] -> [.9,-.5];
+    #     (0,+) passes gate1 (S1[0] = .75): W1[:,0] -= .1*[1,0] -> [.65,.5]; launch (1,-): phi_b
+    #     reads -[.25,.75] -> [-.25,-1.25], fires (1,-) -> [-.25,-.25]; then W2[:,1] -> [.35,.75];
+    #     (1,-) blocked by S1[1] = -.5.
+    # t1: forward as in the other order (same W1, W2); launch (0,+): phi_b reads [.9,-.5] ->
+    #     [.65,-.75], fires (1,-) then (0,+) -> [-.35,.25]; then W2[:,0] -= .1*[2,0] -> [.7,-.5].
+    #     S1 = [1.9,-.75]: (1,-) blocked, (0,+) passes: W1[:,0] -= .1*[2,1] -> [.45,.4].
+    net = _tiny("fsgd", routing)
+    w1, w2 = net.weights()
+    np.testing.assert_allclose(w1, [[0.45, -0.5], [0.4, 0.25]], atol=1e-15)
+    np.testing.assert_allclose(w2, [[0.7, 0.35], [-0.5, 0.75]], atol=1e-15)
+    np.testing.assert_allclose(net.backend.bq[2][0].module.phi, [-0.35, 0.25], atol=1e-15)
+    assert _fwd_per_step(net.scheduler.trace) == [[1, 1, 1], [2, 1, 2]]
+    assert net.stats.err_passed.tolist() == [0, 2, 3]
+
+
+@pytest.mark.parametrize("column_read,w1", [("before_update", [[0.45, -0.5], [0.4, 0.25]]),
+                                            ("after_update", [[0.65, -0.5], [0.5, 0.25]])])
+def test_oracle_matches_the_hand_computation_too(column_read, w1):
+    cfg = NetConfig(ModelConfig((2, 2, 2), 0.0), TrainingConfig(rule="fsgd", steps=2, eta=0.4, column_read=column_read))
     oracle = OracleNet(cfg, weights=[W1.copy(), W2.copy()])
     oracle.train_sample(X, LABEL)
-    np.testing.assert_allclose(oracle.W[0], [[0.65, -0.5], [0.5, 0.25]], atol=1e-15)
+    np.testing.assert_allclose(oracle.W[0], w1, atol=1e-15)
     np.testing.assert_allclose(oracle.W[1], [[0.7, 0.35], [-0.5, 0.75]], atol=1e-15)
 
 

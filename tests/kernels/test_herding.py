@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from distspike.kernels.herding import herd_rows, herd_vector, stochastic_sample
+from distspike.kernels.herding import (NO_UPDATE, UPDATE_AFTER, UPDATE_BEFORE, herd_rows, herd_vector,
+                                       stochastic_sample)
 
 H, ONE = np.float64(0.5), np.float64(1.0)
 EMPTY = np.zeros(0)
@@ -46,7 +47,7 @@ def test_rectified_rows_trajectory_by_hand():
     phi, S = np.zeros(2), np.zeros(2)
     idx = np.array([0, 1, 0], np.int32)
     sign = np.array([1, 1, -1], np.int8)
-    off, out, osign, pot = herd_rows(W, phi, S, idx, sign, H, ONE, False, 0, True, EMPTY, False)
+    off, out, osign, pot = herd_rows(W, phi, S, idx, sign, H, ONE, False, 0, True, EMPTY, NO_UPDATE)
     # e0: phi=[.75,.25] u0@.75; e1: phi=[-.75,1.75] u1@1.75,u1@.75; e2: phi=[-1.5,-.5]
     assert off.tolist() == [0, 1, 1] and out.tolist() == [0, 1, 1] and osign.tolist() == [1, 1, 1]
     np.testing.assert_array_equal(pot, [0.75, 1.75, 0.75])
@@ -54,17 +55,31 @@ def test_rectified_rows_trajectory_by_hand():
     np.testing.assert_array_equal(S, [-0.5, 1.5])
 
 
-def test_signed_rows_with_block_offset_and_fsgd_interleave():
+def test_signed_rows_with_block_offset_and_fsgd_update_before_each_read():
     WT = np.array([[1.0, -0.5], [0.25, 0.75]])  # rows are columns of W
     phi = np.zeros(2)
     delta = np.array([0.25, 0.0])
     idx = np.array([0, 0], np.int32)
     sign = np.array([1, 1], np.int8)
     # each event first updates row 0 by -delta, then reads it: [.75,-.5] then [.5,-.5]
-    off, out, osign, _ = herd_rows(WT, phi, phi, idx, sign, H, ONE, True, 10, False, delta, True)
+    off, out, osign, _ = herd_rows(WT, phi, phi, idx, sign, H, ONE, True, 10, False, delta, UPDATE_BEFORE)
     assert out.tolist() == [10, 11] and osign.tolist() == [1, -1] and off.tolist() == [0, 1]
     np.testing.assert_array_equal(WT[0], [0.5, -0.5])
     np.testing.assert_array_equal(phi, [0.25, 0.0])
+
+
+def test_fsgd_update_after_each_read():
+    WT = np.array([[1.0, -0.5], [0.25, 0.75]])
+    phi = np.zeros(2)
+    delta = np.array([0.25, 0.0])
+    idx = np.array([0, 0], np.int32)
+    sign = np.array([1, 1], np.int8)
+    # event 0 reads [1,-.5]: fires (0,+) -> phi [0,-.5]; row 0 becomes [.75,-.5]
+    # event 1 reads [.75,-.5]: phi [.75,-1] fires (1,-) then (0,+) -> [-.25,0]; row 0 becomes [.5,-.5]
+    off, out, osign, _ = herd_rows(WT, phi, phi, idx, sign, H, ONE, True, 10, False, delta, UPDATE_AFTER)
+    assert out.tolist() == [10, 11, 10] and osign.tolist() == [1, -1, 1] and off.tolist() == [0, 1, 1]
+    np.testing.assert_array_equal(WT[0], [0.5, -0.5])
+    np.testing.assert_array_equal(phi, [-0.25, 0.0])
 
 
 def test_integer_herding_uses_scaled_threshold():
