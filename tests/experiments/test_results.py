@@ -7,9 +7,10 @@ import pytest
 
 from distspike.analysis.convergence import loglog_slope
 from distspike.experiments import convergence
+from distspike.experiments.common import read_csv, render_table, table_markers
 
 RESULTS = Path(__file__).resolve().parents[2] / "results"
-ROW = re.compile(r"^\| (\S+\.csv) \| (\S+) \| (-?\d+\.\d+) \|", re.M)
+ROW = re.compile(r"^\| (fig[14]_\S+\.csv) \| (\S+) \| (-?\d+\.\d+) \|", re.M)  # fitted-slope rows
 
 
 def _slope(path: Path, column: str) -> float:
@@ -23,6 +24,21 @@ def test_readme_slopes_match_the_raw_files():
     assert len(rows) >= 5
     for name, column, value in rows:
         assert round(_slope(RESULTS / name, column), 2) == pytest.approx(float(value)), (name, column)
+
+
+def test_readme_tables_are_the_rendered_raw_files():
+    """Every table marked ``<!-- table: FILE columns=... -->`` is exactly what FILE renders to."""
+    marked = table_markers((RESULTS / "README.md").read_text())
+    files = {name for name, _, _ in marked}
+    for name in ("table1_newsgroups.csv", "table2_mnist.csv", "table3_ablation.csv", "fig3_early_guess_summary.csv"):
+        assert name in files, f"README has no table of {name}"
+    for name, columns, text in marked:
+        assert text == render_table(read_csv(RESULTS / name), columns), name
+
+
+def test_every_png_in_results_has_its_csv():
+    for png in RESULTS.glob("*.png"):
+        assert png.with_suffix(".csv").exists(), png.name
 
 
 def test_convergence_command_smoke(tmp_path):

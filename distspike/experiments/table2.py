@@ -1,0 +1,153 @@
+"""Paper Table 2 and Fig. 2: spiking vs ReLU MLP on MNIST 784-300-300-10.
+
+Protocol. Spiking SGD and spiking FSGD are ``distspike-train
+experiment=table2_spiking_{sgd,fsgd}`` runs in ``<runs>/table2/<experiment>/`` (eta =
+0.01, T = 10, w_init = 0.01, seed 1234, online over the official 60k training images in
+file order, ``eval_train=10000``); at least ``epochs`` epochs, more if the runs were
+extended with ``distspike-train resume=DIR training.epochs=N``. Every row reports its
+own epoch count. Test error: official 10k MNIST test set; training error: the first
+10k training images (the runs' ``eval_train``).
+
+The ReLU MLP (``distspike.relu.ReluMLP``) is trained the same way: online, one sample at
+a time in the same order, squared error on one-hot targets, every layer rectified, no
+biases, eta = 0.01, ``W ~ 0.01 N(0, 1)``, for as many epochs as the longer spiking run.
+With seed 1234 its initial matrices equal the spiking net's, but then output unit 6 is
+dead at the start (``u_6 <= 0`` on 99.7 % of the training images) and the ReLU net never
+learns class 6, while the spiking net does (its gate passes errors at ``S_j >= 0``,
+including the start of every sample). So the table shows that net and a second one
+with the first seed after 1234 whose every output unit is active at initialisation on
+at least 10 % of the training images (:func:`first_live_seed`); the second one's
+weights are used for "spiking with ReLU weights" and for Fig. 3.
+
+Cross rows: "spiking with ReLU weights" runs the spiking net (T = 10, ``runtime=local``)
+with the ReLU net's final weights; "ReLU with spiking-FSGD weights" runs the ReLU net
+with the final weights of the spiking FSGD run.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from distspike.experiments.common import (ensure_run, load_run_data, net_config, plot_setup, read_run, run_config,
+                                          run_dir, run_weights, write_csv)
+
+EPOCHS = 5
+RUN_OVERRIDES = ("eval_train=10000", "checkpoint.keep=0")
+PAPER = {  # row -> (test %, train %), 50 epochs, the authors' validation split
+    "spiking_sgd": (3.6, 2.484), "spiking_fsgd": (2.07, 0.37), "relu_mlp": (1.63, 0.426),
+    "spiking_relu_weights": (1.66, 0.426), "relu_fsgd_weights": (2.03, 0.34),
+}
+COLUMNS = ("row=row,weights=weights trained by,epochs=epochs,seed=seed,test_error=test %,"
+           "paper_test_error=paper test % (50 ep),train_error=train % (first 10k),paper_train_error=paper train %,"
+           "wall_time_s=wall s")
+
+
+def first_live_seed(X: np.ndarray, sizes, w_init: float, start: int, min_active: float = 0.1) -> int:
+    """First seed ``>= start`` whose initial ReLU net has every output unit active (``u > 0``)
+    on at least ``min_active`` of the rows of ``X``."""
+    from distspike.relu import init_weights, relu_forward
+    for seed in range(start, start + 100):
+        out = relu_forward(init_weights(sizes, w_init, seed), X)[-1]  # (n, n_L)
+        if (out > 0).mean(axis=0).min() >= min_active:
+            return seed
+    raise RuntimeError(f"no seed in [{start}, {start + 100}) gives live output units")
+
+
+def train_relu(ds, sizes, eta: float, w_init: float, seed: int, epochs: int, n_eval: int):
+    """Online ReLU MLP; returns ``(net, curve)`` with per-epoch test / training error (first ``n_eval``)."""
+    from distspike.relu import ReluMLP
+    net = ReluMLP(sizes, w_init, eta, seed)
+    curve = []
+    for ep in range(1, epochs + 1):
+        t0 = time.perf_counter()
+        net.train_epoch(ds.x_train, ds.y_train)
+        curve.append({"epoch": ep, "train_error": net.error(ds.x_train[:n_eval], ds.y_train[:n_eval]),
+                      "test_error": net.error(ds.x_test, ds.y_test), "seconds": time.perf_counter() - t0})
+    return net, curve
+
+
+def spiking_errors(cfg: dict, weights, ds, n_eval: int) -> tuple[float, float]:
+    """(test, train) error in % of the spiking net of run config ``cfg`` with the given weights."""
+    from distspike.runtime.local import local_net
+    with local_net(net_config(cfg), weights=weights) as net:
+        return net.error(ds.x_test, ds.y_test), net.error(ds.x_train[:n_eval], ds.y_train[:n_eval])
+
+
+def relu_errors(weights, ds, n_eval: int) -> tuple[float, float]:
+    """(test, train) error in % of the ReLU net with the given weights."""
+    from distspike.relu import ReluMLP
+    net = ReluMLP.from_weights(weights)
+    return net.error(ds.x_test, ds.y_test), net.error(ds.x_train[:n_eval], ds.y_train[:n_eval])
+
+
+def _row(name: str, weights: str, epochs: int, seed: int, test: float, train: float, wall: float | str = "") -> dict:
+    """One table row; ``wall``: training wall seconds of a spiking run (empty for the others)."""
+    paper = PAPER[name.split(" ")[0]]
+    return {"row": name, "weights": weights, "epochs": epochs, "seed": seed, "test_error": test,
+            "paper_test_error": paper[0], "train_error": train, "paper_train_error": paper[1],
+            "wall_time_s": wall if wall == "" else round(wall)}
+
+
+def relu_weights_path(runs: Path, seed: int, epochs: int) -> Path:
+    """Where the ReLU net's final weights are kept for Fig. 3."""
+    return run_dir(runs, "table2", "relu_mlp") / f"weights_seed{seed}_epoch{epochs}.npz"
+
+
+def table2(runs: Path, out: Path, epochs: int = EPOCHS, train: bool = True, overrides=()) -> list[dict]:
+    """Table 2 rows and Fig. 2 curves: ``out/table2_mnist.csv``, ``fig2_learning_curves.csv/.png``."""
+    paths = {r: run_dir(runs, "table2", f"table2_spiking_{r}") for r in ("sgd", "fsgd")}
+    for r, path in paths.items():
+        if not ensure_run(path, f"table2_spiking_{r}", epochs, (*RUN_OVERRIDES, *overrides), train):
+            print(f"table2: {path} is not complete yet")
+            return []
+    runs_m = {r: read_run(p) for r, p in paths.items()}
+    cfg = run_config(paths["fsgd"])
+    ds, n_eval = load_run_data(cfg), cfg["eval_train"] or 10 ** 9
+    sizes, eta, w_init = cfg["model"]["sizes"], cfg["training"]["eta"], cfg["model"]["w_init"]
+    e_relu = max(m["epochs"] for m in runs_m.values())
+    live = first_live_seed(ds.x_train, sizes, w_init, cfg["seed"])
+    rows = [_row(f"spiking_{r}", f"spiking {r.upper()}", m["epochs"], m["seed"], m["final_test_error"],
+                 m["final_train_error"], m["wall_time_s"]) for r, m in runs_m.items()]
+    curves = [{"net": f"spiking_{r}", "epoch": int(c["epoch"]), "train_error": c["train_error"],
+               "test_error": c["test_error"]} for r, m in runs_m.items() for c in m["curve"]]
+    relus = {}
+    for seed in dict.fromkeys((cfg["seed"], live)):
+        net, curve = train_relu(ds, sizes, eta, w_init, seed, e_relu, n_eval)
+        relus[seed] = net
+        rows.append(_row(f"relu_mlp (seed {seed})", "ReLU", e_relu, seed, curve[-1]["test_error"],
+                         curve[-1]["train_error"]))
+        curves += [{"net": f"relu_seed{seed}", **{k: c[k] for k in ("epoch", "train_error", "test_error")}}
+                   for c in curve]
+    wpath = relu_weights_path(runs, live, e_relu)
+    wpath.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(wpath, *relus[live].weights)
+    rows.append(_row("spiking_relu_weights", f"ReLU (seed {live})", e_relu, live,
+                     *spiking_errors(cfg, relus[live].weights, ds, n_eval)))
+    fsgd_w = run_weights(paths["fsgd"])
+    rows.append(_row("relu_fsgd_weights", "spiking FSGD", runs_m["fsgd"]["epochs"], cfg["seed"],
+                     *relu_errors(fsgd_w, ds, n_eval)))
+    write_csv(rows, out / "table2_mnist.csv")
+    write_csv(curves, out / "fig2_learning_curves.csv")
+    plot_fig2(curves, out / "fig2_learning_curves.png")
+    return rows
+
+
+def plot_fig2(curves: list[dict], path: Path) -> None:
+    """Learning curves: ReLU nets blue, spiking nets red; solid test, dashed training error."""
+    plt = plot_setup()
+    colors = {"spiking_sgd": "tab:red", "spiking_fsgd": "darkred"}
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for i, net in enumerate(dict.fromkeys(c["net"] for c in curves)):
+        pts = [c for c in curves if c["net"] == net]
+        color = colors.get(net, ["tab:blue", "navy"][i % 2])
+        ep = [c["epoch"] for c in pts]
+        ax.plot(ep, [c["test_error"] for c in pts], "-o", ms=3, color=color, label=f"{net} test")
+        ax.plot(ep, [c["train_error"] for c in pts], "--", color=color, label=f"{net} train (first 10k)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set(xlabel="epoch", ylabel="% error", title="Fig. 2: MNIST 784-300-300-10 learning curves", yscale="log")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

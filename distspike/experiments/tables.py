@@ -1,0 +1,102 @@
+"""One command per paper table / figure (the runs and files behind results/README.md).
+
+    python -m distspike.experiments.tables table1 --data /work/shared/data --out results
+    python -m distspike.experiments.tables table2 --runs /work/runs --data /work/shared/data --out results
+    python -m distspike.experiments.tables table3 --runs /work/runs --data /work/shared/data --out results
+    python -m distspike.experiments.tables fig3   --runs /work/runs --out results
+
+``table2`` / ``table3`` start the missing ``distspike-train`` runs under
+``<runs>/table2/`` and ``<runs>/table3/`` one after another, resume interrupted ones from
+their checkpoints and reuse completed ones (``--no-train``: only collect what is
+complete). ``fig3`` needs the Table 2 runs and the ReLU weights ``table2`` saves.
+``readme`` re-renders the marked tables of ``<out>/README.md`` from the CSVs.
+``--smoke``: tiny sizes on scikit-learn's digits (seconds; the CI test). Each command
+prints the README table(s) of its CSVs.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from distspike.experiments import fig3, table1, table2, table3
+from distspike.experiments.common import print_table, refresh_readme
+
+SMOKE = ("data=digits", "model=digits_small", "data.n_train=120", "data.n_test=60")
+
+
+def run_table1(args) -> None:
+    if args.smoke:
+        ds = _smoke_binary()
+        grids = {name: grid[:2] for name, (_, _, grid) in table1.MODELS.items()}
+        table1.table1(ds, args.out, epochs=2, grids=grids)
+    else:
+        table1.table1(table1.newsgroups(args.data), args.out, args.epochs or table1.EPOCHS)
+    print_table(args.out, "table1_newsgroups.csv", table1.COLUMNS)
+    print_table(args.out, "table1_validation.csv", table1.VAL_COLUMNS)
+
+
+def _smoke_binary():
+    """Digits 0 vs 1, binarized: a tiny two-class stand-in for 20 Newsgroups."""
+    from dataclasses import replace
+
+    from distspike.data import load_dataset
+    ds = load_dataset("digits")
+    tr, te = ds.y_train < 2, ds.y_test < 2
+    return replace(ds, x_train=(ds.x_train[tr] > 0.5) * 1.0, y_train=ds.y_train[tr], x_test=(ds.x_test[te] > 0.5) * 1.0,
+                   y_test=ds.y_test[te], n_classes=2)
+
+
+def _overrides(args) -> tuple:
+    return (*(SMOKE if args.smoke else ()), *(() if args.data is None else (f"data.root={args.data}",)))
+
+
+def run_table2(args) -> None:
+    table2.table2(args.runs, args.out, 1 if args.smoke else (args.epochs or table2.EPOCHS), not args.no_train,
+                  _overrides(args))
+    print_table(args.out, "table2_mnist.csv", table2.COLUMNS)
+
+
+def run_table3(args) -> None:
+    variants = args.variants.split(",") if args.variants else tuple(table3.VARIANTS)
+    variants = ("baseline", "fsgd") if args.smoke else variants
+    table3.table3(args.runs, args.out, variants, 1 if args.smoke else (args.epochs or table3.EPOCHS),
+                  not args.no_train, _overrides(args))
+    print_table(args.out, "table3_ablation.csv", table3.COLUMNS)
+
+
+def run_fig3(args) -> None:
+    fig3.fig3(args.runs, args.out, 3 if args.smoke else (args.t_max or fig3.T_MAX), 20 if args.smoke else args.n_test)
+    print_table(args.out, "fig3_early_guess_summary.csv", fig3.COLUMNS)
+    print_table(args.out, "fig3_relu_costs.csv", fig3.COST_COLUMNS)
+
+
+def run_readme(args) -> None:
+    n = refresh_readme(args.out / "README.md", args.out)
+    print(f"re-rendered {n} tables of {args.out / 'README.md'} from their CSVs")
+
+
+COMMANDS = {"readme": run_readme, "table1": run_table1, "table2": run_table2, "table3": run_table3, "fig3": run_fig3}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description="Reproduce paper Tables 1-3 and Figs. 2-3 into results/")
+    ap.add_argument("item", choices=sorted(COMMANDS))
+    ap.add_argument("--runs", type=Path, default=Path("runs"), help="root of the training run directories")
+    ap.add_argument("--data", default=None, help="data root (holds mnist/ and 20news-bydate/)")
+    ap.add_argument("--out", type=Path, default=Path("results"))
+    ap.add_argument("--epochs", type=int, default=None, help="(minimum) epochs; default: the item's protocol")
+    ap.add_argument("--t-max", type=int, default=None, help="fig3: time steps of the early-guess curves")
+    ap.add_argument("--n-test", type=int, default=None, help="fig3: first n test images (default: all)")
+    ap.add_argument("--variants", default=None, help="table3: comma-separated subset (default: all)")
+    ap.add_argument("--no-train", action="store_true", help="only collect completed runs")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes on sklearn's digits (CI)")
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    COMMANDS[args.item](args)
+    print(f"{args.item}: {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Smoke runs of the Table 1-3 / Fig. 2-3 commands (tiny sizes, sklearn digits) and the
+early-guess forward pass against the runtime; the full runs are marked slow."""
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from distspike.analysis.early_guess import early_guess_curve, relu_costs, sample_trace
+from distspike.config import ModelConfig, NetConfig, TrainingConfig
+from distspike.data import load_dataset
+from distspike.experiments import tables
+from distspike.experiments.common import read_csv, render_table
+from distspike.runtime.local import local_net
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+RUNS = Path(os.environ.get("DISTSPIKE_RUNS", "/work/runs"))  # training run directories of the full items
+
+
+@pytest.mark.parametrize("T", [1, 3, 10])
+def test_early_guess_scores_equal_the_runtime_prediction(T):
+    ds = load_dataset("digits")
+    with local_net(NetConfig(ModelConfig((64, 30, 20, 10), w_init=0.1), TrainingConfig(steps=T))) as net:
+        ref = net.predict(ds.x_test[:20])  # (20, 10) sum_t u_L / T
+        weights = net.weights()
+    mine = np.stack([sample_trace(weights, x, T)[0][-1] / T for x in ds.x_test[:20]])
+    np.testing.assert_array_equal(mine, ref)
+
+
+def test_early_guess_ops_count_rows_and_spikes_by_hand():
+    # one input unit x = 1 fires once per step; W1 = [[2, 0]] -> unit 0 gets 2 per step,
+    # fires twice (2 - 1 = 1 > 0.5 fires again), W2 = [[1], [5]]
+    W = [np.array([[2.0, 0.0]]), np.array([[1.0], [5.0]])]
+    scores, ops_all, ops_hidden = sample_trace(W, np.array([1.0]), 2)
+    # step: input nnz 1 + 1 spike; layer 1: 1 row * 2 + 2 spikes; layer 2: 2 rows * 1 + 2 spikes
+    assert list(ops_all) == [10, 20] and list(ops_hidden) == [4, 8]
+    np.testing.assert_array_equal(scores[:, 0], [2.0, 4.0])
+
+
+def test_early_guess_curve_and_relu_costs():
+    ds = load_dataset("digits")
+    W = [np.random.default_rng(0).normal(0, 0.1, s) for s in ((64, 20), (20, 10))]
+    rows = early_guess_curve(W, ds.x_test[:10], ds.y_test[:10], 4)
+    assert [r["t"] for r in rows] == [1, 2, 3, 4]
+    assert all(a["ops_all"] < b["ops_all"] for a, b in zip(rows, rows[1:]))
+    c = relu_costs(W, ds.x_test[:10])
+    assert c["dense_all"] == 64 * 20 + 20 * 10 and c["dense_hidden"] == 200
+    assert c["sparse_all"] <= c["dense_all"] and c["sparse_hidden"] <= c["dense_hidden"]
+
+
+def test_render_table_formats_cells():
+    rows = [{"a": "x", "b": "5", "c": "2.278", "d": "0.0003", "e": "12.740000001", "f": ""}]
+    assert render_table(rows, "a=A,b,c,d,e,f").splitlines()[2] == "| x | 5 | 2.278 | 0.0003 | 12.74 | n/a |"
+
+
+def test_table1_command_smoke(tmp_path):
+    tables.main(["table1", "--smoke", "--out", str(tmp_path)])
+    rows = read_csv(tmp_path / "table1_newsgroups.csv")
+    assert [r["model"] for r in rows] == ["spiking_regressor", "one_layer_net", "linear_svm"]
+    assert len(read_csv(tmp_path / "table1_validation.csv")) == 6
+
+
+def test_table2_and_fig3_commands_smoke(tmp_path):
+    out, runs = tmp_path / "res", tmp_path / "runs"
+    tables.main(["table2", "--smoke", "--runs", str(runs), "--out", str(out)])
+    rows = read_csv(out / "table2_mnist.csv")
+    assert rows[0]["row"] == "spiking_sgd" and rows[-1]["row"] == "relu_fsgd_weights"
+    assert (out / "fig2_learning_curves.png").stat().st_size > 0
+    tables.main(["fig3", "--smoke", "--runs", str(runs), "--out", str(out)])
+    curve = read_csv(out / "fig3_early_guess.csv")
+    assert len(curve) == 3 * 3 and (out / "fig3_early_guess.png").stat().st_size > 0
+
+
+def test_table3_command_smoke_and_reuse(tmp_path, capsys):
+    out, runs = tmp_path / "res", tmp_path / "runs"
+    tables.main(["table3", "--smoke", "--runs", str(runs), "--out", str(out)])
+    rows = read_csv(out / "table3_ablation.csv")
+    assert [r["variant"] for r in rows] == ["baseline", "fsgd"] and rows[0]["epochs"] == "1"
+    capsys.readouterr()
+    tables.main(["table3", "--smoke", "--no-train", "--runs", str(runs), "--out", str(out)])
+    assert "distspike.train" not in capsys.readouterr().out  # completed runs are reused
+    assert read_csv(out / "table3_ablation.csv") == rows
+
+
+def test_table3_rows_of_other_variants_are_kept_in_table_order(tmp_path):
+    from distspike.experiments.common import write_csv
+    from distspike.experiments.table3 import merge_rows
+    path = tmp_path / "t.csv"
+    write_csv([{"variant": v, "test_error": "1"} for v in ("dfs", "baseline", "fsgd", "retired")], path)
+    rows = merge_rows(path, [{"variant": "fsgd", "test_error": "2"}, {"variant": "t5", "test_error": "3"}])
+    assert [(r["variant"], r["test_error"]) for r in rows] == [("baseline", "1"), ("fsgd", "2"), ("dfs", "1"),
+                                                                ("t5", "3")]
+
+
+needs_data = pytest.mark.skipif(not (DATA / "mnist").exists(), reason=f"data not found under {DATA}")
+
+
+@pytest.mark.slow
+@needs_data
+def test_table1_full(tmp_path):
+    """About 10 minutes: the eta / C sweeps and the final fits on 20 Newsgroups."""
+    tables.main(["table1", "--data", str(DATA), "--out", str(tmp_path)])
+
+
+@pytest.mark.slow
+@needs_data
+@pytest.mark.parametrize("item", ["table2", "table3", "fig3"])
+def test_mnist_items_full(item, tmp_path):
+    """Hours on one core unless the runs under $DISTSPIKE_RUNS are complete (then minutes)."""
+    tables.main([item, "--runs", str(RUNS), "--data", str(DATA), "--out", str(tmp_path)])
