@@ -5,13 +5,16 @@ that buffers one row per message it consumes and writes its own files::
 
     RUN_DIR/traffic/actor=<name>/part-<seq:06d>.parquet
 
-Rows are buffered in preallocated numpy column buffers of ``flush_rows`` rows;
-``record`` (one message) and ``record_segments`` (one row per segment of a message)
-pack them with one compiled call per message (``distspike.kernels.traffic``). A full buffer, ``flush()`` and ``close()`` write one file (zstd
-Parquet, one row group). A file is written under a temporary name starting with
-``'.'`` in the same directory, fsync'ed and then renamed with ``os.replace``, so a
-killed process leaves only complete part files (plus at most one hidden temporary
-file, which readers skip and the next recorder of that actor deletes). Sequence
+Rows are buffered in preallocated numpy column buffers of ``flush_rows`` rows. The
+shell hands over each consumed message: ``message`` stages a one-row message as a
+tuple of integers (packed into the buffers ``STAGE`` at a time by one compiled call),
+``segments`` packs a message of several segments (one row per segment) with one
+compiled call (``distspike.kernels.traffic``). A full buffer, ``flush()`` and
+``close()`` write one file (zstd Parquet, one row group). A file is written under a
+temporary name starting with ``'.'`` in the same directory, fsync'ed and then renamed
+with ``os.replace``, so a killed process leaves only complete part files (plus at
+most one hidden temporary file, which readers skip and the next recorder of that
+actor deletes). Sequence
 numbers continue after the parts already in the directory, so a resumed run
 appends and never overwrites. No pickle is involved anywhere.
 
@@ -25,6 +28,7 @@ import os
 import re
 import time
 import warnings
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +38,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from numba.core.errors import TypingError
 
-from distspike.kernels.traffic import (EVENT_BYTES, FLOAT_COLUMNS, HEADER_BYTES, INT_COLUMNS, put_row,
-                                       put_segment_rows)
+from distspike.kernels.traffic import (EVENT_BYTES, FLOAT_COLUMNS, HEADER_BYTES, INT_COLUMNS, STAGED, put_row,
+                                       put_segment_rows, put_staged_rows)
 
 __all__ = ["SCHEMA", "DIRECTIONS", "QUANTITIES", "TrafficError", "TrafficRecorder", "read_traffic",
            "traffic_dir", "part_files", "layer_totals", "layer_totals_by"]
@@ -66,12 +70,10 @@ SCHEMA = pa.schema([
     ("t_wall", pa.float64()),
 ])
 
-_INT_TYPES = {name: SCHEMA.field(name).type.to_pandas_dtype() for name in INT_COLUMNS[1:]}
-_NO_STEPS = np.zeros(0, np.int64)
-_NO_SIGNS = np.zeros(0, np.int8)
+_INT_TYPES = {name: np.dtype(SCHEMA.field(name).type.to_pandas_dtype()) for name in INT_COLUMNS[1:]}
+STAGE = 4096  # one-row messages staged before they are packed into the buffers
 
-
-_now = time.time
+_now, _perf_ns = time.time, time.perf_counter_ns
 
 
 def one_line(err: Exception) -> str:
@@ -108,8 +110,13 @@ class TrafficRecorder:
     parts; ``logging`` a ``LoggingConfig`` (only ``every`` and ``flush_rows`` are read).
     Only rows of samples with ``sample % every == 0`` are kept. Constructed from
     plain arguments, so it is built inside each Ray actor and writes only there.
-    Writes happen in the calling thread when the buffer is full and on ``flush()`` /
-    ``close()``.
+
+    Hot path: ``message(...)`` stages a one-row message as a tuple of integers (its
+    figures, no arrays); every ``STAGE`` messages, and before anything else is
+    buffered or flushed, ``pack()`` turns them into rows with one compiled call. A
+    message of several segments (``segments(...)``) is packed at once, one compiled
+    call per message. Writes happen in the calling thread when the row buffer is
+    full and on ``flush()`` / ``close()``.
     """
 
     def __init__(self, run_dir, name: str, kind: str, layer: int, shard: int, logging,
@@ -123,9 +130,10 @@ class TrafficRecorder:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._drop_stale_temps()
         self.seq = _next_seq(self.directory)
-        self._ints = np.zeros((self.capacity, len(INT_COLUMNS)), np.int64)
-        self._floats = np.zeros((self.capacity, len(FLOAT_COLUMNS)), np.float64)
+        self._ints = np.zeros((len(INT_COLUMNS), self.capacity), np.int64)
+        self._floats = np.zeros((len(FLOAT_COLUMNS), self.capacity), np.float64)
         self._n = 0
+        self._staged: list[tuple] = []  # one-row messages not yet in the buffers (fields STAGED)
         self.rows_written = 0
         self.saturated = 0  # rows whose integers were clamped to their column type
         self.files_written: list[Path] = []
@@ -143,6 +151,58 @@ class TrafficRecorder:
         """Whether rows of ``sample`` are kept (``sample % every == 0``): callers may skip work."""
         return not sample % self.every
 
+    # -- hot path: consumed messages -----------------------------------------------------
+    def message(self, t0_ns: int, form: int, position: tuple, events_in: int, pos: int, n_out: int) -> None:
+        """One consumed message that makes one row (hot path: a tuple append).
+
+        ``t0_ns``: ``perf_counter_ns()`` when the module started on it (it ends now);
+        ``form``: direction | what was sent (``distspike.kernels.traffic``); ``position``:
+        ``(epoch, sample, step)``; ``n_out`` events sent on, ``pos`` of them with sign +1.
+        Staged messages become rows ``STAGE`` at a time (``pack``), and before any flush.
+        """
+        if position[1] % self.every:
+            return
+        staged = self._staged
+        staged.append((form, *position, events_in, pos, n_out, t0_ns, _perf_ns()))
+        if len(staged) >= STAGE:
+            self.pack()
+
+    def segments(self, t0_ns: int, form: int, position: tuple, steps: np.ndarray, in_bounds: np.ndarray,
+                 vals: np.ndarray, mask: np.ndarray, out_bounds: np.ndarray) -> None:
+        """One consumed message of several segments: one row per segment (one compiled call).
+
+        Segment ``p`` brought ``in_bounds[p+1] - in_bounds[p]`` events; its step is
+        ``steps[p]`` (``steps`` empty: the message's). What it sent: with ``SENT_BATCH``
+        the signs ``vals[out_bounds[p]:out_bounds[p+1]]``, with ``SENT_MASK`` (a gate) the
+        input events (signs ``vals``) whose ``mask`` is set. Unused arrays are empty.
+        """
+        if position[1] % self.every:
+            return
+        t1 = _perf_ns()
+        self.pack()  # rows stay in message order
+        epoch, sample, step = position
+        p, n_parts = 0, in_bounds.shape[0] - 1
+        while p < n_parts:
+            self._n, p = put_segment_rows(self._ints, self._floats, self._n, form, epoch, sample, step, steps,
+                                          in_bounds, vals, mask, out_bounds, p, t0_ns, t1, _wall_ns(),
+                                          HEADER_BYTES, EVENT_BYTES)
+            if self._n == self.capacity:
+                self._write_buffer()
+
+    def pack(self) -> None:
+        """Turn the staged messages into rows of the buffer (one compiled call), writing full buffers."""
+        staged = self._staged
+        if not staged:
+            return
+        self._staged = []
+        rows = np.fromiter(chain.from_iterable(staged), np.int64, len(STAGED) * len(staged)).reshape(-1, len(STAGED))
+        m, wall = 0, _wall_ns()
+        while m < rows.shape[0]:
+            self._n, m = put_staged_rows(self._ints, self._floats, self._n, rows, m, wall, HEADER_BYTES, EVENT_BYTES)
+            if self._n == self.capacity:
+                self._write_buffer()
+
+    # -- one row at a time (tests, tools) --------------------------------------------------
     def _code(self, direction: str) -> int:
         try:
             return _DIRECTION_CODE[direction]
@@ -152,9 +212,10 @@ class TrafficRecorder:
     def record(self, direction: str, epoch: int, sample: int, step: int, events_in: int,
                events_out_pos: int, events_out_neg: int, bytes_in: int, bytes_out: int,
                compute_s: float) -> None:
-        """Buffer one message row (hot path: one compiled call into the buffers)."""
+        """Buffer one row given by its figures (after the rows of the held messages)."""
         if sample % self.every:
             return
+        self.pack()
         row = (epoch, sample, step, events_in, events_out_pos, events_out_neg, bytes_in, bytes_out, compute_s)
         try:
             put_row(self._ints, self._floats, self._n, self._code(direction), *row, _now())
@@ -162,7 +223,7 @@ class TrafficRecorder:
             raise self._bad_row(row, err) from None
         self._n += 1
         if self._n == self.capacity:
-            self.flush()
+            self._write_buffer()
 
     def _bad_row(self, row: tuple, err: Exception) -> TrafficError:
         """The error for a row that does not fit the buffers, naming the first bad field."""
@@ -176,69 +237,30 @@ class TrafficRecorder:
                 return TrafficError(f"actor {self.name}: cannot log field {name}={value!r}")
         return TrafficError(f"actor {self.name}: cannot log row {dict(zip(names, row))}: {one_line(err)}")
 
-    def record_segments(self, direction: str, epoch: int, sample: int, step: int, steps, in_bounds: np.ndarray,
-                        out_sign: np.ndarray | None, out_bounds: np.ndarray | None, compute_s: float) -> None:
-        """Buffer the rows of a message of several segments, one row per segment.
-
-        Segment ``p`` brought ``in_bounds[p+1] - in_bounds[p]`` events and emitted
-        ``out_sign[out_bounds[p]:out_bounds[p+1]]`` (``out_sign=None``: nothing is sent).
-        Its step is ``steps[p]`` (``steps=None``: ``step``); the message's compute time is
-        split evenly over the rows. One compiled call per message.
-        """
-        if sample % self.every:
-            return
-        code, now = self._code(direction), _now()
-        steps = _NO_STEPS if steps is None else steps
-        has_out = out_sign is not None
-        out_sign = out_sign if has_out else _NO_SIGNS
-        out_bounds = out_bounds if has_out else in_bounds
-        share = compute_s / max(in_bounds.shape[0] - 1, 1)
-        while True:
-            n, p = put_segment_rows(self._ints, self._floats, self._n, code, epoch, sample, step, steps, in_bounds,
-                                    out_sign, out_bounds, has_out, compute_s, now, HEADER_BYTES, EVENT_BYTES)
-            self._n = n
-            if n == self.capacity:
-                self.flush()
-            if p == in_bounds.shape[0] - 1:
-                return
-            # the buffer filled up mid-message: go on with the remaining segments
-            in_bounds, out_bounds = in_bounds[p:], out_bounds[p:]
-            steps = steps[p:] if steps.shape[0] else steps
-            compute_s = share * (in_bounds.shape[0] - 1)
-
+    # -- writing ---------------------------------------------------------------------------
     @property
     def buffered(self) -> int:
         """Rows recorded but not yet written."""
-        return self._n
-
-    def _int_column(self, k: int, name: str, clamped: np.ndarray) -> pa.Array:
-        """Integer column ``k`` of the buffer in its file type, saturating out-of-range values."""
-        col = self._ints[:self._n, k]
-        dtype = np.dtype(_INT_TYPES[name])
-        info = np.iinfo(dtype)
-        out = (col < info.min) | (col > info.max)
-        if out.any():
-            clamped |= out
-            col = np.clip(col, info.min, info.max)
-        return pa.array(col.astype(dtype))
+        return self._n + len(self._staged)
 
     def table(self) -> pa.Table:
         """The buffered rows as a table of ``SCHEMA`` (column by column, no per-row work)."""
         n = self._n
         zeros = np.zeros(n, np.int8)
+        ints = self._ints[:, :n]
         columns = {
             "run_id": _strings(zeros, [self.run_id]),
             "actor": _strings(zeros, [self.name]),
             "module": _strings(zeros, [self.kind]),
             "layer": pa.array(np.full(n, self.layer, np.int16)),
             "shard": pa.array(np.full(n, self.shard, np.int16)),
-            "direction": _strings(self._ints[:n, 0].astype(np.int8), DIRECTIONS),
+            "direction": _strings(ints[0].astype(np.int8), DIRECTIONS),
         }
         clamped = np.zeros(n, bool)
         for k, name in enumerate(INT_COLUMNS[1:], start=1):
-            columns[name] = self._int_column(k, name, clamped)
+            columns[name] = pa.array(_fit(ints[k], _INT_TYPES[name], clamped))
         for k, name in enumerate(FLOAT_COLUMNS):
-            columns[name] = pa.array(self._floats[:n, k])
+            columns[name] = pa.array(self._floats[k, :n])
         self._warn_saturated(int(clamped.sum()))
         return pa.Table.from_pydict(columns, schema=SCHEMA)
 
@@ -249,11 +271,15 @@ class TrafficRecorder:
             return
         if not self.saturated:
             warnings.warn(f"traffic log of actor {self.name}: {rows} row(s) have counts that do not fit the "
-                          f"log's integer columns; saturated (counted in .saturated)", RuntimeWarning, stacklevel=3)
+                          f"log's integer columns; saturated (counted in .saturated)", RuntimeWarning, stacklevel=4)
         self.saturated += rows
 
     def flush(self) -> Path | None:
-        """Write the buffered rows as the next part file; its path, or None if nothing was buffered."""
+        """Write the staged and buffered rows as the next part file; its path, or None if nothing was buffered."""
+        self.pack()
+        return self._write_buffer()
+
+    def _write_buffer(self) -> Path | None:
         if not self._n:
             return None
         path = self._write(self.table())
@@ -276,16 +302,32 @@ class TrafficRecorder:
         return final
 
     def close(self) -> None:
-        """Write what is buffered; the recorder stays usable (a later record starts a new part)."""
+        """Write what is staged and buffered; the recorder stays usable (a later message starts a new part)."""
         self.flush()
 
     def discard(self) -> int:
-        """Drop the buffered rows unwritten (a rollback to a checkpoint replays them); how many."""
-        n, self._n = self._n, 0
+        """Drop the staged and buffered rows unwritten (a rollback to a checkpoint replays them); how many."""
+        n = self._n + len(self._staged)
+        self._n, self._staged = 0, []
         return n
 
     def __repr__(self) -> str:
-        return f"TrafficRecorder({self.name!r}, dir={str(self.directory)!r}, buffered={self._n})"
+        return f"TrafficRecorder({self.name!r}, dir={str(self.directory)!r}, buffered={self._n + len(self._staged)})"
+
+
+def _wall_ns() -> int:
+    """``time_ns() - perf_counter_ns()``: turns a ``perf_counter_ns`` reading into wall-clock ns."""
+    return time.time_ns() - time.perf_counter_ns()
+
+
+def _fit(col: np.ndarray, dtype: np.dtype, clamped: np.ndarray) -> np.ndarray:
+    """``col`` in ``dtype``, saturating out-of-range values (marked in ``clamped``)."""
+    info = np.iinfo(dtype)
+    if col.min(initial=0) < info.min or col.max(initial=0) > info.max:
+        out = (col < info.min) | (col > info.max)
+        clamped |= out
+        col = np.clip(col, info.min, info.max)
+    return col.astype(dtype)
 
 
 def part_files(run_dir) -> list[Path]:

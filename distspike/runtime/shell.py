@@ -1,8 +1,9 @@
 """Thin shells around the module objects: the same class runs in-process and as a Ray actor.
 
 A shell owns one module (a shard of a layer's forward or backward quantizer), checks
-incoming spike batches, times each consumed message and hands one traffic-log row per
-message to its recorder (``distspike.logs.traffic``). It has no numeric code.
+incoming spike batches, times each consumed message and hands it to its traffic
+recorder (``distspike.logs.traffic``: one row per message, or per segment of a
+``Segments`` message). It has no numeric code.
 """
 from __future__ import annotations
 
@@ -12,11 +13,26 @@ import numpy as np
 
 from distspike.core.messages import Segments, SpikeBatch
 from distspike.core.modules import BackwardQuantizer, ForwardQuantizer
-from distspike.kernels.traffic import EVENT_BYTES, HEADER_BYTES
+from distspike.kernels.traffic import BACKWARD, SENT_BATCH, SENT_MASK, SENT_NONE
 
 # spike counters kept by every shell (summed over shards they give the runtime's totals)
 FWD_OUT, ERR_IN, ERR_PASSED, BWD_OUT = range(4)
 
+# traffic-log message forms (direction | what was sent): forward, count, gate
+FORWARD, COUNTED, GATED = SENT_BATCH, SENT_NONE, BACKWARD | SENT_MASK
+_NO_BOUNDS = _NO_STEPS = np.zeros(0, np.int64)  # unused fields of a logged message
+_NO_SIGNS, _NO_MASK = np.zeros(0, np.int8), np.zeros(0, np.bool_)
+_PLUS = bytes.maketrans(b"\xff", b"\x00")  # int8 sign bytes: +1 -> 1, -1 -> 0
+
+
+def passed_positive(sign: np.ndarray, passed: np.ndarray) -> int:
+    """How many events with sign +1 are among the ``passed`` ones (bytewise, no temporary arrays)."""
+    plus = int.from_bytes(sign.tobytes().translate(_PLUS), "little")
+    return (plus & int.from_bytes(passed.tobytes(), "little")).bit_count()
+
+
+def _steps(batch: Segments) -> np.ndarray:
+    return _NO_STEPS if batch.steps is None else batch.steps
 
 
 class Shell:
@@ -73,73 +89,91 @@ class Shell:
         if self.validate:
             batch.validate(self._n_in[port], f"actor {self.name} port {port!r}")
 
-    def _log(self, direction: str, batch, out, t0: float) -> None:
-        """The traffic-log row(s) of a consumed message (skipped for samples not kept).
+    # -- traffic log: the shell hands each consumed message to its recorder ---------------
+    # A ``Segments`` message of one segment and no steps logs like a plain batch (one row).
+    def _log_sent(self, form: int, batch, out, t0: int) -> None:
+        """A message that emitted a batch (``forward``, ``backward``): one row, or one per segment."""
+        if type(batch) is Segments:
+            if batch.steps is not None or batch.bounds.shape[0] != 2:
+                self.recorder.segments(t0, form, self.position, _steps(batch), batch.bounds, out.batch.sign,
+                                       _NO_MASK, out.bounds)
+                return
+            batch, out = batch.batch, out.batch
+        sign = out.sign
+        self.recorder.message(t0, form, self.position, batch.idx.shape[0], sign.tobytes().count(1), sign.shape[0])
 
-        A ``Segments`` message gives one row per segment (its time step, its events).
-        """
-        rec = self.recorder
-        if rec is None or not rec.keeps(self.position[1]):
-            return
-        seconds = time.perf_counter() - t0
-        if isinstance(batch, Segments):
-            rec.record_segments(direction, *self.position, batch.steps, batch.bounds,
-                                None if out is None else out.batch.sign, None if out is None else out.bounds, seconds)
-            return
-        n_in = batch.idx.shape[0]
-        n_out = 0 if out is None else out.idx.shape[0]
-        pos = out.sign.tobytes().count(1) if n_out else 0  # signs are +1/-1 int8
-        rec.record(direction, *self.position, n_in, pos, n_out - pos, HEADER_BYTES + EVENT_BYTES * n_in,
-                   HEADER_BYTES + EVENT_BYTES * n_out if out is not None else 0, seconds)
+    def _log_count(self, batch, t0: int) -> None:
+        """A message that sent nothing (``count``)."""
+        if type(batch) is Segments:
+            if batch.steps is not None or batch.bounds.shape[0] != 2:
+                self.recorder.segments(t0, COUNTED, self.position, _steps(batch), batch.bounds, _NO_SIGNS, _NO_MASK,
+                                       _NO_BOUNDS)
+                return
+            batch = batch.batch
+        self.recorder.message(t0, COUNTED, self.position, batch.idx.shape[0], 0, 0)
+
+    def _log_gate(self, batch, passed: np.ndarray, t0: int) -> None:
+        """A gate: what it sent on are the events of ``batch`` where ``passed``."""
+        if type(batch) is Segments:
+            if batch.steps is not None or batch.bounds.shape[0] != 2:
+                self.recorder.segments(t0, GATED, self.position, _steps(batch), batch.bounds, batch.batch.sign,
+                                       passed, _NO_BOUNDS)
+                return
+            batch = batch.batch
+        self.recorder.message(t0, GATED, self.position, batch.idx.shape[0], passed_positive(batch.sign, passed),
+                              passed.tobytes().count(1))
 
     # -- messages: one module call per message (a ``Segments`` message too) ----------
     def forward(self, batch, train: bool = True):
         """Forward pass of a batch, or of a whole sample's steps (``Segments`` with steps)."""
         self._check(batch, "fwd")
         self._enter()
-        t0 = time.perf_counter()
+        t0 = time.perf_counter_ns()
         try:
             out = self.module.forward(batch, train)
         except OverflowError as err:
             raise self._diverged(err) from None
         if train:
             self.counters[FWD_OUT] += len(out)
-            self._log("forward", batch, out, t0)
+            if self.recorder is not None:
+                self._log_sent(FORWARD, batch, out, t0)
         return out
 
     def count(self, batch) -> None:
         """Count spikes of layer ``l-1`` (backward replica's input counts)."""
         self._check(batch, "count")
         self._enter()
-        t0 = time.perf_counter()
+        t0 = time.perf_counter_ns()
         self.module.count(batch)
-        self._log("forward", batch, None, t0)
+        if self.recorder is not None:
+            self._log_count(batch, t0)
 
     def gate(self, batch, smooth=None) -> np.ndarray:
         """Gate a batch (or the segments of several roots, in order); mask of passed events."""
         self._check(batch, "gate")
         self._enter()
-        t0 = time.perf_counter()
+        t0 = time.perf_counter_ns()
         passed = self.module.gate(batch, smooth)
         spec = self.module.spec
         idx = (batch.batch if isinstance(batch, Segments) else batch).idx
         self.counters[ERR_IN] += int(np.count_nonzero((idx >= spec.lo) & (idx < spec.hi)))
         self.counters[ERR_PASSED] += int(np.count_nonzero(passed))
         if self.recorder is not None:
-            self._log("backward", batch, batch.select(passed), t0)
+            self._log_gate(batch, passed, t0)
         return passed
 
     def backward(self, batch, interleave: bool, smooth=None):
         """Backward pass of a batch (or of several roots' segments, in order)."""
         self._check(batch, "bwd")
         self._enter()
-        t0 = time.perf_counter()
+        t0 = time.perf_counter_ns()
         try:
             out = self.module.backward(batch, interleave, smooth)
         except OverflowError as err:
             raise self._diverged(err) from None
         self.counters[BWD_OUT] += len(out)
-        self._log("backward", batch, out, t0)
+        if self.recorder is not None:
+            self._log_sent(BACKWARD | SENT_BATCH, batch, out, t0)
         return out
 
     def end_sample(self, smooth=None) -> None:

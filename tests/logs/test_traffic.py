@@ -294,3 +294,36 @@ def test_logging_every_keeps_only_those_samples(tmp_path):
     kept = pc.filter(all_rows, pc.is_in(all_rows["sample"], pa.array([0, 3], pa.int64())))
     assert kept.num_rows == table.num_rows
     assert full.stats.fwd.sum() > 0
+
+
+# -- messages as the shells hand them over ---------------------------------------------
+def test_segments_give_one_row_per_segment_in_message_order(tmp_path):
+    from distspike.runtime.shell import FORWARD, GATED
+    run = tmp_path / "run"
+    rec = recorder(run, flush_rows=4)
+    rec.message(0, FORWARD, (1, 4, 9), 3, 1, 2)  # staged, packed before the segments
+    bounds, steps = np.array([0, 2, 2, 5]), np.array([0, 1, 2])
+    signs = np.array([1, -1, 1, 1, -1], np.int8)
+    passed = np.array([True, True, False, True, False])
+    rec.segments(0, GATED, (1, 4, 9), steps, bounds, signs, passed, np.zeros(0, np.int64))
+    assert len(parts(run)) == 1 and rec.buffered == 0  # exactly 4 rows: one full part
+    rec.close()
+    t = read_traffic(run)
+    cols = ["direction", "step", "events_in", "events_out_pos", "events_out_neg", "bytes_in", "bytes_out"]
+    assert list(zip(*[t[c].to_pylist() for c in cols])) == [
+        ("forward", 9, 3, 1, 1, 31, 26),
+        ("backward", 0, 2, 1, 1, 26, 26),  # segment 0: both events passed
+        ("backward", 1, 0, 0, 0, 16, 16),  # an empty segment keeps its row
+        ("backward", 2, 3, 1, 0, 31, 21)]  # segment 2: only the third event (+1) passed
+    gate = t["compute_s"].to_pylist()[1:]
+    assert gate[0] == gate[1] == gate[2] > 0  # the message's time, split evenly
+    assert len(set(t["t_wall"].to_pylist()[1:])) == 1
+
+
+def test_passed_positive_counts_plus_signs_among_passed():
+    from distspike.runtime.shell import passed_positive
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 7, 64, 1000):
+        sign = rng.choice(np.array([-1, 1], np.int8), n)
+        passed = rng.random(n) < 0.5
+        assert passed_positive(sign, passed) == int(np.count_nonzero((sign > 0) & passed))
