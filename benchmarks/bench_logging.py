@@ -1,47 +1,55 @@
-"""Overhead of the per-actor traffic logs on in-process training (goal: < 5 %).
+"""Overhead of the per-actor traffic logs on online training (goal: < 5 % of run time).
 
-Trains identical in-process nets (same config, seed and samples, hence the same
-spikes and the same work) side by side in one process:
+Not a test: prints figures (and writes them to ``results/benchmarks.md`` with ``--write``).
+Trains identical nets (same config, seed and samples, hence the same spikes and the
+same work) side by side in one process, for each training rule:
 
 - ``off``:  logging off;
-- ``null``: every shell has a recorder whose ``record`` does nothing, i.e. only the
-  shell's per-message bookkeeping (``Shell._log``: timing, counting events and bytes);
-- ``on``:   ``LoggingConfig()`` (default flush policy) writing Parquet to a temporary run dir.
+- ``null``: (in-process only) every shell has a recorder that drops the messages it is
+  handed, i.e. only the shell's side of logging (``Shell._log_*``: picking the fields);
+- ``on``:   ``LoggingConfig()`` (the default flush policy) writing Parquet to a temporary run dir.
 
 Chunks of samples rotate over the nets (and their order) so that machine noise hits
-all alike. Overheads are ``time(net) / time(off) - 1`` over all chunks (and the median
-over chunks); ``on - null`` is the recorder's own share (buffering + Parquet writes).
+all alike; absolute times mean little on a shared machine, the per-chunk ratios do.
+For each net the overhead of chunk ``c`` is ``time_c(net) / time_c(off) - 1``; the
+report gives the median over chunks, the quartiles and extremes (spread), and the
+ratio of total times. ``on - null`` is the recorder's own share (packing + Parquet).
+The last partial buffers written by ``close()`` are counted in ``on``'s last chunk.
 
-    python benchmarks/bench_logging.py [--samples 1000] [--chunk 50] [--shards 1] [--proposed-shell-log]
+    python benchmarks/bench_logging.py [--rules sgd,fsgd] [--samples 1500] [--chunk 50]
+                                       [--ray-samples 0] [--ray-chunk 10] [--write]
 
-``--proposed-shell-log`` swaps in a cheaper ``Shell._log`` (a proposal for
-``distspike/runtime/shell.py``, see ``proposed_log``) to measure what it would save.
-Uses MNIST from ``--data`` (``/work/shared/data``) when present, else random
-MNIST-like inputs (784 features in [0, 1], 10 classes).
+``--ray-samples N`` also times ``off``/``on`` on the embedded Ray runtime (1 actor per
+layer and quantizer; own temp dir, no dashboard), N samples per rule. Uses MNIST from
+``--data`` when present, else random MNIST-like inputs (784 features, 10 classes).
 """
 from __future__ import annotations
 
 import argparse
+import shlex
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from distspike.config import LoggingConfig, ModelConfig, NetConfig, TrainingConfig
-from distspike.runtime.local import local_net
+from distspike.config import LoggingConfig, ModelConfig, NetConfig, RuntimeConfig, TrainingConfig
+from distspike.runtime import make_net
 
 SIZES = (784, 300, 300, 10)
 
 
 class NullRecorder:
-    """Accepts rows and drops them: isolates the shell-side cost of logging."""
+    """Accepts messages and drops them: isolates the shell-side cost of logging."""
 
-    def keeps(self, sample: int) -> bool:
-        return True
+    every = 1
 
-    def record(self, *row) -> None:
+    def message(self, *message) -> None:
+        pass
+
+    def segments(self, *message) -> None:
         pass
 
     def flush(self) -> None:
@@ -51,24 +59,7 @@ class NullRecorder:
         pass
 
 
-def proposed_log(self, direction, batch, out, t0) -> None:
-    """A cheaper ``Shell._log``: counts positive signs with ``bytes.count`` (no temporary array)."""
-    from distspike.runtime.shell import EVENT_BYTES, HEADER_BYTES
-    rec = self.recorder
-    if rec is None:
-        return
-    seconds = time.perf_counter() - t0
-    n_in = batch.idx.shape[0]
-    if out is None:
-        rec.record(direction, *self.position, n_in, 0, 0, HEADER_BYTES + EVENT_BYTES * n_in, 0, seconds)
-        return
-    n_out = out.idx.shape[0]
-    pos = out.sign.tobytes().count(1) if n_out else 0
-    rec.record(direction, *self.position, n_in, pos, n_out - pos, HEADER_BYTES + EVENT_BYTES * n_in,
-               HEADER_BYTES + EVENT_BYTES * n_out, seconds)
-
-
-def load_inputs(data_root: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+def load_inputs(data_root: str, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
     """``(X, y, source)``: the first ``n`` MNIST training samples, or random stand-ins."""
     if (Path(data_root) / "mnist").is_dir():
         from distspike.data import load_dataset
@@ -78,75 +69,182 @@ def load_inputs(data_root: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarr
     return rng.uniform(0, 1, (n, SIZES[0])), rng.integers(0, SIZES[-1], n), "random MNIST-like inputs"
 
 
-def timed(net, X: np.ndarray, y: np.ndarray) -> float:
-    t0 = time.perf_counter()
+def timed(net, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(wall, CPU) seconds of this process to train ``net`` on ``X, y``, waiting for pending actor calls."""
+    t0, c0 = time.perf_counter(), time.process_time()
     for x, label in zip(X, y):
         net.train_sample(x, label)
-    return time.perf_counter() - t0
+    net.backend.spike_counts()  # Ray: a call to every actor, queued behind its work
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
-def make_nets(cfg: NetConfig, shards: int, run_dir: Path) -> dict:
-    nets = {"off": local_net(cfg, shards=shards),
-            "null": local_net(cfg, shards=shards, logging=LoggingConfig(), run_dir=str(run_dir / "null")),
-            "on": local_net(cfg, shards=shards, logging=LoggingConfig(), run_dir=str(run_dir / "on"))}
-    for _, shell in nets["null"].backend.shells():
-        shell.recorder = NullRecorder()
+def _distinct_placement_groups() -> None:
+    """Ray: give each net's placement group its own name (``ray_net`` names them all ``distspike``,
+    and a name can exist once per Ray instance), so that two nets share one embedded Ray."""
+    from distspike.runtime import ray_backend
+    if getattr(ray_backend.placement_group, "distinct", False):
+        return
+    original, count = ray_backend.placement_group, iter(range(10 ** 6))
+
+    def placement_group(bundles, strategy, name):
+        return original(bundles, strategy=strategy, name=f"{name}-bench-{next(count)}")
+
+    placement_group.distinct = True
+    ray_backend.placement_group = placement_group
+
+
+def make_nets(cfg: NetConfig, runtime: RuntimeConfig, run_dir: Path) -> dict:
+    """``off``, ``on`` (and ``null`` in-process) nets of the same config."""
+    if runtime.kind != "local":
+        from distspike.runtime.ray_backend import start_ray
+        start_ray(runtime, 64)  # logical CPUs for both nets' actors (they mostly wait); no-op if running
+        _distinct_placement_groups()
+    nets = {"off": make_net(cfg, runtime)}
+    if runtime.kind == "local":
+        nets["null"] = make_net(cfg, runtime, logging=LoggingConfig(), run_dir=str(run_dir / "null"))
+        for _, shell in nets["null"].backend.shells():
+            shell.recorder = NullRecorder()
+    nets["on"] = make_net(cfg, runtime, logging=LoggingConfig(), run_dir=str(run_dir / "on"))
     return nets
 
 
-def run(samples: int, chunk: int, warmup: int, shards: int, data_root: str, seed: int = 0) -> dict:
-    X, y, source = load_inputs(data_root, samples + warmup, seed)
-    cfg = NetConfig(ModelConfig(SIZES), TrainingConfig())
+def interleave(nets: dict, X, y, warmup: int, chunk: int) -> dict[str, np.ndarray]:
+    """Per-chunk (wall, CPU) seconds of each net over ``X[warmup:]``, shape (chunks, 2); who goes first rotates."""
+    for net in nets.values():
+        timed(net, X[:warmup], y[:warmup])  # numba compilation, caches, actor start
+    order, times = list(nets), {k: [] for k in nets}
+    for c, k in enumerate(range(warmup, len(X), chunk)):
+        sl = slice(k, min(k + chunk, len(X)))
+        for name in order[c % len(order):] + order[:c % len(order)]:
+            times[name].append(timed(nets[name], X[sl], y[sl]))
+    t0, c0 = time.perf_counter(), time.process_time()
+    nets["on"].close()  # writes the last partial buffers: counted as logging time
+    last = times["on"][-1]
+    times["on"][-1] = (last[0] + time.perf_counter() - t0, last[1] + time.process_time() - c0)
+    return {k: np.array(v) for k, v in times.items()}
+
+
+CLOCKS = ("wall", "cpu")
+
+
+def summarize(t: dict[str, np.ndarray], clock: int) -> dict:
+    """Overhead of each net against ``off`` on one clock: per-chunk median, quartiles, extremes; total ratio."""
+    out = {}
+    for name in t:
+        if name == "off":
+            continue
+        r = t[name][:, clock] / t["off"][:, clock] - 1
+        q = np.percentile(r, [0, 25, 50, 75, 100])
+        out[name] = {"median": q[2], "q1": q[1], "q3": q[3], "min": q[0], "max": q[4],
+                     "total": t[name][:, clock].sum() / t["off"][:, clock].sum() - 1}
+    return out
+
+
+def run(rule: str, runtime: RuntimeConfig, X, y, warmup: int, chunk: int) -> dict:
+    """Time ``off``/``null``/``on`` nets of one rule on one runtime; figures and log size."""
+    from distspike.logs.traffic import part_files, read_traffic
+    cfg = NetConfig(ModelConfig(SIZES), TrainingConfig(rule=rule))
     tmp = Path(tempfile.mkdtemp(prefix="bench_logging_"))
-    nets = make_nets(cfg, shards, tmp)
-    times = {k: [] for k in nets}
+    nets = {}
     try:
-        for net in nets.values():
-            timed(net, X[:warmup], y[:warmup])  # numba compilation, caches
-        order = list(nets)
-        for c, k in enumerate(range(warmup, warmup + samples, chunk)):
-            sl = slice(k, min(k + chunk, warmup + samples))
-            for name in order[c % 3:] + order[:c % 3]:  # rotate who goes first
-                times[name].append(timed(nets[name], X[sl], y[sl]))
-        t0 = time.perf_counter()
-        nets["on"].close()  # writes the last partial buffers: counted as logging time
-        times["on"][-1] += time.perf_counter() - t0
-        from distspike.logs.traffic import part_files, read_traffic
-        files, rows = len(part_files(tmp / "on")), read_traffic(tmp / "on", columns=["sample"]).num_rows
+        nets = make_nets(cfg, runtime, tmp)
+        t = interleave(nets, X, y, warmup, chunk)
+        files = part_files(tmp / "on")
+        rows = read_traffic(tmp / "on", columns=["sample"]).num_rows
+        size = sum(p.stat().st_size for p in files)
     finally:
         for net in nets.values():
             net.close()
         shutil.rmtree(tmp, ignore_errors=True)
-    t = {k: np.array(v) for k, v in times.items()}
-    over = {k: t[k].sum() / t["off"].sum() - 1 for k in ("null", "on")}
-    median = {k: float(np.median(t[k] / t["off"] - 1)) for k in ("null", "on")}
-    return {"source": source, "samples": samples, "shards": shards, "seconds": {k: v.sum() for k, v in t.items()},
-            "overhead": over, "median": median, "files": files, "rows": rows}
+    samples = len(X) - warmup
+    # in-process all work is this process's CPU time; on Ray the actors do it elsewhere: wall only
+    clocks = CLOCKS if runtime.kind == "local" else CLOCKS[:1]
+    return {"rule": rule, "runtime": f"{runtime.kind}:{runtime.shards}", "samples": samples,
+            "chunks": len(t["off"]), "chunk": chunk, "off_wall": float(t["off"][:, 0].sum()),
+            "over": {c: summarize(t, k) for k, c in enumerate(clocks)},
+            "trained": len(X), "files": len(files), "rows": rows, "bytes": size}
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:+.1f} %"
+
+
+NET_NAMES = {"null": "shell only (null recorder)", "on": "logging on"}
+
+
+def lines(r: dict) -> list[str]:
+    """The figures of one (rule, runtime) as Markdown table rows."""
+    out = []
+    for clock, over in r["over"].items():
+        for name, o in over.items():
+            out.append(f"| {r['runtime']} | {r['rule']} | {NET_NAMES[name]} | {clock} | **{pct(o['median'])}** | "
+                       f"{pct(o['q1'])} .. {pct(o['q3'])} | {pct(o['min'])} .. {pct(o['max'])} | "
+                       f"{pct(o['total'])} | {r['chunks']} x {r['chunk']} | {r['samples'] / r['off_wall']:.0f} |")
+    return out
+
+
+HEADER = ["| runtime:shards | rule | net (vs logging off) | clock | median overhead per chunk | quartiles | "
+          "min .. max | ratio of totals | chunks x samples | samples/s (off, wall) |",
+          "|---|---|---|---|---|---|---|---|---|---|"]
+
+
+def report(results: list[dict], args, source: str) -> str:
+    """Markdown: command, config, table, log sizes."""
+    from report import machine
+    cmd = "python benchmarks/bench_logging.py " + " ".join(shlex.quote(a) for a in args.argv)
+    flush = LoggingConfig()
+    text = [f"## Traffic logging overhead\n", machine(), "",
+            f"Command: `{cmd.strip()}`", "",
+            f"Config: {'-'.join(map(str, SIZES))}, T={TrainingConfig().steps}, BFS, float64, {source}; "
+            f"`logging.every={flush.every}`, `logging.flush_rows={flush.flush_rows}` (default). "
+            f"Nets with and without logging train the same samples in one process, in interleaved "
+            f"chunks; overhead = time(net) / time(off) - 1 per chunk.", ""]
+    text += HEADER + [row for r in results for row in lines(r)]
+    text.append("")
+    for r in results:
+        text.append(f"- {r['runtime']} {r['rule']}: {r['rows']} rows ({r['rows'] / r['trained']:.0f} per sample, "
+                    f"warm-up included) "
+                    f"in {r['files']} part files, {r['bytes'] / 1e6:.1f} MB "
+                    f"({r['bytes'] / max(r['rows'], 1):.1f} bytes per row)")
+    return "\n".join(text)
 
 
 def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--samples", type=int, default=1000, help="timed samples per net")
-    parser.add_argument("--chunk", type=int, default=50, help="samples per turn")
+    parser.add_argument("--rules", default="sgd,fsgd", help="training rules, comma-separated")
+    parser.add_argument("--samples", type=int, default=1500, help="timed samples per net in-process (0: skip)")
+    parser.add_argument("--chunk", type=int, default=50, help="samples per turn (in-process)")
     parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--shards", type=int, default=1)
+    parser.add_argument("--ray-samples", type=int, default=0, help="timed samples per net on Ray (0: skip Ray)")
+    parser.add_argument("--ray-chunk", type=int, default=10, help="samples per turn on Ray")
     parser.add_argument("--data", default="/work/shared/data", help="data root holding mnist/")
-    parser.add_argument("--proposed-shell-log", action="store_true", help="measure with proposed_log as Shell._log")
+    parser.add_argument("--write", action="store_true", help="write the figures to results/benchmarks.md")
     args = parser.parse_args(argv)
-    if args.proposed_shell_log:
-        from distspike.runtime.shell import Shell
-        Shell._log = proposed_log
-    r = run(args.samples, args.chunk, args.warmup, args.shards, args.data)
-    s, o, m = r["seconds"], r["overhead"], r["median"]
-    print(f"{SIZES} net, {r['samples']} samples, shards={r['shards']}, {r['source']}"
-          + (", proposed Shell._log" if args.proposed_shell_log else ""))
-    print(f"logging off : {s['off']:.2f} s ({r['samples'] / s['off']:.1f} samples/s)")
-    print(f"null record : {s['null']:.2f} s  shell-side overhead {100 * o['null']:+.2f} % "
-          f"(median {100 * m['null']:+.2f} %)")
-    print(f"logging on  : {s['on']:.2f} s  total overhead      {100 * o['on']:+.2f} % "
-          f"(median {100 * m['on']:+.2f} %)")
-    print(f"recorder share (on - null): {100 * (o['on'] - o['null']):+.2f} % of training time; "
-          f"{r['rows']} rows in {r['files']} files ({r['rows'] / r['samples']:.0f} rows/sample)")
+    args.argv = argv
+    n = max(args.samples, args.ray_samples) + args.warmup
+    X, y, source = load_inputs(args.data, n)
+    plan = [(RuntimeConfig("local", 1), args.samples, args.chunk)] if args.samples else []
+    if args.ray_samples:
+        plan.append((RuntimeConfig("ray_local", 1), args.ray_samples, args.ray_chunk))
+    results = []
+    ray_tmp = tempfile.mkdtemp(prefix="dsray-bench-", dir="/tmp")
+    if args.ray_samples:
+        plan[-1] = (RuntimeConfig("ray_local", 1, temp_dir=ray_tmp), args.ray_samples, args.ray_chunk)
+    for runtime, samples, chunk in plan:
+        for rule in args.rules.split(","):
+            m = samples + args.warmup
+            results.append(run(rule, runtime, X[:m], y[:m], args.warmup, chunk))
+            print("\n".join(lines(results[-1])), flush=True)
+    if args.ray_samples:
+        import ray
+        ray.shutdown()  # the embedded instance this script started
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+    text = report(results, args, source)
+    print("\n" + text)
+    if args.write:
+        from report import write_section
+        print(f"wrote section 'logging' of {write_section('logging', text)}")
 
 
 if __name__ == "__main__":
