@@ -93,21 +93,30 @@ class Scheduler:
         self.inp.reset()
         self.tgt.reset()
         self.counter.reset()
+        targets = self.tgt.steps(neg_y, self.T)
         if self.sample_wide:
-            self._train_sample_wide(x, neg_y, epoch, sample)
+            self._train_sample_wide(x, targets, epoch, sample)
             return
+        # smooth FSGD reads the input quantizer's running sum step by step: herd it step by step
+        inputs = None if self.smooth and self.cfg.training.fractional else self._emit_inputs(x, record=False)
+        t_idx, t_sign, t_bounds = targets.batch.idx, targets.batch.sign, targets.bounds
         for t in range(self.T):
             self.step = t
             self.backend.set_position(epoch, sample, t, True)
-            self._root(("fwd", 1, self._emit_input(x)))
-            target = self.tgt.step(neg_y)
+            if inputs is None:
+                self._root(("fwd", 1, self._emit_input(x)))
+            else:
+                a, b = inputs.bounds[t], inputs.bounds[t + 1]
+                self._record("input", 0, int(b - a))
+                self._root(("fwd", 1, SpikeBatch(inputs.batch.idx[a:b], inputs.batch.sign[a:b])))
+            target = SpikeBatch(t_idx[t_bounds[t]:t_bounds[t + 1]], t_sign[t_bounds[t]:t_bounds[t + 1]])
             if not self.hold:
                 self._root(("gate", self.L, target))
                 continue
             self.counter.add(target)
             roots = self.counter.launch()
-            if roots:
-                self._root(("gate", self.L, Segments.of(roots)))
+            if len(roots):
+                self._root(("gate", self.L, roots))
         self._end_sample()
 
     def _end_sample(self) -> None:
@@ -115,7 +124,7 @@ class Scheduler:
         if self.smooth and not self.cfg.training.fractional:
             self.backend.end_sample([self._smooth_input(l) for l in range(1, self.L + 1)])
 
-    def _train_sample_wide(self, x: np.ndarray, neg_y: np.ndarray, epoch: int, sample: int) -> None:
+    def _train_sample_wide(self, x: np.ndarray, targets: Segments, epoch: int, sample: int) -> None:
         """SGD + held errors: all ``T`` forward steps per message, then all error roots.
 
         Equivalent to the step-by-step schedule because every actor receives its
@@ -124,22 +133,11 @@ class Scheduler:
         ``S`` as it stood after its own step (kept in ``S_at``), and SGD changes no
         weight before the sample ends. Proved against the oracle in the tests.
         """
-        steps = list(range(self.T))
         self.backend.set_position(epoch, sample, 0)
-        parts = []
-        for self.step in steps:
-            parts.append(self._emit_input(x))
-        inputs = Segments.of(parts, steps)
-        out = self._run_forward(inputs)
-        roots, root_steps = [], []
-        for t, spikes in enumerate(self.backend.fetch(out).parts):
-            self.counter.add(spikes)
-            self.counter.add(self.tgt.step(neg_y))
-            launched = self.counter.launch()
-            roots += launched
-            root_steps += [t] * len(launched)
-        if roots:
-            self._root(("gate", self.L, Segments.of(roots, root_steps)))
+        out = self.backend.fetch(self._run_forward(self._emit_inputs(x)))
+        roots = self.counter.launch_steps(out, targets)
+        if len(roots):
+            self._root(("gate", self.L, roots))
         self._end_sample()
 
     def _run_forward(self, batch):
@@ -174,6 +172,15 @@ class Scheduler:
         self.input_spikes += len(batch)
         self._record("input", 0, len(batch))
         return batch
+
+    def _emit_inputs(self, x: np.ndarray, record: bool = True) -> Segments:
+        """The input quantizer's spikes of all ``T`` steps (they depend on nothing else), one call."""
+        inputs = self.inp.steps(x, self.T)
+        self.input_spikes += len(inputs)
+        if record and self.trace is not None:
+            for t, n in enumerate(inputs.sizes()):
+                self.trace.append((t, "input", 0, int(n)))
+        return inputs
 
     def _root(self, item) -> None:
         """Process one root batch and everything it causes, in FIFO or LIFO order."""

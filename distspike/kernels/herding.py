@@ -115,6 +115,34 @@ def herd_vector(phi, v, thresh, unit, signed, lo):
 
 
 @njit(cache=True)
+def herd_vector_steps(phi, total, v, steps, thresh, unit, signed):
+    """``steps`` herding steps of the same vector, in one call (input/target quantizer, Alg. 1).
+
+    Step ``t``: ``total += v`` (running sum of the fed vectors), then ``herd_vector``
+    (``phi <- phi + v``; fire while ``max|phi| > 1/2``). The quantizer's spikes depend on
+    nothing else, so a whole sample's can be made at once. Returns ``(idx, sign, bounds)``:
+    step ``t`` fired ``idx[bounds[t]:bounds[t+1]]`` in firing order.
+    """
+    bounds = np.zeros(steps + 1, np.int64)
+    out_idx = np.empty(_FIRE_CAP, np.int32)
+    out_sign = np.empty(_FIRE_CAP, np.int8)
+    n = 0
+    for t in range(steps):
+        for j in range(total.shape[0]):
+            total[j] = total[j] + v[j]
+        idx, sign, _ = herd_vector(phi, v, thresh, unit, signed, 0)
+        m = idx.shape[0]
+        if n + m > out_idx.shape[0]:
+            out_idx = _grow(out_idx, n + m)
+            out_sign = _grow(out_sign, n + m)
+        out_idx[n:n + m] = idx
+        out_sign[n:n + m] = sign
+        n += m
+        bounds[t + 1] = n
+    return out_idx[:n], out_sign[:n], bounds
+
+
+@njit(cache=True)
 def _add_rect_acc(phi, acc, row, sgn, thresh):
     """``acc += s*row``, ``phi += s*row``; whether some ``phi > thresh`` (forward quantizer)."""
     flag = False
