@@ -81,6 +81,11 @@ class Scheduler:
         self.predictions = 0  # labels prediction samples (each starts fresh forward state)
         self.trace: list[tuple] | None = None  # (step, kind, layer, n_events) when recording
         self.step = 0
+        # FSGD + held errors + breadth-first, not smooth: a whole sample in one compiled call
+        # when the backend offers it (in-process, one shard per layer, no traffic logs)
+        tr = cfg.training
+        self.fused = (tr.rule == "fsgd" and self.hold and not self.lifo and not self.smooth
+                      and getattr(backend, "can_fuse", lambda: False)())
 
     # -- one training sample (paper section 3.8) --------------------------------
     def train_sample(self, x: np.ndarray, neg_y: np.ndarray, epoch: int = 0, sample: int = 0) -> None:
@@ -96,6 +101,9 @@ class Scheduler:
         targets = self.tgt.steps(neg_y, self.T)
         if self.sample_wide:
             self._train_sample_wide(x, targets, epoch, sample)
+            return
+        if self.fused:
+            self._train_sample_fused(x, targets)
             return
         # smooth FSGD reads the input quantizer's running sum step by step: herd it step by step
         inputs = None if self.smooth and self.cfg.training.fractional else self._emit_inputs(x, record=False)
@@ -118,6 +126,22 @@ class Scheduler:
             if len(roots):
                 self._root(("gate", self.L, roots))
         self._end_sample()
+
+    def _train_sample_fused(self, x: np.ndarray, targets: Segments) -> None:
+        """The step-by-step schedule below, run inside one kernel (``kernels/fused.py``)."""
+        inputs = self._emit_inputs(x, record=False)
+        stats = self.backend.train_fused(inputs, targets, self.counter.counts, self.num, self.cfg.training.read_first)
+        if self.trace is None:
+            return
+        sizes = inputs.sizes()
+        for t in range(self.T):
+            self.trace.append((t, "input", 0, int(sizes[t])))
+            for layer in range(1, self.L + 1):
+                self.trace.append((t, "fwd", layer, int(stats[t, 0, layer])))
+            for layer in range(self.L, 0, -1):
+                self.trace.append((t, "gate", layer, int(stats[t, 2, layer])))
+                if layer >= 2:
+                    self.trace.append((t, "bwd", layer, int(stats[t, 3, layer])))
 
     def _end_sample(self) -> None:
         """SGD updates apply lazily when a shard next enters a sample; smooth SGD needs the sums now."""
