@@ -60,17 +60,37 @@ def _fire_candidates(phi, cand, m, thresh, unit, signed, tmp_pot, tmp_idx):
     when rectified) emit ``(j, sign(p))`` at potential ``p`` and set ``p -= sign(p) *
     unit``. Returns ``(n, order, tmp_pot, tmp_idx)``: ``n`` spikes listed in
     ``tmp_*`` unit-ascending, and ``order`` the permutation giving firing order.
+
+    The spikes are counted first and the buffers grown once: a buffer that may be
+    replaced inside the firing loop makes numba reload it at every store (~15x slower).
     """
+    need = 0
+    for c in range(m):
+        p = phi[cand[c]]
+        if not abs(p) < MAX_SPIKES_PER_UNIT * unit:  # also catches inf and nan
+            raise OverflowError("herding potential is not finite or would fire over 1e9 spikes: the weights diverged")
+        while (p > thresh) or (signed and -p > thresh):
+            need += 1
+            if p > 0:
+                p = p - unit
+            else:
+                p = p + unit
+    if need > tmp_pot.shape[0]:
+        tmp_pot = _grow(tmp_pot, need)
+        tmp_idx = _grow(tmp_idx, need)
+    n = _fire_fill(phi, cand, m, thresh, unit, signed, tmp_pot, tmp_idx)
+    order = _fire_order(tmp_pot[:n], tmp_idx[:n])
+    return n, order, tmp_pot, tmp_idx
+
+
+@njit(cache=True)
+def _fire_fill(phi, cand, m, thresh, unit, signed, tmp_pot, tmp_idx):
+    """The firing loop of ``_fire_candidates`` into buffers known to be large enough."""
     n = 0
     for c in range(m):
         j = cand[c]
         p = phi[j]
-        if not abs(p) < MAX_SPIKES_PER_UNIT * unit:  # also catches inf and nan
-            raise OverflowError("herding potential is not finite or would fire over 1e9 spikes: the weights diverged")
         while (p > thresh) or (signed and -p > thresh):
-            if n >= tmp_pot.shape[0]:
-                tmp_pot = _grow(tmp_pot, n + 1)
-                tmp_idx = _grow(tmp_idx, n + 1)
             tmp_pot[n] = p
             tmp_idx[n] = j
             n += 1
@@ -79,8 +99,20 @@ def _fire_candidates(phi, cand, m, thresh, unit, signed, tmp_pot, tmp_idx):
             else:
                 p = p + unit
         phi[j] = p
-    order = _fire_order(tmp_pot[:n], tmp_idx[:n])
-    return n, order, tmp_pot, tmp_idx
+    return n
+
+
+@njit(cache=True)
+def _emit(out_off, out_idx, out_sign, out_pot, n_out, k, order, tmp_pot, tmp_idx, n, lo):
+    """Append ``n`` fired spikes in firing ``order``, caused by input event ``k``; new count."""
+    for r in range(n):
+        q = order[r]
+        out_off[n_out] = k
+        out_idx[n_out] = tmp_idx[q] + lo
+        out_pot[n_out] = tmp_pot[q]
+        out_sign[n_out] = 1 if tmp_pot[q] > 0 else -1
+        n_out += 1
+    return n_out
 
 
 @njit(cache=True)
@@ -240,13 +272,7 @@ def herd_rows(mat, phi, acc, in_idx, in_sign, thresh, unit, signed, lo, track_ac
             out_idx = _grow(out_idx, n_out + n)
             out_sign = _grow(out_sign, n_out + n)
             out_pot = _grow(out_pot, n_out + n)
-        for r in range(n):
-            q = order[r]
-            out_off[n_out] = k
-            out_idx[n_out] = tmp_idx[q] + lo
-            out_pot[n_out] = tmp_pot[q]
-            out_sign[n_out] = 1 if tmp_pot[q] > 0 else -1
-            n_out += 1
+        n_out = _emit(out_off, out_idx, out_sign, out_pot, n_out, k, order, tmp_pot, tmp_idx, n, lo)
     return out_off[:n_out], out_idx[:n_out], out_sign[:n_out], out_pot[:n_out]
 
 
@@ -287,16 +313,22 @@ def herd_segments(mat, phi, acc, in_idx, in_sign, bounds, thresh, unit, signed, 
             o_idx = _grow(o_idx, n + m)
             o_sign = _grow(o_sign, n + m)
             o_pot = _grow(o_pot, n + m)
-        for r in range(m):
-            o_off[n + r] = off[r] + a
-            o_idx[n + r] = idx[r]
-            o_sign[n + r] = sign[r]
-            o_pot[n + r] = pot[r]
+        _append(o_off, o_idx, o_sign, o_pot, n, off, idx, sign, pot, a)
         n += m
         out_bounds[p + 1] = n
         if acc_hist.shape[0] > 0:
             acc_hist[hist_rows[p], :] = acc
     return o_off[:n], o_idx[:n], o_sign[:n], o_pot[:n], out_bounds
+
+
+@njit(cache=True)
+def _append(o_off, o_idx, o_sign, o_pot, n, off, idx, sign, pot, a):
+    """``o_*[n:n+m] = (off + a, idx, sign, pot)`` (buffers already large enough)."""
+    for r in range(off.shape[0]):
+        o_off[n + r] = off[r] + a
+        o_idx[n + r] = idx[r]
+        o_sign[n + r] = sign[r]
+        o_pot[n + r] = pot[r]
 
 
 @njit(cache=True)
