@@ -178,8 +178,7 @@ class Scheduler:
         self.predictions += 1
         self.inp.reset()
         self.backend.set_position(0, self.predictions, 0, False)
-        steps = list(range(self.T))
-        batch = Segments.of([self.inp.step(x) for _ in steps], steps)
+        batch = self.inp.steps(x, self.T)
         for layer in range(1, self.L + 1):
             batch = self.backend.forward(layer, batch, False)
         return self.num.decode(self.backend.preact_values(self.L)) / self.T
