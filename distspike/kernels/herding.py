@@ -150,28 +150,46 @@ def herd_vector(phi, v, thresh, unit, signed, lo):
 def herd_vector_steps(phi, total, v, steps, thresh, unit, signed):
     """``steps`` herding steps of the same vector, in one call (input/target quantizer, Alg. 1).
 
-    Step ``t``: ``total += v`` (running sum of the fed vectors), then ``herd_vector``
-    (``phi <- phi + v``; fire while ``max|phi| > 1/2``). The quantizer's spikes depend on
-    nothing else, so a whole sample's can be made at once. Returns ``(idx, sign, bounds)``:
-    step ``t`` fired ``idx[bounds[t]:bounds[t+1]]`` in firing order.
+    Step ``t``: ``total += v`` (running sum of the fed vectors), then the step of
+    ``herd_vector`` (``phi <- phi + v``; fire while ``max|phi| > 1/2``). The quantizer's
+    spikes depend on nothing else, so a whole sample's can be made at once; the work
+    buffers are allocated once per call. Returns ``(idx, sign, bounds)``: step ``t``
+    fired ``idx[bounds[t]:bounds[t+1]]`` in firing order.
     """
+    d = phi.shape[0]
     bounds = np.zeros(steps + 1, np.int64)
-    out_idx = np.empty(_FIRE_CAP, np.int32)
-    out_sign = np.empty(_FIRE_CAP, np.int8)
+    cand = np.empty(d, np.int64)
+    tmp_pot = np.empty(max(2 * d, 16), phi.dtype)
+    tmp_idx = np.empty(max(2 * d, 16), np.int32)
+    out_idx = np.empty(max(steps * d, 16), np.int32)
+    out_sign = np.empty(max(steps * d, 16), np.int8)
     n = 0
     for t in range(steps):
-        for j in range(total.shape[0]):
+        m = 0
+        for j in range(d):
             total[j] = total[j] + v[j]
-        idx, sign, _ = herd_vector(phi, v, thresh, unit, signed, 0)
-        m = idx.shape[0]
-        if n + m > out_idx.shape[0]:
-            out_idx = _grow(out_idx, n + m)
-            out_sign = _grow(out_sign, n + m)
-        out_idx[n:n + m] = idx
-        out_sign[n:n + m] = sign
-        n += m
+            p = phi[j] + v[j]
+            phi[j] = p
+            if p > thresh or (signed and -p > thresh):
+                cand[m] = j
+                m += 1
+        k, order, tmp_pot, tmp_idx = _fire_candidates(phi, cand, m, thresh, unit, signed, tmp_pot, tmp_idx)
+        if n + k > out_idx.shape[0]:
+            out_idx = _grow(out_idx, n + k)
+            out_sign = _grow(out_sign, n + k)
+        _emit_signed(out_idx, out_sign, n, order, tmp_pot, tmp_idx, k)
+        n += k
         bounds[t + 1] = n
     return out_idx[:n], out_sign[:n], bounds
+
+
+@njit(cache=True)
+def _emit_signed(out_idx, out_sign, n, order, tmp_pot, tmp_idx, k):
+    """``out[n:n+k]`` = the ``k`` fired spikes ``(unit, sign)`` in firing ``order``."""
+    for r in range(k):
+        q = order[r]
+        out_idx[n + r] = tmp_idx[q]
+        out_sign[n + r] = 1 if tmp_pot[q] > 0 else -1
 
 
 @njit(cache=True)
