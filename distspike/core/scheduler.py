@@ -81,11 +81,9 @@ class Scheduler:
         self.predictions = 0  # labels prediction samples (each starts fresh forward state)
         self.trace: list[tuple] | None = None  # (step, kind, layer, n_events) when recording
         self.step = 0
-        # FSGD + held errors + breadth-first, not smooth: a whole sample in one compiled call
-        # when the backend offers it (in-process, one shard per layer, no traffic logs)
-        tr = cfg.training
-        self.fused = (tr.rule == "fsgd" and self.hold and not self.lifo and not self.smooth
-                      and getattr(backend, "can_fuse", lambda: False)())
+        # held errors + breadth-first, not smooth: a whole sample in one compiled call when the
+        # backend offers it (in-process, one shard per layer, no traffic logs)
+        self.fused = self.hold and not self.lifo and not self.smooth and getattr(backend, "can_fuse", lambda: False)()
 
     # -- one training sample (paper section 3.8) --------------------------------
     def train_sample(self, x: np.ndarray, neg_y: np.ndarray, epoch: int = 0, sample: int = 0) -> None:
@@ -99,11 +97,11 @@ class Scheduler:
         self.tgt.reset()
         self.counter.reset()
         targets = self.tgt.steps(neg_y, self.T)
-        if self.sample_wide:
-            self._train_sample_wide(x, targets, epoch, sample)
-            return
         if self.fused:
             self._train_sample_fused(x, targets)
+            return
+        if self.sample_wide:
+            self._train_sample_wide(x, targets, epoch, sample)
             return
         # smooth FSGD reads the input quantizer's running sum step by step: herd it step by step
         inputs = None if self.smooth and self.cfg.training.fractional else self._emit_inputs(x, record=False)
@@ -130,7 +128,8 @@ class Scheduler:
     def _train_sample_fused(self, x: np.ndarray, targets: Segments) -> None:
         """The step-by-step schedule below, run inside one kernel (``kernels/fused.py``)."""
         inputs = self._emit_inputs(x, record=False)
-        stats = self.backend.train_fused(inputs, targets, self.counter.counts, self.num, self.cfg.training.read_first)
+        tr = self.cfg.training
+        stats = self.backend.train_fused(inputs, targets, self.counter.counts, self.num, tr.fractional, tr.read_first)
         if self.trace is None:
             return
         sizes = inputs.sizes()

@@ -1,6 +1,6 @@
-"""One compiled call per training sample: FSGD, held errors, breadth-first, one shard per layer.
+"""One compiled call per training sample: held errors, breadth-first, one shard per layer.
 
-Pure numeric code (numpy + numba only). ``fsgd_sample`` runs exactly the message
+Pure numeric code (numpy + numba only). ``train_sample`` runs exactly the message
 schedule of ``core/scheduler.py`` for this configuration, calling the same module
 kernels in the same order on the same state arrays, without returning to Python
 between messages. Per time step ``t`` (paper section 3.8, Alg. 8):
@@ -12,8 +12,10 @@ between messages. Per time step ``t`` (paper section 3.8, Alg. 8):
    error spike, in unit order; semantics.md);
 3. the roots travel as the single-event segments of one message down the chain
    ``gate L -> bwd L -> gate L-1 -> ... -> gate 1``: gate ``S_j >= 0`` with the FSGD
-   column update (eq. 5, 7), then the backward replica's herder with its FSGD updates
-   placed per batch (``read_first``: after the reads). Each module sees the same
+   column update (eq. 5, 7) or the SGD error count ``e_j += s`` (eq. 6), then the
+   backward replica's herder, with its FSGD updates placed per batch (``read_first``:
+   after the reads) or its SGD error counts. SGD's outer-product update stays with the
+   shells (applied when they enter the next sample). Each module sees the same
    segments in the same order as in the scheduler, so state evolves identically; an
    empty message ends the chain as the scheduler drops it.
 
@@ -58,18 +60,18 @@ def select_segments(idx, sign, bounds, mask):
 
 
 @njit(cache=True)
-def fsgd_sample(Ws, Ss, phis, cs, es, WTs, bphis, bcs, in_idx, in_sign, in_bounds, tg_idx, tg_sign, tg_bounds,
-                counts, thresh, unit, lr, read_first, stats):
-    """All ``T`` steps of one FSGD training sample (see the module docstring); returns nothing.
+def train_sample(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, in_sign, in_bounds, tg_idx, tg_sign,
+                 tg_bounds, counts, thresh, unit, lr, fractional, read_first, stats):
+    """All ``T`` steps of one SGD or FSGD (``fractional``) training sample; returns nothing.
 
     ``Ws[l], Ss[l], phis[l], cs[l], es[l]``: forward quantizer of layer ``l+1`` (weights
     ``(n_l, n_{l+1})``, sums, herder, input counts, error counts); ``WTs[l], bphis[l],
-    bcs[l]``: backward replica of layer ``l+1`` (``l >= 1``; entry 0 is unused). Input
+    bcs[l], bes[l]``: backward replica of layer ``l+1`` (``l >= 1``; entry 0 is unused). Input
     and target spikes of step ``t`` are ``[bounds[t], bounds[t+1])`` of their arrays;
     ``counts`` is the error counter's state.
     """
     L = len(Ws)
-    per_batch = UPDATE_AFTER if read_first else UPDATE_BEFORE
+    per_batch = NO_UPDATE if not fractional else UPDATE_AFTER if read_first else UPDATE_BEFORE
     none = np.zeros(2, np.int64)
     for t in range(in_bounds.shape[0] - 1):
         idx = in_idx[in_bounds[t]:in_bounds[t + 1]]
@@ -97,13 +99,15 @@ def fsgd_sample(Ws, Ss, phis, cs, es, WTs, bphis, bcs, in_idx, in_sign, in_bound
             mask = np.zeros(idx.shape[0], np.bool_)
             for p in range(bounds.shape[0] - 1):
                 a, b = bounds[p], bounds[p + 1]
-                mask[a:b] = gate_and_update(Ws[l], Ss[l], es[l], delta, idx[a:b], sign[a:b], 0, True)
+                mask[a:b] = gate_and_update(Ws[l], Ss[l], es[l], delta, idx[a:b], sign[a:b], 0, fractional)
             stats[t, ERR_IN, l + 1] += idx.shape[0]
             idx, sign, bounds = select_segments(idx, sign, bounds, mask)
             stats[t, ERR_PASSED, l + 1] += idx.shape[0]
             if l == 0 or idx.shape[0] == 0:
                 break
             bdelta = relu_delta(bcs[l], lr, np.empty(bcs[l].shape[0], WTs[l].dtype))
+            if not fractional:
+                count_events(bes[l], idx, sign, 0)
             no_hist = np.zeros((0, bphis[l].shape[0]), WTs[l].dtype)
             no_rows = np.zeros(0, np.int64)
             _, idx, sign, _, bounds = herd_segments(WTs[l], bphis[l], bphis[l], idx, sign, bounds, thresh, unit,

@@ -29,14 +29,15 @@ class LocalBackend:
         return all(len(s) == 1 for s in (*self.fq.values(), *self.bq.values())) and \
             all(sh.recorder is None for sh in shells)
 
-    def train_fused(self, inputs: Segments, targets: Segments, counts: np.ndarray, num, read_first: bool) -> np.ndarray:
-        """A whole FSGD training sample in one compiled call (``kernels/fused.py``).
+    def train_fused(self, inputs: Segments, targets: Segments, counts: np.ndarray, num, fractional: bool,
+                    read_first: bool) -> np.ndarray:
+        """A whole SGD/FSGD training sample in one compiled call (``kernels/fused.py``).
 
         Every shell enters the sample first (a shard may enter earlier than its first
         message would make it; entering is idempotent and order-free between shards).
         Returns the per-step spike totals ``(T, 4, L+1)`` and adds them to the shells' counters.
         """
-        from distspike.kernels.fused import fsgd_sample
+        from distspike.kernels.fused import train_sample
         for _, shell in self.shells():
             shell._enter()
         if self._fused_state is None:
@@ -44,8 +45,9 @@ class LocalBackend:
         L = len(self.fq)
         stats = np.zeros((inputs.n_parts, 4, L + 1), np.int64)
         try:
-            fsgd_sample(*self._fused_state, inputs.batch.idx, inputs.batch.sign, inputs.bounds, targets.batch.idx,
-                        targets.batch.sign, targets.bounds, counts, num.thresh, num.unit, num.lr, read_first, stats)
+            train_sample(*self._fused_state, inputs.batch.idx, inputs.batch.sign, inputs.bounds, targets.batch.idx,
+                         targets.batch.sign, targets.bounds, counts, num.thresh, num.unit, num.lr, fractional,
+                         read_first, stats)
         except OverflowError as err:
             raise OverflowError(f"fused in-process sample at {self.fq[1][0].position}: {err}") from None
         totals = stats.sum(axis=0)
@@ -65,7 +67,8 @@ class LocalBackend:
         lists = ([m.W for m in fw], [m.S for m in fw], [m.phi for m in fw], [m.c for m in fw], [m.e for m in fw],
                  [dummy_w if m is None else m.WT for m in bw],
                  [np.zeros(0, fw[0].W.dtype) if m is None else m.phi for m in bw],
-                 [np.zeros(0, np.int64) if m is None else m.c for m in bw])
+                 [np.zeros(0, np.int64) if m is None else m.c for m in bw],
+                 [np.zeros(0, np.int64) if m is None else m.e for m in bw])
         out = []
         for arrays in lists:
             typed = List()
