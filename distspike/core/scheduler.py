@@ -23,6 +23,11 @@ Table 4), and depth-first with held errors (no state is shared across paths, exc
 the updater/backward-weights pair that ``BackwardQuantizer.backward(interleave=True)``
 orders per event). Depth-first with un-held errors falls back to single-event
 messages, which makes it the event-level recursion itself.
+
+In-process with one shard per layer and no traffic logs, breadth-first training with
+held errors (SGD or FSGD, not smooth) runs each sample's step-by-step schedule inside
+one compiled call (``LocalBackend.train_fused``, ``kernels/fused.py``): the same
+messages, in the same order, through the same kernels, without Python between them.
 """
 from __future__ import annotations
 
