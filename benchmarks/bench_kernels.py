@@ -1,21 +1,31 @@
 """Per-event herding cost in ns per weight element touched (issue 7 target: <= 1 ns).
 
-    python benchmarks/bench_kernels.py
+    python benchmarks/bench_kernels.py [--write]
 
 For layers of 300, 2,000 and 20,000 units: 1,000 input events, each adding a row of
 ``W`` (784 x n) to the pre-activation sum and the rectified herder's potentials and
-herding after it (``herd_rows``, the forward quantizer's inner loop). Not a test.
+herding after it (``herd_rows``, the forward quantizer's inner loop). Not a test;
+``--write`` refreshes the "kernels" section of results/benchmarks.md. Times are CPU
+seconds of this process (the machine may be shared), wall clock alongside.
 """
 from __future__ import annotations
 
+import argparse
+import os
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from distspike.kernels.herding import NO_UPDATE, herd_rows
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import machine, write_section  # noqa: E402
+
+from distspike.kernels.herding import NO_UPDATE, herd_rows  # noqa: E402
 
 
-def ns_per_element(n_units: int, dtype=np.float64, seconds: float = 1.0) -> float:
+def ns_per_element(n_units: int, dtype=np.float64, seconds: float = 1.0) -> tuple[float, float]:
+    """``(CPU ns, wall ns)`` per weight element touched by ``herd_rows``."""
     rng = np.random.default_rng(0)
     W = rng.normal(0, 0.01, (784, n_units)).astype(dtype)  # (784, n)
     phi, S = np.zeros(n_units, dtype), np.zeros(n_units, dtype)
@@ -23,15 +33,33 @@ def ns_per_element(n_units: int, dtype=np.float64, seconds: float = 1.0) -> floa
     sign = np.ones(1000, np.int8)
     args = (dtype(0.5), dtype(1.0), False, 0, True, np.zeros(0, dtype), NO_UPDATE)
     herd_rows(W, phi, S, idx, sign, *args)  # compile
-    t0, runs = time.perf_counter(), 0
-    while time.perf_counter() - t0 < seconds:
+    t0, c0, runs = time.perf_counter(), time.process_time(), 0
+    while time.process_time() - c0 < seconds:
         phi[:] = 0
         herd_rows(W, phi, S, idx, sign, *args)
         runs += 1
-    return (time.perf_counter() - t0) / runs / (1000 * n_units) * 1e9
+    per = runs * 1000 * n_units / 1e9
+    return (time.process_time() - c0) / per, (time.perf_counter() - t0) / per
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--write", action="store_true", help="write results/benchmarks.md section 'kernels'")
+    args = ap.parse_args()
+    head = machine()
+    print("#", head)
+    lines = ["| dtype | units | ns/element (CPU) | ns/element (wall) |", "|---|---:|---:|---:|"]
+    for dt in (np.float64, np.float32):
+        for n in (300, 2000, 20000):
+            cpu, wall = ns_per_element(n, dt)
+            lines.append(f"| {np.dtype(dt).name} | {n} | {cpu:.2f} | {wall:.2f} |")
+            print(lines[-1], flush=True)
+    if args.write:
+        text = (f"## Kernels: forward herding cost per weight element (target <= 1 ns)\n\n{head}\n\n"
+                f"`python benchmarks/bench_kernels.py`: 1,000 input events into a 784 x n layer (`herd_rows`); "
+                f"load average {os.getloadavg()[0]:.2f} at the end\n\n" + "\n".join(lines) + "\n")
+        write_section("kernels", text)
 
 
 if __name__ == "__main__":
-    for dt in (np.float64, np.float32):
-        for n in (300, 2000, 20000):
-            print(f"{np.dtype(dt).name:8} {n:>6} units: {ns_per_element(n, dt):.2f} ns/element")
+    main()

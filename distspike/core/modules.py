@@ -25,9 +25,10 @@ import numpy as np
 
 from distspike.config import NetConfig
 from distspike.core.messages import Segments, SpikeBatch
-from distspike.kernels.herding import NO_UPDATE, UPDATE_AFTER, UPDATE_BEFORE, herd_rows, herd_segments, herd_vector
-from distspike.kernels.updates import (count_events, gate_and_update, gate_segments, sgd_outer, update_delta,
-                                       update_rows)
+from distspike.kernels.herding import (NO_UPDATE, UPDATE_AFTER, UPDATE_BEFORE, herd_rows, herd_segments, herd_vector,
+                                      herd_vector_steps)
+from distspike.kernels.updates import (count_events, gate_and_update, gate_segments, launch_errors, sgd_outer,
+                                       update_delta, update_rows)
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,11 @@ class VectorQuantizer:
         idx, sign, _ = herd_vector(self.phi, v, self.num.thresh, self.num.unit, True, 0)
         return SpikeBatch(idx, sign)
 
+    def steps(self, v: np.ndarray, steps: int) -> Segments:
+        """``steps`` calls of ``step(v)`` in one kernel call; segment ``t`` is step ``t``."""
+        idx, sign, bounds = herd_vector_steps(self.phi, self.total, v, steps, self.num.thresh, self.num.unit, True)
+        return Segments(SpikeBatch(idx, sign), bounds, np.arange(steps, dtype=np.int64))
+
 
 class ErrorCounter:
     """Held errors (``hold_error``): nets output and target spikes within a time step.
@@ -117,6 +123,7 @@ class ErrorCounter:
 
     def __init__(self, n: int):
         self.counts = np.zeros(n, np.int64)  # (n,)
+        self._no_idx, self._no_sign = np.zeros(0, np.int32), np.zeros(0, np.int8)
 
     def reset(self) -> None:
         self.counts[:] = 0
@@ -124,13 +131,20 @@ class ErrorCounter:
     def add(self, batch: SpikeBatch) -> None:
         count_events(self.counts, batch.idx, batch.sign, 0)
 
-    def launch(self) -> list[SpikeBatch]:
-        out = []
-        for j in np.flatnonzero(self.counts):
-            s = 1 if self.counts[j] > 0 else -1
-            out.extend(SpikeBatch.of([j], [s]) for _ in range(abs(int(self.counts[j]))))
-        self.counts[:] = 0
-        return out
+    def launch(self) -> Segments:
+        """Launch the counted errors as roots: one single-event segment each, in unit order."""
+        none = np.zeros(2, np.int64)
+        idx, sign, _ = launch_errors(self.counts, self._no_idx, self._no_sign, none, self._no_idx, self._no_sign, none)
+        return Segments(SpikeBatch(idx, sign), np.arange(idx.shape[0] + 1, dtype=np.int64))
+
+    def launch_steps(self, out: Segments, target: Segments) -> Segments:
+        """Per step ``t``: add its output and target spikes, then ``launch``; all steps in one call.
+
+        Segment ``k`` is the ``k``-th root, ``steps[k]`` the step that launched it.
+        """
+        o, g = out.batch, target.batch
+        idx, sign, step = launch_errors(self.counts, o.idx, o.sign, out.bounds, g.idx, g.sign, target.bounds)
+        return Segments(SpikeBatch(idx, sign), np.arange(idx.shape[0] + 1, dtype=np.int64), step)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,11 @@ Table 4), and depth-first with held errors (no state is shared across paths, exc
 the updater/backward-weights pair that ``BackwardQuantizer.backward(interleave=True)``
 orders per event). Depth-first with un-held errors falls back to single-event
 messages, which makes it the event-level recursion itself.
+
+In-process with one shard per layer and no traffic logs, breadth-first training with
+held errors (SGD or FSGD, not smooth) runs each sample's step-by-step schedule inside
+one compiled call (``LocalBackend.train_fused``, ``kernels/fused.py``): the same
+messages, in the same order, through the same kernels, without Python between them.
 """
 from __future__ import annotations
 
@@ -81,6 +86,9 @@ class Scheduler:
         self.predictions = 0  # labels prediction samples (each starts fresh forward state)
         self.trace: list[tuple] | None = None  # (step, kind, layer, n_events) when recording
         self.step = 0
+        # held errors + breadth-first, not smooth: a whole sample in one compiled call when the
+        # backend offers it (in-process, one shard per layer, no traffic logs)
+        self.fused = self.hold and not self.lifo and not self.smooth and getattr(backend, "can_fuse", lambda: False)()
 
     # -- one training sample (paper section 3.8) --------------------------------
     def train_sample(self, x: np.ndarray, neg_y: np.ndarray, epoch: int = 0, sample: int = 0) -> None:
@@ -93,29 +101,58 @@ class Scheduler:
         self.inp.reset()
         self.tgt.reset()
         self.counter.reset()
-        if self.sample_wide:
-            self._train_sample_wide(x, neg_y, epoch, sample)
+        targets = self.tgt.steps(neg_y, self.T)
+        if self.fused:
+            self._train_sample_fused(x, targets)
             return
+        if self.sample_wide:
+            self._train_sample_wide(x, targets, epoch, sample)
+            return
+        # smooth FSGD reads the input quantizer's running sum step by step: herd it step by step
+        inputs = None if self.smooth and self.cfg.training.fractional else self._emit_inputs(x, record=False)
+        t_idx, t_sign, t_bounds = targets.batch.idx, targets.batch.sign, targets.bounds
         for t in range(self.T):
             self.step = t
             self.backend.set_position(epoch, sample, t, True)
-            self._root(("fwd", 1, self._emit_input(x)))
-            target = self.tgt.step(neg_y)
+            if inputs is None:
+                self._root(("fwd", 1, self._emit_input(x)))
+            else:
+                a, b = inputs.bounds[t], inputs.bounds[t + 1]
+                self._record("input", 0, int(b - a))
+                self._root(("fwd", 1, SpikeBatch(inputs.batch.idx[a:b], inputs.batch.sign[a:b])))
+            target = SpikeBatch(t_idx[t_bounds[t]:t_bounds[t + 1]], t_sign[t_bounds[t]:t_bounds[t + 1]])
             if not self.hold:
                 self._root(("gate", self.L, target))
                 continue
             self.counter.add(target)
             roots = self.counter.launch()
-            if roots:
-                self._root(("gate", self.L, Segments.of(roots)))
+            if len(roots):
+                self._root(("gate", self.L, roots))
         self._end_sample()
+
+    def _train_sample_fused(self, x: np.ndarray, targets: Segments) -> None:
+        """The step-by-step schedule below, run inside one kernel (``kernels/fused.py``)."""
+        inputs = self._emit_inputs(x, record=False)
+        tr = self.cfg.training
+        stats = self.backend.train_fused(inputs, targets, self.counter.counts, self.num, tr.fractional, tr.read_first)
+        if self.trace is None:
+            return
+        sizes = inputs.sizes()
+        for t in range(self.T):
+            self.trace.append((t, "input", 0, int(sizes[t])))
+            for layer in range(1, self.L + 1):
+                self.trace.append((t, "fwd", layer, int(stats[t, 0, layer])))
+            for layer in range(self.L, 0, -1):
+                self.trace.append((t, "gate", layer, int(stats[t, 2, layer])))
+                if layer >= 2:
+                    self.trace.append((t, "bwd", layer, int(stats[t, 3, layer])))
 
     def _end_sample(self) -> None:
         """SGD updates apply lazily when a shard next enters a sample; smooth SGD needs the sums now."""
         if self.smooth and not self.cfg.training.fractional:
             self.backend.end_sample([self._smooth_input(l) for l in range(1, self.L + 1)])
 
-    def _train_sample_wide(self, x: np.ndarray, neg_y: np.ndarray, epoch: int, sample: int) -> None:
+    def _train_sample_wide(self, x: np.ndarray, targets: Segments, epoch: int, sample: int) -> None:
         """SGD + held errors: all ``T`` forward steps per message, then all error roots.
 
         Equivalent to the step-by-step schedule because every actor receives its
@@ -124,22 +161,11 @@ class Scheduler:
         ``S`` as it stood after its own step (kept in ``S_at``), and SGD changes no
         weight before the sample ends. Proved against the oracle in the tests.
         """
-        steps = list(range(self.T))
         self.backend.set_position(epoch, sample, 0)
-        parts = []
-        for self.step in steps:
-            parts.append(self._emit_input(x))
-        inputs = Segments.of(parts, steps)
-        out = self._run_forward(inputs)
-        roots, root_steps = [], []
-        for t, spikes in enumerate(self.backend.fetch(out).parts):
-            self.counter.add(spikes)
-            self.counter.add(self.tgt.step(neg_y))
-            launched = self.counter.launch()
-            roots += launched
-            root_steps += [t] * len(launched)
-        if roots:
-            self._root(("gate", self.L, Segments.of(roots, root_steps)))
+        out = self.backend.fetch(self._run_forward(self._emit_inputs(x)))
+        roots = self.counter.launch_steps(out, targets)
+        if len(roots):
+            self._root(("gate", self.L, roots))
         self._end_sample()
 
     def _run_forward(self, batch):
@@ -156,8 +182,7 @@ class Scheduler:
         self.predictions += 1
         self.inp.reset()
         self.backend.set_position(0, self.predictions, 0, False)
-        steps = list(range(self.T))
-        batch = Segments.of([self.inp.step(x) for _ in steps], steps)
+        batch = self.inp.steps(x, self.T)
         for layer in range(1, self.L + 1):
             batch = self.backend.forward(layer, batch, False)
         return self.num.decode(self.backend.preact_values(self.L)) / self.T
@@ -174,6 +199,15 @@ class Scheduler:
         self.input_spikes += len(batch)
         self._record("input", 0, len(batch))
         return batch
+
+    def _emit_inputs(self, x: np.ndarray, record: bool = True) -> Segments:
+        """The input quantizer's spikes of all ``T`` steps (they depend on nothing else), one call."""
+        inputs = self.inp.steps(x, self.T)
+        self.input_spikes += len(inputs)
+        if record and self.trace is not None:
+            for t, n in enumerate(inputs.sizes()):
+                self.trace.append((t, "input", 0, int(n)))
+        return inputs
 
     def _root(self, item) -> None:
         """Process one root batch and everything it causes, in FIFO or LIFO order."""

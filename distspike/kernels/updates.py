@@ -112,12 +112,61 @@ def sgd_outer(W: np.ndarray, delta: np.ndarray, e: np.ndarray, transposed: bool 
     every element is the same product ``delta_i * e_j`` either way. Only the rows with
     ``delta_i != 0`` and columns with ``e_j != 0`` change, so only those are touched.
     """
-    rows = np.flatnonzero(delta)
+    _sgd_outer(W, delta, e.astype(W.dtype), transposed)
+
+
+@njit(cache=True)
+def _sgd_outer(W, delta, e, transposed):
+    """``W[i, j] -= delta_i * e_j`` (or ``W[j, i]`` when ``transposed``) where both are nonzero (eq. 6).
+
+    The product is rounded before the subtraction, as ``W -= np.outer(delta, e)`` does.
+    """
     cols = np.flatnonzero(e)
-    if not rows.size or not cols.size:
-        return
-    step = np.outer(delta[rows], e[cols].astype(W.dtype))  # (n_rows, n_cols)
-    if transposed:
-        W[np.ix_(cols, rows)] -= step.T
-    else:
-        W[np.ix_(rows, cols)] -= step
+    for i in range(delta.shape[0]):
+        d = delta[i]
+        if d == 0:
+            continue
+        for c in range(cols.shape[0]):
+            j = cols[c]
+            step = d * e[j]
+            if transposed:
+                W[j, i] = W[j, i] - step
+            else:
+                W[i, j] = W[i, j] - step
+
+
+@njit(cache=True)
+def launch_errors(counts, out_idx, out_sign, out_bounds, tgt_idx, tgt_sign, tgt_bounds):
+    """Held-error counter (semantics.md) over one or more time steps, in one call.
+
+    Step ``t``: ``count_j += s`` for its output spikes ``out[out_bounds[t]:out_bounds[t+1]]``
+    and target spikes (likewise), then launch ``|count_j|`` roots ``(j, sign(count_j))``
+    for every unit in index order and clear the counts. Returns ``(idx, sign, step)``
+    of the roots, one event each, in launch order.
+    """
+    cap = 16
+    r_idx = np.empty(cap, np.int32)
+    r_sign = np.empty(cap, np.int8)
+    r_step = np.empty(cap, np.int64)
+    n = 0
+    for t in range(out_bounds.shape[0] - 1):
+        for k in range(out_bounds[t], out_bounds[t + 1]):
+            counts[out_idx[k]] += out_sign[k]
+        for k in range(tgt_bounds[t], tgt_bounds[t + 1]):
+            counts[tgt_idx[k]] += tgt_sign[k]
+        for j in range(counts.shape[0]):
+            c = counts[j]
+            if c == 0:
+                continue
+            s = 1 if c > 0 else -1
+            for _ in range(abs(c)):
+                if n >= r_idx.shape[0]:
+                    r_idx = np.concatenate((r_idx, np.empty(r_idx.shape[0], np.int32)))
+                    r_sign = np.concatenate((r_sign, np.empty(r_sign.shape[0], np.int8)))
+                    r_step = np.concatenate((r_step, np.empty(r_step.shape[0], np.int64)))
+                r_idx[n] = j
+                r_sign[n] = s
+                r_step[n] = t
+                n += 1
+            counts[j] = 0
+    return r_idx[:n], r_sign[:n], r_step[:n]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from distspike.config import LoggingConfig, NetConfig
-from distspike.core.messages import SpikeBatch, merge_parts
+from distspike.core.messages import Segments, SpikeBatch, merge_parts
 from distspike.core.modules import Numerics
 from distspike.core.network import SpikingNet, init_weights, layer_specs
 from distspike.runtime.shell import Shell, make_module
@@ -21,6 +21,61 @@ class LocalBackend:
     def __init__(self, fq: dict[int, list[Shell]], bq: dict[int, list[Shell]]):
         self.fq, self.bq = fq, bq
         self.calls = 0  # module calls dispatched (the Ray runtime counts actor calls)
+        self._fused_state = None  # typed lists of the modules' arrays for ``train_fused``
+
+    def can_fuse(self) -> bool:
+        """Whether ``train_fused`` applies: one shard per layer and no traffic recorders."""
+        shells = [sh for _, sh in self.shells()]
+        return all(len(s) == 1 for s in (*self.fq.values(), *self.bq.values())) and \
+            all(sh.recorder is None for sh in shells)
+
+    def train_fused(self, inputs: Segments, targets: Segments, counts: np.ndarray, num, fractional: bool,
+                    read_first: bool) -> np.ndarray:
+        """A whole SGD/FSGD training sample in one compiled call (``kernels/fused.py``).
+
+        Every shell enters the sample first (a shard may enter earlier than its first
+        message would make it; entering is idempotent and order-free between shards).
+        Returns the per-step spike totals ``(T, 4, L+1)`` and adds them to the shells' counters.
+        """
+        from distspike.kernels.fused import train_sample
+        for _, shell in self.shells():
+            shell._enter()
+        if self._fused_state is None:
+            self._fused_state = self._fused_lists()
+        L = len(self.fq)
+        stats = np.zeros((inputs.n_parts, 4, L + 1), np.int64)
+        try:
+            train_sample(*self._fused_state, inputs.batch.idx, inputs.batch.sign, inputs.bounds, targets.batch.idx,
+                         targets.batch.sign, targets.bounds, counts, num.thresh, num.unit, num.lr, fractional,
+                         read_first, stats)
+        except OverflowError as err:
+            raise OverflowError(f"fused in-process sample at {self.fq[1][0].position}: {err}") from None
+        totals = stats.sum(axis=0)
+        for l in range(1, L + 1):
+            self.fq[l][0].counters[:3] += totals[:3, l]
+            if l >= 2:
+                self.bq[l][0].counters[3] += totals[3, l]
+        self.calls += 1
+        return stats
+
+    def _fused_lists(self):
+        """Typed lists referencing (not copying) the modules' state arrays, layer by layer."""
+        from numba.typed import List
+        fw = [self.fq[l][0].module for l in sorted(self.fq)]
+        bw = [self.bq[l][0].module if l in self.bq else None for l in sorted(self.fq)]
+        dummy_w = np.zeros((0, 0), fw[0].W.dtype)
+        lists = ([m.W for m in fw], [m.S for m in fw], [m.phi for m in fw], [m.c for m in fw], [m.e for m in fw],
+                 [dummy_w if m is None else m.WT for m in bw],
+                 [np.zeros(0, fw[0].W.dtype) if m is None else m.phi for m in bw],
+                 [np.zeros(0, np.int64) if m is None else m.c for m in bw],
+                 [np.zeros(0, np.int64) if m is None else m.e for m in bw])
+        out = []
+        for arrays in lists:
+            typed = List()
+            for a in arrays:
+                typed.append(a)
+            out.append(typed)
+        return out
 
     def set_position(self, epoch: int, sample: int, step: int, training: bool = True) -> None:
         """Label the coming messages; each shell starts a new sample on its first message of it."""

@@ -116,3 +116,35 @@ def test_backward_replicas_equal_forward_weights():
         fw = fast.raw_weights()
         for l, wb in fast.backend.backward_weights().items():
             np.testing.assert_array_equal(wb, fw[l - 1])
+
+
+@pytest.mark.parametrize("rule", ["sgd", "fsgd"])
+@pytest.mark.parametrize("dtype,reset,column_read", [("float64", "none", "before_update"),
+                                                     ("float64", "random", "after_update"),
+                                                     ("float32", "zero", "before_update"),
+                                                     ("float32", "none", "after_update"),
+                                                     ("int", "random", "before_update"),
+                                                     ("int", "none", "after_update")])
+def test_fused_sample_equals_oracle(rule, dtype, reset, column_read):
+    """BFS + held errors on one shard runs a whole sample in one compiled call, bit-equal."""
+    cfg = _cfg("bfs", rule, True, dtype=dtype, reset=reset, column_read=column_read)
+    oracle, fast, traces = _run_both(cfg, shards=1, n=8)
+    assert fast.scheduler.fused and fast.backend.calls == 8
+    assert sum(v for _, b in traces for (_, kind, _), v in b.items() if kind == "bwd") > 0
+    _assert_same(oracle, fast, traces)
+
+
+@pytest.mark.parametrize("rule", ["sgd", "fsgd"])
+def test_fused_spike_totals_equal_unfused(rule):
+    """The shells' spike counters come out the same with and without the fused sample."""
+    cfg = _cfg("bfs", rule, True)
+    X, y = _data(6)
+    fused, plain = local_net(cfg), local_net(cfg)
+    plain.scheduler.fused = False
+    for k in range(6):
+        fused.train_sample(X[k], y[k])
+        plain.train_sample(X[k], y[k])
+    assert fused.stats.as_dict() == plain.stats.as_dict()
+    for a, b in zip(fused.raw_weights(), plain.raw_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert fused.backend.calls == 6 < plain.backend.calls
