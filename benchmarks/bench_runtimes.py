@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -90,6 +90,27 @@ def table(rows: list[tuple[str, dict]]) -> str:
     return "\n".join(lines)
 
 
+RAY_TITLE = ("## Runtimes: in-process vs Ray\n\nOne block per network and rule (each refreshed by its own "
+             "command); every ratio is measured side by side in one run.\n\n")
+
+
+def current_section(name: str) -> str:
+    """The text of section ``name`` of ``results/benchmarks.md`` ('' when absent)."""
+    from report import RESULTS
+    old = RESULTS.read_text() if RESULTS.exists() else ""
+    m = re.search(rf"<!-- bench:{name} -->\n(.*?)<!-- /bench:{name} -->", old, re.S)
+    return m.group(1) if m else ""
+
+
+def merge_block(section: str, key: str, block: str) -> str:
+    """The blocks of ``section`` with block ``key`` replaced by ``block`` (appended when new)."""
+    begin, end = f"<!-- ray:{key} -->", f"<!-- /ray:{key} -->"
+    blocks = re.findall(r"(<!-- ray:(.*?) -->\n.*?<!-- /ray:\2 -->)", section, re.S)
+    kept = [(k, b) for b, k in blocks if k != key]
+    kept.append((key, f"{begin}\n{block.rstrip()}\n{end}"))
+    return "\n\n".join(b for _, b in sorted(kept))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="784-300-300-10")
@@ -122,8 +143,10 @@ def main() -> None:
     print(text + f"\n# load average {load:.2f} at the end")
     if args.write:
         command = "python benchmarks/bench_runtimes.py " + " ".join(sys.argv[1:])
-        write_section("ray", f"## Runtimes: in-process vs Ray\n\n{head}; load average {load:.2f} at the end.\n\n"
-                             f"Command: `{command}`\n\nConfig: {config}.\n\n{text}\n")
+        block = (f"### {args.sizes} {args.dtype} {args.rule}\n\n{head}; load average {load:.2f} at the end.\n\n"
+                 f"Command: `{command}`\n\nConfig: {config}.\n\n{text}\n")
+        key = f"{args.sizes}-{args.dtype}-{args.rule}"
+        write_section("ray", RAY_TITLE + merge_block(current_section("ray"), key, block))
 
 
 if __name__ == "__main__":
