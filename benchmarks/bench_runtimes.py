@@ -1,19 +1,29 @@
 """Samples/s of online training: in-process vs Ray (1 and 2 shards), side by side in one run.
 
-Not a test: prints figures. Example:
+Not a test: prints figures (``--write``: also into section ``ray`` of
+``results/benchmarks.md``). Example:
 
     python benchmarks/bench_runtimes.py --sizes 784-300-300-10 --rule fsgd --samples 200
     python benchmarks/bench_runtimes.py --sizes 784-20000-20000-10 --dtype float32 --samples 20
 
 MNIST is read from --data (default ../shared/data); without it, MNIST-like random
 inputs (19 % of pixels on) are used. Each runtime trains on the same samples after a
-warm-up (numba compilation, actor start), and reports samples/s and actor (or module)
-calls per training sample.
+warm-up (numba compilation, actor start; Ray actors build their weight copies
+asynchronously during the first samples), and reports training samples/s, actor (or
+module) calls per training sample, the actors' busy time per sample (Ray: seconds
+spent inside messages, summed over actors; the rest of the wall time is call
+overhead and waiting), and predictions/s with calls per predicted sample.
+
+The timed region ends with a barrier that waits for every queued call (a tiny call
+per actor), not with a read-back of the weights: fetching a 20000x20000 matrix
+through the object store takes tens of seconds and is not training throughput.
 """
 from __future__ import annotations
 
 import argparse
-import platform
+import os
+import re
+import sys
 import time
 from pathlib import Path
 
@@ -23,6 +33,8 @@ from distspike.config import ModelConfig, NetConfig, RuntimeConfig, TrainingConf
 from distspike.runtime import make_net
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from report import machine, write_section  # noqa: E402
 
 
 def load_inputs(data: Path, n: int, n_in: int):
@@ -36,18 +48,67 @@ def load_inputs(data: Path, n: int, n_in: int):
     return x, rng.integers(0, 10, n)
 
 
-def measure(cfg: NetConfig, runtime: RuntimeConfig, X, y, warmup: int) -> tuple[float, float]:
-    """(samples/s, calls per sample) over ``X[warmup:]`` after training on ``X[:warmup]``."""
+def barrier(backend) -> float:
+    """Wait until every queued call has been applied; the actors' summed busy seconds (0 in-process)."""
+    busy = getattr(backend, "busy", None)
+    return sum(s for _, s in busy().values()) if busy else 0.0
+
+
+def measure(cfg: NetConfig, runtime: RuntimeConfig, X, y, warmup: int, n_eval: int) -> dict:
+    """Figures over ``X[warmup:]`` after training on ``X[:warmup]``; then ``n_eval`` predictions."""
     with make_net(cfg, runtime) as net:
         for k in range(warmup):
             net.train_sample(X[k], y[k])
+        busy0 = barrier(net.backend)
         calls0, t0 = net.backend.calls, time.perf_counter()
         for k in range(warmup, len(X)):
             net.train_sample(X[k], y[k])
-        net.raw_weights()  # waits for every pending update
+        busy = barrier(net.backend) - busy0
         dt = time.perf_counter() - t0
         n = len(X) - warmup
-        return n / dt, (net.backend.calls - calls0) / n
+        out = {"sps": n / dt, "calls": (net.backend.calls - calls0) / n, "busy": busy / n}
+        if n_eval:
+            calls0, t0 = net.backend.calls, time.perf_counter()
+            net.predict(X[:n_eval])
+            out["eval_sps"] = n_eval / (time.perf_counter() - t0)
+            out["eval_calls"] = (net.backend.calls - calls0) / n_eval
+        return out
+
+
+def table(rows: list[tuple[str, dict]]) -> str:
+    """Markdown table: one row per runtime, ratios against ``local:1`` and the 1-shard Ray run."""
+    base = dict(rows).get("local:1")
+    ray1 = dict(rows).get("ray_local:1")
+    lines = ["| runtime | train samples/s | calls/sample | actor busy s/sample | x local | x ray 1 shard "
+             "| predict samples/s | calls/predicted sample |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for spec, r in rows:
+        vs_local = f"{r['sps'] / base['sps']:.3f}" if base else "-"
+        vs_ray1 = f"{r['sps'] / ray1['sps']:.2f}" if ray1 and spec.startswith("ray") else "-"
+        busy = f"{r['busy']:.4f}" if spec.startswith("ray") else "-"
+        ev = (f"{r['eval_sps']:.1f} | {r['eval_calls']:.1f}") if "eval_sps" in r else "- | -"
+        lines.append(f"| {spec} | {r['sps']:.2f} | {r['calls']:.1f} | {busy} | {vs_local} | {vs_ray1} | {ev} |")
+    return "\n".join(lines)
+
+
+RAY_TITLE = ("## Runtimes: in-process vs Ray\n\nOne block per network and rule (each refreshed by its own "
+             "command); every ratio is measured side by side in one run.\n\n")
+
+
+def current_section(name: str) -> str:
+    """The text of section ``name`` of ``results/benchmarks.md`` ('' when absent)."""
+    from report import RESULTS
+    old = RESULTS.read_text() if RESULTS.exists() else ""
+    m = re.search(rf"<!-- bench:{name} -->\n(.*?)<!-- /bench:{name} -->", old, re.S)
+    return m.group(1) if m else ""
+
+
+def merge_block(section: str, key: str, block: str) -> str:
+    """The blocks of ``section`` with block ``key`` replaced by ``block`` (appended when new)."""
+    begin, end = f"<!-- ray:{key} -->", f"<!-- /ray:{key} -->"
+    blocks = re.findall(r"(<!-- ray:(.*?) -->\n.*?<!-- /ray:\2 -->)", section, re.S)
+    kept = [(k, b) for b, k in blocks if k != key]
+    kept.append((key, f"{begin}\n{block.rstrip()}\n{end}"))
+    return "\n\n".join(b for _, b in sorted(kept))
 
 
 def main() -> None:
@@ -58,18 +119,34 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--runtimes", default="local:1,ray_local:1,ray_local:2")
+    ap.add_argument("--eval", type=int, default=20, help="predictions timed after training (0: none)")
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--write", action="store_true", help="also write section 'ray' of results/benchmarks.md")
     args = ap.parse_args()
     sizes = tuple(int(s) for s in args.sizes.split("-"))
     cfg = NetConfig(ModelConfig(sizes, 0.01, args.dtype), TrainingConfig(rule=args.rule))
     X, y = load_inputs(args.data, args.samples + args.warmup, sizes[0])
-    print(f"# {platform.node()} {platform.processor() or platform.machine()}, python {platform.python_version()}")
-    print(f"# net {args.sizes} {args.dtype} T=10 BFS {args.rule}, {args.samples} samples after {args.warmup} warm-up")
-    print(f"{'runtime':<16}{'samples/s':>12}{'calls/sample':>14}")
+    head = machine()
+    config = (f"net {args.sizes} {args.dtype}, T=10, BFS, {args.rule}, held errors; {args.samples} training "
+              f"samples after {args.warmup} warm-up, {args.eval} predictions; "
+              f"inputs {'MNIST' if (args.data / 'mnist').exists() and sizes[0] == 784 else 'random'}")
+    print(f"# {head}\n# {config}", flush=True)
+    rows = []
     for spec in args.runtimes.split(","):
         kind, shards = spec.split(":")
-        sps, calls = measure(cfg, RuntimeConfig(kind, int(shards)), X, y, args.warmup)
-        print(f"{spec:<16}{sps:>12.1f}{calls:>14.1f}", flush=True)
+        r = measure(cfg, RuntimeConfig(kind, int(shards)), X, y, args.warmup, args.eval)
+        rows.append((spec, r))
+        print(f"{spec:<16}{r['sps']:>10.2f} samples/s{r['calls']:>8.1f} calls/sample"
+              f"{r['busy']:>10.4f} busy s/sample", flush=True)
+    text = table(rows)
+    load = os.getloadavg()[0]
+    print(text + f"\n# load average {load:.2f} at the end")
+    if args.write:
+        command = "python benchmarks/bench_runtimes.py " + " ".join(sys.argv[1:])
+        block = (f"### {args.sizes} {args.dtype} {args.rule}\n\n{head}; load average {load:.2f} at the end.\n\n"
+                 f"Command: `{command}`\n\nConfig: {config}.\n\n{text}\n")
+        key = f"{args.sizes}-{args.dtype}-{args.rule}"
+        write_section("ray", RAY_TITLE + merge_block(current_section("ray"), key, block))
 
 
 if __name__ == "__main__":

@@ -18,12 +18,21 @@ Batching choices (each proven equivalent by the oracle tests):
   of the output spikes.
 - *One message per actor per step for the held error roots* (``Segments``).
 - Reset and end-of-sample calls are fire-and-forget.
+- *Counts ride along*: a backward replica counts the forward spikes entering its
+  layer, and nothing reads those counts before its next backward (or end-of-sample)
+  message. So the count batches are not sent on their own: they are kept, in order,
+  and travel in the replica's next backward message (``counted_backward``), which
+  applies them first, each at its own position; whatever is left goes out as one
+  ``counts`` message before the sample ends or a state is read. The replica applies
+  exactly the same operations in the same order, so results stay bit-equal, and
+  training with held errors saves up to one call per replica per time step.
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import tempfile
+import time
 
 import numpy as np
 import ray
@@ -94,6 +103,7 @@ def _numbered(method):
     ``functools.wraps``: Ray reads the wrapper's own signature.)
     """
     def run(self, head, pos, *args):
+        t0 = time.perf_counter()
         try:
             self._accept(head, pos)
             out = method(self, *args)
@@ -101,6 +111,7 @@ def _numbered(method):
             self.rejected = str(err)
             raise
         self.next_seq += 1
+        self.busy_s += time.perf_counter() - t0
         return out
 
     run.__name__, run.__qualname__, run.__doc__ = method.__name__, method.__qualname__, method.__doc__
@@ -125,6 +136,7 @@ class ShardActor:
         self.name, self.num, self.n_in = name, num, spec.n_in
         self.next_seq = 0  # number of the next message to apply
         self.rejected: str | None = None  # why the last rejected message was rejected
+        self.busy_s = 0.0  # seconds spent applying numbered messages (benchmarks: actor time vs wall time)
 
     # -- message checks: everything is checked before anything is applied ------------
     def _accept(self, head, pos) -> None:
@@ -181,6 +193,50 @@ class ShardActor:
     def count(self, kind, *parts):
         return self.shell.count(self._batch(kind, parts))
 
+    def _count_batches(self, meta, parts: tuple, head_pos) -> tuple[list, tuple]:
+        """Assemble and check deferred count batches ``meta = [(position, kind, n_parts), ...]``.
+
+        Returns ``[(position, batch), ...]`` and the parts after theirs. Each must belong to
+        the message's own sample (the counts of another sample would reset with it).
+        """
+        if not isinstance(meta, (list, tuple)):
+            raise MessageError(f"actor {self.name}: field 'counts' must be a list, got {type(meta).__name__}")
+        out, at = [], 0
+        for item in meta:
+            if not (isinstance(item, tuple) and len(item) == 3 and _is_count(item[2])):
+                raise MessageError(f"actor {self.name}: field 'counts' must hold (position, kind, n_parts), "
+                                   f"got {item!r}")
+            pos, kind, n = item
+            if not (isinstance(pos, tuple) and len(pos) == 4 and all(_is_count(v) for v in pos[:3])
+                    and isinstance(pos[3], (bool, np.bool_)) and bool(pos[3]) == bool(head_pos[3])
+                    and (pos[0], pos[1]) == (head_pos[0], head_pos[1])):
+                raise MessageError(f"actor {self.name}: field 'counts' holds position {pos!r}, not of the "
+                                   f"message's sample {head_pos!r}")
+            if at + n > len(parts):
+                raise MessageError(f"actor {self.name}: field 'counts' needs {at + n} parts, got {len(parts)}")
+            batch = self._batch(kind, parts[at:at + n])
+            self.shell._check(batch, "count")
+            out.append((pos, batch))
+            at += n
+        return out, parts[at:]
+
+    def _apply_counts(self, counts: list) -> None:
+        """Count each deferred batch at its own position, then restore the message's position."""
+        here = (*self.shell.position, self.shell.training)
+        for pos, batch in counts:
+            self.shell.set_position(*pos)
+            self.shell.count(batch)
+        self.shell.set_position(*here)
+
+    @_numbered
+    def counts(self, meta, *parts):
+        """Deferred count batches that found no backward message to ride along with."""
+        here = (*self.shell.position, self.shell.training)
+        counts, rest = self._count_batches(meta, parts, here)
+        if rest:
+            raise MessageError(f"actor {self.name}: field 'counts' leaves {len(rest)} part(s) unused")
+        self._apply_counts(counts)
+
     @_numbered
     def gate(self, n_smooth, kind, *parts):
         batch, smooth = self._batch(kind, parts[n_smooth:]), self._smooth(parts, n_smooth)
@@ -189,6 +245,16 @@ class ShardActor:
     @_numbered
     def backward(self, interleave, n_smooth, kind, *parts):
         batch, smooth = self._batch(kind, parts[n_smooth:]), self._smooth(parts, n_smooth)
+        return self.shell.backward(batch, interleave, smooth)
+
+    @_numbered
+    def counted_backward(self, meta, interleave, n_smooth, kind, *parts):
+        """Deferred counts (``meta`` and the first parts), then a backward batch; all checked first."""
+        here = (*self.shell.position, self.shell.training)
+        counts, parts = self._count_batches(meta, parts, here)
+        batch, smooth = self._batch(kind, parts[n_smooth:]), self._smooth(parts, n_smooth)
+        self.shell._check(batch, "bwd")
+        self._apply_counts(counts)
         return self.shell.backward(batch, interleave, smooth)
 
     @_numbered
@@ -227,6 +293,10 @@ class ShardActor:
 
     def ping(self):
         return self.name
+
+    def busy(self) -> tuple[int, float]:
+        """``(messages applied, seconds spent applying them)`` since the actor started."""
+        return self.next_seq, self.busy_s
 
     def node_id(self):
         return ray.get_runtime_context().get_node_id()
@@ -379,6 +449,7 @@ class RayBackend:
             self.layer_of[name] = spec.layer
         self.seq = {name: 0 for name in actors}  # number of the next message to each actor
         self.tail: dict[str, ray.ObjectRef] = {}  # the last call submitted to each actor
+        self.deferred: dict[str, list] = {}  # backward replica -> count batches not yet sent: (pos, kind, refs)
         self.pos = (0, 0, 0, True)
         self.calls = 0
 
@@ -394,6 +465,7 @@ class RayBackend:
         """Sent with every message: actors start a new sample on its first message."""
         if (epoch, sample, training) != (self.pos[0], self.pos[1], self.pos[3]):
             self.check()
+            self.send_counts()
         self.pos = (epoch, sample, step, training)
 
     def check(self) -> None:
@@ -407,11 +479,23 @@ class RayBackend:
         if ready:
             ray.get(ready)
 
+    def _take_counts(self, name: str) -> tuple[list, list]:
+        """``(meta, parts)`` of the count batches kept for ``name``, which are then sent."""
+        items = self.deferred.pop(name, [])
+        return [(pos, kind, len(refs)) for pos, kind, refs in items], [r for _, _, refs in items for r in refs]
+
+    def send_counts(self) -> None:
+        """Send every kept count batch (one ``counts`` message per replica); before a state is read."""
+        for name in list(self.deferred):
+            meta, parts = self._take_counts(name)
+            if meta:
+                self._send(name, "counts", meta, *parts)
+
     def forward(self, layer: int, batch, train: bool) -> Pending:
         kind, refs = _as_args(batch)
-        if train:
+        if train:  # the replicas' counts ride along with their next message
             for name in self.bq.get(layer, ()):
-                self._send(name, "count", kind, *refs)
+                self.deferred.setdefault(name, []).append((self.pos, kind, refs))
         return Pending(("shards",), [self._send(name, "forward", train, kind, *refs) for name in self.fq[layer]])
 
     def gate(self, layer: int, batch, smooth=None) -> Pending:
@@ -423,7 +507,13 @@ class RayBackend:
     def backward(self, layer: int, batch, interleave: bool, smooth=None) -> Pending:
         kind, refs = _as_args(batch)
         sm = self._smooth_refs(smooth)
-        out = [self._send(name, "backward", interleave, len(sm), kind, *sm, *refs) for name in self.bq[layer]]
+        out = []
+        for name in self.bq[layer]:
+            meta, counted = self._take_counts(name)
+            if meta:
+                out.append(self._send(name, "counted_backward", meta, interleave, len(sm), kind, *counted, *sm, *refs))
+            else:
+                out.append(self._send(name, "backward", interleave, len(sm), kind, *sm, *refs))
         return Pending(("shards",), out)
 
     def _smooth_refs(self, smooth) -> list:
@@ -446,6 +536,7 @@ class RayBackend:
         return np.concatenate(ray.get([self._send(name, "preact") for name in self.fq[layer]]))
 
     def end_sample(self, smooth_inputs: list) -> None:
+        self.send_counts()
         for layer, shards in (*self.fq.items(), *self.bq.items()):
             sm = self._smooth_refs(smooth_inputs[layer - 1])
             for name in shards:
@@ -455,9 +546,11 @@ class RayBackend:
         return ray.get([getattr(self.actors[n], method).remote() for n in names])
 
     def weights(self) -> list[np.ndarray]:
+        self.send_counts()
         return [np.concatenate(self._get_all(self.fq[l], "weights"), axis=1) for l in sorted(self.fq)]
 
     def backward_weights(self) -> dict[int, np.ndarray]:
+        self.send_counts()
         return {l: np.concatenate(self._get_all(self.bq[l], "weights"), axis=0) for l in sorted(self.bq)}
 
     def spike_counts(self) -> np.ndarray:
@@ -469,6 +562,7 @@ class RayBackend:
         return counts
 
     def state(self) -> dict[str, np.ndarray]:
+        self.send_counts()
         names = list(self.actors)
         states = self._get_all(names, "state")
         return {f"{n}.{k}": np.array(v) for n, st in zip(names, states) for k, v in st.items()}
@@ -482,6 +576,7 @@ class RayBackend:
             refs.append(a.load_state.remote(sub, self.seq[n]))
         ray.get(refs)
         self.tail.clear()  # calls before the restore: their results and errors are void
+        self.deferred.clear()  # counts of the rolled-back sample
 
     def lost_actor(self, err: BaseException) -> str:
         """The name of the actor ``err`` reports lost, else of the actors that do not answer."""
@@ -514,11 +609,18 @@ class RayBackend:
             self.actors[name] = self.factory.spawn(name)
         return lost
 
+    def busy(self) -> dict[str, tuple[int, float]]:
+        """Per actor: ``(messages applied, seconds spent applying them)`` (waits for queued calls)."""
+        self.send_counts()
+        names = list(self.actors)
+        return dict(zip(names, self._get_all(names, "busy")))
+
     def node_ids(self) -> dict[str, str]:
         names = list(self.actors)
         return dict(zip(names, self._get_all(names, "node_id")))
 
     def flush(self) -> None:
+        self.send_counts()
         self._get_all(list(self.actors), "flush")
 
     def discard_logs(self) -> None:
@@ -529,6 +631,7 @@ class RayBackend:
         if self.actors is None:
             return
         try:
+            self.send_counts()
             for ref in [a.close.remote() for a in self.actors.values()]:
                 try:
                     ray.get(ref)

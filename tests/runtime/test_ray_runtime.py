@@ -3,7 +3,9 @@ from collections import Counter
 
 import numpy as np
 import pytest
+import ray
 
+from distspike.core.messages import MessageError, SpikeBatch
 from distspike.config import ModelConfig, NetConfig, RuntimeConfig, TrainingConfig
 from distspike.runtime import make_net
 from distspike.runtime.local import local_net
@@ -58,3 +60,42 @@ def test_ray_equals_local_bit_for_bit(ray_cluster, routing, rule, hold, dtype, s
         for l, wb in net.backend.backward_weights().items():
             np.testing.assert_array_equal(wb, fw[l - 1], err_msg=f"backward replica of W_{l}")
         np.testing.assert_array_equal(net.predict(X), local.predict(X))
+
+
+def test_counts_ride_along_with_backward_messages(ray_cluster):
+    """With held errors a replica's counts travel in its backward message: fewer calls, same result."""
+    cfg = _cfg("bfs", "fsgd", True)
+    X, y = _data()
+    local = local_net(cfg)
+    _train(local, X, y)
+    with make_net(cfg, RuntimeConfig("ray_cluster", 1, address="auto")) as net:
+        _train(net, X, y)
+        np.testing.assert_array_equal(net.raw_weights()[1], local.raw_weights()[1])
+        # before: 5 forward-side + 5 backward-side calls per step (3 layers, 2 replicas counting)
+        assert net.backend.calls < 10 * cfg.training.steps * len(X)
+        assert not net.backend.deferred  # reading the weights sent every kept count
+
+
+def test_malformed_counts_are_rejected_before_anything_is_applied(ray_cluster):
+    cfg = _cfg("bfs", "fsgd", True)
+    X, y = _data()
+    with make_net(cfg, RuntimeConfig("ray_cluster", 1, address="auto")) as net:
+        net.train_sample(X[0], y[0])
+        before = net.backend.state()
+        b = net.backend
+        name = "backward.2.0"
+        ok_in, ok_err = SpikeBatch.of([0], [1]), SpikeBatch.of([0], [1])
+        pos = (0, 0, 0, True)
+        bad = [([((0, 5, 0, True), ("value",), 1)], "counts"),  # another sample
+               ([(pos, ("value",), 3)], "counts"),  # more parts than given
+               ("nope", "counts")]
+        for meta, field in bad:
+            ref = b.actors[name].counted_backward.remote((b.seq[name], 2), pos, meta, False, 0, ("value",),
+                                                         ok_in, ok_err)
+            with pytest.raises(ray.exceptions.RayTaskError) as err:
+                ray.get(ref)
+            assert isinstance(err.value.as_instanceof_cause(), MessageError)
+            assert f"field '{field}'" in str(err.value)
+        after = b.state()
+        for k in before:
+            np.testing.assert_array_equal(before[k], after[k], err_msg=k)
