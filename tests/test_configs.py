@@ -21,7 +21,7 @@ NEEDS = {("runtime", "ray_cluster"): ["runtime.address=127.0.0.1:6379"]}
 
 # what each experiment changes (besides the data set), per paper table
 BASE3 = {"sizes": [784, 200, 200, 10], "rule": "sgd", "routing": "bfs", "epochs": 4, "steps": 10,
-         "smooth": False, "hold_error": True, "backward_reset": "none", "data": "mnist"}
+         "smooth": False, "hold_error": True, "backward_reset": "none", "column_read": "before_update", "data": "mnist"}
 EXPERIMENTS = {
     "table1_newsgroups": {"sizes": [None, 2], "data": "newsgroups", "rule": "sgd"},
     "table2_spiking_sgd": {"sizes": [784, 300, 300, 10], "rule": "sgd", "epochs": 50, "data": "mnist"},
@@ -36,6 +36,8 @@ EXPERIMENTS = {
     "table3_random_reset": {**BASE3, "backward_reset": "random"},
     "table3_t5": {**BASE3, "steps": 5},
     "table3_t20": {**BASE3, "steps": 20},
+    "table3_fsgd_after_update": {**BASE3, "rule": "fsgd", "column_read": "after_update"},
+    "table3_dfs_fsgd": {**BASE3, "routing": "dfs", "rule": "fsgd"},
 }
 
 
@@ -60,7 +62,7 @@ def summary(spec: RunSpec) -> dict:
     t = spec.training
     return {"sizes": spec.model["sizes"], "rule": t.rule, "routing": spec.routing, "epochs": t.epochs,
             "steps": t.steps, "smooth": t.smooth, "hold_error": t.hold_error,
-            "backward_reset": t.backward_reset, "data": spec.data.name}
+            "backward_reset": t.backward_reset, "column_read": t.column_read, "data": spec.data.name}
 
 
 def test_every_group_option_composes_and_converts():

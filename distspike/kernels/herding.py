@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit
 
 _FIRE_CAP = 64  # initial capacity of output buffers; they grow by doubling
-MAX_SPIKES_PER_UNIT = 1e9  # a potential this many units above threshold means the run diverged
+MAX_SPIKES_PER_UNIT = 1e6  # a potential this many units above threshold means the run diverged
 # Where the FSGD step ``mat[i] -= s * delta`` (eq. 7) of an input event goes relative to the
 # read of row ``i`` (the backward weights' column): none, before the read, after the read.
 NO_UPDATE, UPDATE_BEFORE, UPDATE_AFTER = 0, 1, 2
@@ -68,7 +68,7 @@ def _fire_candidates(phi, cand, m, thresh, unit, signed, tmp_pot, tmp_idx):
     for c in range(m):
         p = phi[cand[c]]
         if not abs(p) < MAX_SPIKES_PER_UNIT * unit:  # also catches inf and nan
-            raise OverflowError("herding potential is not finite or would fire over 1e9 spikes: the weights diverged")
+            raise OverflowError("herding potential is not finite or would fire over 1e6 spikes at once: the weights diverged")
         while (p > thresh) or (signed and -p > thresh):
             need += 1
             if p > 0:
