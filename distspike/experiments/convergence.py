@@ -8,12 +8,12 @@ the fitted log-log slopes. ``--quick`` uses small sizes (the CI smoke run).
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import numpy as np
 
 from distspike.analysis.convergence import herding_error, loglog_slope, relative_errors, sampling_error
+from distspike.experiments.common import write_csv
 
 FIG1_T = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000]
 FIG4_T = [1, 3, 10, 30, 100, 300, 1000]
@@ -37,15 +37,6 @@ def fig4(sizes: tuple[int, ...], steps: list[int], seed: int = 1) -> list[dict]:
         errs = relative_errors(weights, x, T)
         rows.append({"T": T, **{f"layer{l + 1}": e for l, e in enumerate(errs)}})
     return rows
-
-
-def write_csv(rows: list[dict], path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    tmp.replace(path)
 
 
 def plot(rows: list[dict], path: Path, title: str, ylabel: str) -> dict[str, float]:
