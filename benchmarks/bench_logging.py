@@ -52,6 +52,9 @@ class NullRecorder:
     def segments(self, *message) -> None:
         pass
 
+    def fused_rows(self, *rows) -> None:
+        pass
+
     def flush(self) -> None:
         pass
 

@@ -24,10 +24,11 @@ the updater/backward-weights pair that ``BackwardQuantizer.backward(interleave=T
 orders per event). Depth-first with un-held errors falls back to single-event
 messages, which makes it the event-level recursion itself.
 
-In-process with one shard per layer and no traffic logs, breadth-first training with
-held errors (SGD or FSGD, not smooth) runs each sample's step-by-step schedule inside
-one compiled call (``LocalBackend.train_fused``, ``kernels/fused.py``): the same
-messages, in the same order, through the same kernels, without Python between them.
+In-process with one shard per layer, breadth-first training with held errors (SGD or
+FSGD, not smooth) runs each sample's step-by-step schedule inside one compiled call
+(``LocalBackend.train_fused``, ``kernels/fused.py``): the same messages, in the same
+order, through the same kernels, without Python between them. With traffic logs on, the
+kernel also tables the messages and each actor logs the rows the per-message path would.
 """
 from __future__ import annotations
 
@@ -87,7 +88,7 @@ class Scheduler:
         self.trace: list[tuple] | None = None  # (step, kind, layer, n_events) when recording
         self.step = 0
         # held errors + breadth-first, not smooth: a whole sample in one compiled call when the
-        # backend offers it (in-process, one shard per layer, no traffic logs)
+        # backend offers it (in-process, one shard per layer)
         self.fused = self.hold and not self.lifo and not self.smooth and getattr(backend, "can_fuse", lambda: False)()
 
     # -- one training sample (paper section 3.8) --------------------------------

@@ -21,6 +21,17 @@ between messages. Per time step ``t`` (paper section 3.8, Alg. 8):
 
 Spike totals per step go to ``stats[t, kind, l]`` (kind 0: forward out of layer ``l``,
 1: errors reaching gate ``l``, 2: passed by it, 3: emitted by backward herder ``l``).
+
+Traffic rows (optional): with ``log_mode > 0`` every consumed message segment appends a
+row ``(actor, form, step, events_in, pos, n_out, live)`` to the int64 table ``log`` (grown
+by doubling; the kernel returns the table and its row count). ``actor`` is ``l - 1`` for
+the forward quantizer of layer ``l`` and ``L + l - 2`` for the backward replica of layer
+``l >= 2``; ``form`` is the shells' message form (``kernels/traffic.py``: forward,
+count, gate, backward); ``pos`` of the ``n_out`` events sent on have sign +1. With
+``log_mode == 2`` the messages the scheduler would drop because they are empty also
+leave rows, with ``live = 0`` and no events, down the rest of their chain (one per
+segment): the sample-wide SGD schedule sends those segments inside a message that is
+not empty (``LocalBackend`` keeps them where it would).
 """
 from __future__ import annotations
 
@@ -28,9 +39,56 @@ import numpy as np
 from numba import njit
 
 from distspike.kernels.herding import NO_UPDATE, UPDATE_AFTER, UPDATE_BEFORE, herd_rows, herd_segments
+from distspike.kernels.traffic import BACKWARD, SENT_BATCH, SENT_MASK, SENT_NONE
 from distspike.kernels.updates import count_events, gate_and_update, launch_errors
 
 FWD_OUT, ERR_IN, ERR_PASSED, BWD_OUT = 0, 1, 2, 3  # same order as the shells' counters
+# traffic-log message forms, as the shells log them
+FORWARD_FORM, COUNT_FORM, GATE_FORM, BACKWARD_FORM = SENT_BATCH, SENT_NONE, BACKWARD | SENT_MASK, BACKWARD | SENT_BATCH
+LOG_COLUMNS = ("actor", "form", "step", "events_in", "pos", "n_out", "live")
+LOG_OFF, LOG_LIVE, LOG_DEAD = 0, 1, 2  # log_mode: no rows; rows of sent messages; also of dropped ones
+
+
+@njit(cache=True)
+def log_row(log, n, actor, form, step, n_in, pos, n_out, live):
+    """Row ``n`` of the traffic table (``LOG_COLUMNS``), doubling it when full; ``(log, n + 1)``."""
+    if n == log.shape[0]:
+        bigger = np.zeros((max(2 * log.shape[0], 64), log.shape[1]), np.int64)
+        bigger[:n] = log
+        log = bigger
+    log[n, 0], log[n, 1], log[n, 2], log[n, 3] = actor, form, step, n_in
+    log[n, 4], log[n, 5], log[n, 6] = pos, n_out, live
+    return log, n + 1
+
+
+@njit(cache=True)
+def n_positive(sign, mask):
+    """How many of the events with ``mask`` set (all, when ``mask`` is empty) have sign +1."""
+    n = 0
+    for k in range(sign.shape[0]):
+        if sign[k] > 0 and (mask.shape[0] == 0 or mask[k]):
+            n += 1
+    return n
+
+
+@njit(cache=True)
+def log_dead_chain(log, n, L, l, t, segments, gate_first):
+    """Rows of an empty chain from layer ``l`` (0-based) down: ``segments`` rows per module.
+
+    ``gate_first``: it starts at gate ``l + 1``, else at the backward replica of layer ``l + 1``.
+    """
+    no_events = 0
+    while l >= 0:
+        if gate_first:
+            for p in range(segments):
+                log, n = log_row(log, n, l, GATE_FORM, t, no_events, no_events, no_events, 0)
+            if l == 0:
+                break
+        gate_first = True
+        for p in range(segments):
+            log, n = log_row(log, n, L + l - 1, BACKWARD_FORM, t, no_events, no_events, no_events, 0)
+        l -= 1
+    return log, n
 
 
 @njit(cache=True)
@@ -60,56 +118,119 @@ def select_segments(idx, sign, bounds, mask):
 
 
 @njit(cache=True)
+def rows_by_actor(log, rows, n_actors, sample_wide):
+    """Each actor's rows of ``log[:rows]``, in their order: ``(table (M, 5), cuts (n_actors + 1,))``.
+
+    The table holds ``form, step, events_in, pos, n_out``; actor ``a``'s rows are
+    ``cuts[a]:cuts[a+1]``. Without ``sample_wide`` the rows of sent messages
+    (``live``). With it (SGD's per-message path, ``Scheduler._train_sample_wide``, sends
+    every actor one forward-direction message with all ``T`` steps, empty or not, and at
+    most one backward-direction message with all segments of the sample): all of an
+    actor's forward-direction rows, then its backward-direction rows, the dropped ones
+    too, if any of them was sent.
+    """
+    sent = np.zeros(2 * n_actors, np.bool_)
+    for r in range(rows):
+        if log[r, 6]:
+            sent[2 * log[r, 0] + (log[r, 1] & 1)] = True
+    starts = np.zeros(2 * n_actors + 1, np.int64)
+    keys = np.full(rows, -1, np.int64)
+    for r in range(rows):
+        key = 2 * log[r, 0] + (log[r, 1] & 1)
+        if (sample_wide and (sent[key] or key % 2 == 0)) or (not sample_wide and log[r, 6]):
+            keys[r] = key if sample_wide else 2 * log[r, 0]
+            starts[keys[r] + 1] += 1
+    for k in range(2 * n_actors):
+        starts[k + 1] += starts[k]
+    table = np.empty((starts[-1], 5), np.int64)
+    fill = starts[:-1].copy()
+    for r in range(rows):
+        if keys[r] >= 0:
+            table[fill[keys[r]]] = log[r, 1:6]
+            fill[keys[r]] += 1
+    return table, starts[::2].copy()
+
+
+@njit(cache=True)
 def train_sample(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, in_sign, in_bounds, tg_idx, tg_sign,
-                 tg_bounds, counts, thresh, unit, lr, fractional, read_first, stats):
-    """All ``T`` steps of one SGD or FSGD (``fractional``) training sample; returns nothing.
+                 tg_bounds, counts, thresh, unit, lr, fractional, read_first, stats, log, log_mode):
+    """All ``T`` steps of one SGD or FSGD (``fractional``) training sample; returns ``(log, rows)``.
 
     ``Ws[l], Ss[l], phis[l], cs[l], es[l]``: forward quantizer of layer ``l+1`` (weights
     ``(n_l, n_{l+1})``, sums, herder, input counts, error counts); ``WTs[l], bphis[l],
     bcs[l], bes[l]``: backward replica of layer ``l+1`` (``l >= 1``; entry 0 is unused). Input
     and target spikes of step ``t`` are ``[bounds[t], bounds[t+1])`` of their arrays;
-    ``counts`` is the error counter's state.
+    ``counts`` is the error counter's state. ``log``/``log_mode``: traffic rows (module docstring).
     """
     L = len(Ws)
     per_batch = NO_UPDATE if not fractional else UPDATE_AFTER if read_first else UPDATE_BEFORE
     none = np.zeros(2, np.int64)
+    no_mask = np.zeros(0, np.bool_)
+    n = 0
     for t in range(in_bounds.shape[0] - 1):
         idx = in_idx[in_bounds[t]:in_bounds[t + 1]]
         sign = in_sign[in_bounds[t]:in_bounds[t + 1]]
         for l in range(L):
-            if idx.shape[0] == 0:
+            live = idx.shape[0] > 0
+            if not live and log_mode != LOG_DEAD:
                 break
-            count_events(cs[l], idx, sign, 0)
-            if l >= 1:
-                count_events(bcs[l], idx, sign, 0)
-            no_delta = np.zeros(0, Ws[l].dtype)
-            _, idx, sign, _ = herd_rows(Ws[l], phis[l], Ss[l], idx, sign, thresh, unit, False, 0, True,
-                                        no_delta, NO_UPDATE)
-            stats[t, FWD_OUT, l + 1] += idx.shape[0]
+            n_in = idx.shape[0]
+            if live:
+                count_events(cs[l], idx, sign, 0)
+                if l >= 1:
+                    count_events(bcs[l], idx, sign, 0)
+                no_delta = np.zeros(0, Ws[l].dtype)
+                _, idx, sign, _ = herd_rows(Ws[l], phis[l], Ss[l], idx, sign, thresh, unit, False, 0, True,
+                                            no_delta, NO_UPDATE)
+                stats[t, FWD_OUT, l + 1] += idx.shape[0]
+            if log_mode != LOG_OFF:
+                if l >= 1:
+                    log, n = log_row(log, n, L + l - 1, COUNT_FORM, t, n_in, 0, 0, live)
+                log, n = log_row(log, n, l, FORWARD_FORM, t, n_in, n_positive(sign, no_mask), idx.shape[0], live)
         out_bounds = none.copy()
         out_bounds[1] = idx.shape[0]  # the forward chain's last output: layer L's spikes, or none
         tb = np.zeros(2, np.int64)
         tb[0], tb[1] = tg_bounds[t], tg_bounds[t + 1]
         idx, sign, _ = launch_errors(counts, idx, sign, out_bounds, tg_idx, tg_sign, tb)
         bounds = np.arange(idx.shape[0] + 1).astype(np.int64)
+        if idx.shape[0] == 0:
+            continue  # no roots: no message
         for l in range(L - 1, -1, -1):
             if idx.shape[0] == 0:
+                if log_mode == LOG_DEAD:
+                    log, n = log_dead_chain(log, n, L, l, t, bounds.shape[0] - 1, True)
                 break
             delta = relu_delta(cs[l], lr, np.empty(cs[l].shape[0], Ws[l].dtype))
             mask = np.zeros(idx.shape[0], np.bool_)
             for p in range(bounds.shape[0] - 1):
                 a, b = bounds[p], bounds[p + 1]
                 mask[a:b] = gate_and_update(Ws[l], Ss[l], es[l], delta, idx[a:b], sign[a:b], 0, fractional)
+                if log_mode != LOG_OFF:
+                    n_out = 0
+                    for k in range(a, b):
+                        n_out += mask[k]
+                    log, n = log_row(log, n, l, GATE_FORM, t, b - a, n_positive(sign[a:b], mask[a:b]), n_out, 1)
             stats[t, ERR_IN, l + 1] += idx.shape[0]
             idx, sign, bounds = select_segments(idx, sign, bounds, mask)
             stats[t, ERR_PASSED, l + 1] += idx.shape[0]
-            if l == 0 or idx.shape[0] == 0:
+            if l == 0:
+                break
+            if idx.shape[0] == 0:
+                if log_mode == LOG_DEAD:
+                    log, n = log_dead_chain(log, n, L, l, t, bounds.shape[0] - 1, False)
                 break
             bdelta = relu_delta(bcs[l], lr, np.empty(bcs[l].shape[0], WTs[l].dtype))
             if not fractional:
                 count_events(bes[l], idx, sign, 0)
             no_hist = np.zeros((0, bphis[l].shape[0]), WTs[l].dtype)
             no_rows = np.zeros(0, np.int64)
+            seg_in = bounds
             _, idx, sign, _, bounds = herd_segments(WTs[l], bphis[l], bphis[l], idx, sign, bounds, thresh, unit,
                                                     True, 0, False, bdelta, NO_UPDATE, per_batch, no_hist, no_rows)
             stats[t, BWD_OUT, l + 1] += idx.shape[0]
+            if log_mode != LOG_OFF:
+                for p in range(bounds.shape[0] - 1):
+                    a, b = bounds[p], bounds[p + 1]
+                    log, n = log_row(log, n, L + l - 1, BACKWARD_FORM, t, seg_in[p + 1] - seg_in[p],
+                                     n_positive(sign[a:b], no_mask), b - a, 1)
+    return log, n

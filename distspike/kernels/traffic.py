@@ -113,3 +113,19 @@ def put_segment_rows(ints, floats, n, form, epoch, sample, step, steps, in_bound
         n += 1
         p += 1
     return n, p
+
+
+@njit(cache=True)
+def put_form_rows(ints, floats, n, rows, start, epoch, sample, seconds, t1_ns, wall_ns, header_bytes, event_bytes):
+    """Rows ``n, n+1, ...`` from messages ``rows[start:]`` (``(M, 5)``: form, step, events_in, pos, n_out)
+    of one sample, each taking ``seconds`` of compute and ending at ``t1_ns``.
+
+    Stops at the end of the buffers; returns ``(next free row, next message)``.
+    """
+    m = start
+    while m < rows.shape[0] and n < ints.shape[1]:
+        _put_message_row(ints, floats, n, rows[m, 0], epoch, sample, rows[m, 1], rows[m, 2], rows[m, 3], rows[m, 4],
+                         seconds, t1_ns, wall_ns, header_bytes, event_bytes)
+        n += 1
+        m += 1
+    return n, m

@@ -38,8 +38,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from numba.core.errors import TypingError
 
-from distspike.kernels.traffic import (EVENT_BYTES, FLOAT_COLUMNS, HEADER_BYTES, INT_COLUMNS, STAGED, put_row,
-                                       put_segment_rows, put_staged_rows)
+from distspike.kernels.traffic import (EVENT_BYTES, FLOAT_COLUMNS, HEADER_BYTES, INT_COLUMNS, STAGED, put_form_rows,
+                                       put_row, put_segment_rows, put_staged_rows)
 
 __all__ = ["SCHEMA", "DIRECTIONS", "QUANTITIES", "TrafficError", "TrafficRecorder", "read_traffic",
            "traffic_dir", "part_files", "layer_totals", "layer_totals_by"]
@@ -186,6 +186,25 @@ class TrafficRecorder:
             self._n, p = put_segment_rows(self._ints, self._floats, self._n, form, epoch, sample, step, steps,
                                           in_bounds, vals, mask, out_bounds, p, t0_ns, t1, _wall_ns(),
                                           HEADER_BYTES, EVENT_BYTES)
+            if self._n == self.capacity:
+                self._write_buffer()
+
+    def fused_rows(self, position: tuple, rows: np.ndarray, seconds: float, t1_ns: int) -> None:
+        """Rows of this actor from a fused in-process sample (``LocalBackend.train_fused``).
+
+        ``rows`` is ``(M, 5)`` int64: form, step, events_in, pos, n_out per message
+        (segment), in message order; ``position`` gives epoch and sample. Every row gets
+        ``compute_s = seconds`` (its share of the sample) and ``t_wall`` from ``t1_ns``.
+        """
+        if position[1] % self.every:
+            return
+        if self._staged:
+            self.pack()
+        epoch, sample = position[0], position[1]
+        k, m, wall = 0, rows.shape[0], _wall_ns()
+        while k < m:
+            self._n, k = put_form_rows(self._ints, self._floats, self._n, rows, k, epoch, sample, seconds, t1_ns,
+                                       wall, HEADER_BYTES, EVENT_BYTES)
             if self._n == self.capacity:
                 self._write_buffer()
 

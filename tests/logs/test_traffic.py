@@ -327,3 +327,73 @@ def test_passed_positive_counts_plus_signs_among_passed():
         sign = rng.choice(np.array([-1, 1], np.int8), n)
         passed = rng.random(n) < 0.5
         assert passed_positive(sign, passed) == int(np.count_nonzero((sign > 0) & passed))
+
+
+# -- the fused in-process sample logs the same rows as the per-message path ---------------
+ROW_COLUMNS = ["actor", "module", "layer", "shard", "direction", "epoch", "sample", "step", "events_in",
+               "events_out_pos", "events_out_neg", "bytes_in", "bytes_out"]
+
+
+def actor_rows(run_dir) -> dict:
+    """Each actor's rows (all columns but the timing ones), in the order it logged them."""
+    table = read_traffic(run_dir)
+    rows = list(zip(*[table[c].to_pylist() for c in ROW_COLUMNS]))
+    out = {}
+    for row in rows:
+        out.setdefault(row[0], []).append(row)
+    return out
+
+
+def fused_and_plain(tmp_path, rule, dtype, samples=8, every=1, flush_rows=37):
+    """The same samples through the fused sample and the per-message path, both logging."""
+    cfg = NetConfig(ModelConfig((12, 7, 5, 4), 1.2, dtype), TrainingConfig(eta=0.25, steps=5, rule=rule), seed=7)
+    logging = LoggingConfig(every=every, flush_rows=flush_rows)  # small buffers: rows cross part files
+    fused = local_net(cfg, logging=logging, run_dir=str(tmp_path / "fused"))
+    plain = local_net(cfg, logging=logging, run_dir=str(tmp_path / "plain"))
+    plain.scheduler.fused = False
+    assert fused.scheduler.fused
+    rng = np.random.default_rng(1)
+    X, y = rng.uniform(0, 1, (samples, 12)), rng.integers(0, 4, samples)
+    X[2] = 0  # no input spikes: a silent forward chain (SGD still sends it whole), errors from the target only
+    for k in range(samples):
+        fused.train_sample(X[k], y[k])
+        plain.train_sample(X[k], y[k])
+    fused.close()
+    plain.close()
+    return fused, plain
+
+
+@pytest.mark.parametrize("rule", ["sgd", "fsgd"])
+@pytest.mark.parametrize("dtype", ["float64", "int"])
+def test_fused_sample_logs_the_per_message_rows(tmp_path, rule, dtype):
+    """Row for row, in each actor's order; only ``compute_s`` and ``t_wall`` may differ."""
+    fused, plain = fused_and_plain(tmp_path, rule, dtype)
+    assert fused.backend.calls == 8 < plain.backend.calls
+    got, want = actor_rows(tmp_path / "fused"), actor_rows(tmp_path / "plain")
+    assert sorted(got) == sorted(want) == ["backward.2.0", "backward.3.0", "forward.1.0", "forward.2.0",
+                                           "forward.3.0"]
+    for actor in want:
+        assert got[actor] == want[actor], actor
+    if rule == "sgd":  # whole-sample messages: steps without spikes are logged too (the dropped-message rows)
+        assert any(r[4] == "forward" and r[8] == 0 for rows in want.values() for r in rows)
+    stats, table = fused.stats, read_traffic(tmp_path / "fused")
+    assert stats.as_dict() == plain.stats.as_dict()
+    totals = layer_totals(table)
+    for q in ("fwd", "err_in", "err_passed", "bwd_out"):
+        np.testing.assert_array_equal(totals[q], getattr(stats, q), err_msg=q)
+    assert stats.bwd_out.sum() > 0
+    compute = np.array(table["compute_s"])
+    assert (compute >= 0).all() and compute.sum() > 0
+    # a sample's rows carry its end time (each actor converts it to wall-clock time itself)
+    wall = {}
+    for s, w in zip(table["sample"].to_pylist(), table["t_wall"].to_pylist()):
+        wall.setdefault(s, []).append(w)
+    assert all(max(v) - min(v) < 1e-3 for v in wall.values())
+
+
+@pytest.mark.parametrize("rule", ["sgd", "fsgd"])
+def test_fused_sample_keeps_every_kth_sample(tmp_path, rule):
+    fused, plain = fused_and_plain(tmp_path, rule, "float64", samples=7, every=3)
+    got, want = actor_rows(tmp_path / "fused"), actor_rows(tmp_path / "plain")
+    assert got == want
+    assert {r[6] for rows in got.values() for r in rows} == {0, 3, 6}
