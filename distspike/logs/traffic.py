@@ -10,7 +10,7 @@ shell hands over each consumed message: ``message`` stages a one-row message as 
 tuple of integers (packed into the buffers ``STAGE`` at a time by one compiled call),
 ``segments`` packs a message of several segments (one row per segment) with one
 compiled call (``distspike.kernels.traffic``). A full buffer, ``flush()`` and
-``close()`` write one file (zstd Parquet, one row group). A file is written under a
+``close()`` write one file (LZ4 Parquet, one row group). A file is written under a
 temporary name starting with ``'.'`` in the same directory, fsync'ed and then renamed
 with ``os.replace``, so a killed process leaves only complete part files (plus at
 most one hidden temporary file, which readers skip and the next recorder of that
@@ -28,6 +28,7 @@ import os
 import re
 import time
 import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import chain
 from pathlib import Path
 
@@ -47,7 +48,7 @@ __all__ = ["SCHEMA", "DIRECTIONS", "QUANTITIES", "TrafficError", "TrafficRecorde
 TRAFFIC_DIR = "traffic"
 DIRECTIONS = ("forward", "backward")
 _DIRECTION_CODE = {d: k for k, d in enumerate(DIRECTIONS)}
-COMPRESSION = "zstd"
+COMPRESSION = "lz4"  # vs zstd: 0.14 vs 0.21 us per row written, 9 vs 4.3 bytes per row (bench of 40k rows)
 _PART = re.compile(r"^part-(\d{6,})\.parquet$")
 _TEMP = re.compile(r"^\.part-\d{6,}\.parquet\.tmp$")
 
@@ -115,8 +116,12 @@ class TrafficRecorder:
     figures, no arrays); every ``STAGE`` messages, and before anything else is
     buffered or flushed, ``pack()`` turns them into rows with one compiled call. A
     message of several segments (``segments(...)``) is packed at once, one compiled
-    call per message. Writes happen in the calling thread when the row buffer is
-    full and on ``flush()`` / ``close()``.
+    call per message. When the row buffer is full its rows go to a background thread
+    that writes the part file while training goes on (one part in flight at a time;
+    the next full buffer waits for it). ``flush()``, ``close()`` and ``discard()`` wait
+    for that write first, so after them every row handed off is in a complete file (a
+    checkpoint's list of parts, or a rollback's, is never overtaken by a late write).
+    A failed background write raises at the next write, flush, close or discard.
     """
 
     def __init__(self, run_dir, name: str, kind: str, layer: int, shard: int, logging,
@@ -137,6 +142,8 @@ class TrafficRecorder:
         self.rows_written = 0
         self.saturated = 0  # rows whose integers were clamped to their column type
         self.files_written: list[Path] = []
+        self._writer: ThreadPoolExecutor | None = None  # one background writer thread, started on first use
+        self._pending: Future | None = None  # the part file being written in the background
 
     def _drop_stale_temps(self) -> None:
         """Remove this actor's temporary files left by a killed writer (never complete)."""
@@ -294,17 +301,36 @@ class TrafficRecorder:
         self.saturated += rows
 
     def flush(self) -> Path | None:
-        """Write the staged and buffered rows as the next part file; its path, or None if nothing was buffered."""
-        self.pack()
-        return self._write_buffer()
+        """Write the staged and buffered rows as the next part file; its path, or None if nothing was buffered.
 
-    def _write_buffer(self) -> Path | None:
+        Waits for a background write first: afterwards every recorded row is in a complete file.
+        """
+        self.pack()
+        self._wait()
+        return self._write_buffer(background=False)
+
+    def _write_buffer(self, background: bool = True) -> Path | None:
+        """Hand the buffered rows to the writer thread (``background``) or write them here; the buffers restart."""
         if not self._n:
             return None
-        path = self._write(self.table())
+        self._wait()
+        table = self.table()
         self.rows_written += self._n
         self._n = 0
-        return path
+        if not background:
+            return self._write(table)
+        # the table may share memory with the buffers: the thread keeps those, new ones take the next rows
+        self._ints, self._floats = np.zeros_like(self._ints), np.zeros_like(self._floats)
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"traffic-{self.name}")
+        self._pending = self._writer.submit(self._write, table)
+        return None
+
+    def _wait(self) -> None:
+        """Finish the background write in flight, if any (raising its error)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
 
     def _write(self, table: pa.Table) -> Path:
         """Temporary hidden file, fsync, atomic rename: readers never see a partial part."""
@@ -323,9 +349,17 @@ class TrafficRecorder:
     def close(self) -> None:
         """Write what is staged and buffered; the recorder stays usable (a later message starts a new part)."""
         self.flush()
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
 
     def discard(self) -> int:
-        """Drop the staged and buffered rows unwritten (a rollback to a checkpoint replays them); how many."""
+        """Drop the staged and buffered rows unwritten (a rollback to a checkpoint replays them); how many.
+
+        A part already handed to the writer thread is finished first, so the rollback that
+        follows sees it (and moves it aside if it is newer than the checkpoint).
+        """
+        self._wait()
         n = self._n + len(self._staged)
         self._n, self._staged = 0, []
         return n
