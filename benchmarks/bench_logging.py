@@ -81,27 +81,11 @@ def timed(net, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-def _distinct_placement_groups() -> None:
-    """Ray: give each net's placement group its own name (``ray_net`` names them all ``distspike``,
-    and a name can exist once per Ray instance), so that two nets share one embedded Ray."""
-    from distspike.runtime import ray_backend
-    if getattr(ray_backend.placement_group, "distinct", False):
-        return
-    original, count = ray_backend.placement_group, iter(range(10 ** 6))
-
-    def placement_group(bundles, strategy, name):
-        return original(bundles, strategy=strategy, name=f"{name}-bench-{next(count)}")
-
-    placement_group.distinct = True
-    ray_backend.placement_group = placement_group
-
-
 def make_nets(cfg: NetConfig, runtime: RuntimeConfig, run_dir: Path) -> dict:
     """``off``, ``on`` (and ``null`` in-process) nets of the same config."""
     if runtime.kind != "local":
         from distspike.runtime.ray_backend import start_ray
         start_ray(runtime, 64)  # logical CPUs for both nets' actors (they mostly wait); no-op if running
-        _distinct_placement_groups()
     nets = {"off": make_net(cfg, runtime)}
     if runtime.kind == "local":
         nets["null"] = make_net(cfg, runtime, logging=LoggingConfig(), run_dir=str(run_dir / "null"))

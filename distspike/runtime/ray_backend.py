@@ -33,6 +33,7 @@ import contextlib
 import os
 import tempfile
 import time
+import uuid
 
 import numpy as np
 import ray
@@ -359,7 +360,8 @@ def loopback_only():
 
 def place(bundles: list[dict], names: list[str], runtime: RuntimeConfig):
     """Create the placement group and wait at most ``timeout_s`` for it; else name the bundle."""
-    pg = placement_group(bundles, strategy=runtime.placement.strategy, name="distspike")
+    # a name exists once per Ray namespace: each net's group gets its own, so nets can share a Ray
+    pg = placement_group(bundles, strategy=runtime.placement.strategy, name=f"distspike-{uuid.uuid4().hex[:12]}")
     ready = pg.ready()
     done, _ = ray.wait([ready], timeout=runtime.placement.timeout_s)
     if done:

@@ -99,3 +99,17 @@ def test_malformed_counts_are_rejected_before_anything_is_applied(ray_cluster):
         after = b.state()
         for k in before:
             np.testing.assert_array_equal(before[k], after[k], err_msg=k)
+
+
+def test_two_nets_share_one_ray_instance(ray_cluster):
+    """Each net gets its own placement group (names are unique per Ray namespace)."""
+    X, y = _data(3)
+    expected = local_net(_cfg(rule="fsgd"))
+    _train(expected, X, y)
+    runtime = RuntimeConfig("ray_cluster", 1, address="auto")
+    with make_net(_cfg(rule="fsgd"), runtime) as a, make_net(_cfg(rule="fsgd"), runtime) as b:
+        _train(a, X, y)
+        _train(b, X, y)
+        for w, wa, wb in zip(expected.raw_weights(), a.raw_weights(), b.raw_weights()):
+            np.testing.assert_array_equal(wa, w)
+            np.testing.assert_array_equal(wb, w)
