@@ -320,7 +320,7 @@ class TrafficRecorder:
         if not background:
             return self._write(table)
         # the table may share memory with the buffers: the thread keeps those, new ones take the next rows
-        self._ints, self._floats = np.zeros_like(self._ints), np.zeros_like(self._floats)
+        self._ints, self._floats = np.empty_like(self._ints), np.empty_like(self._floats)  # only [:_n] is read
         if self._writer is None:
             self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"traffic-{self.name}")
         self._pending = self._writer.submit(self._write, table)

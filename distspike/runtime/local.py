@@ -53,7 +53,7 @@ class LocalBackend:
         L = len(self.fq)
         stats = np.zeros((inputs.n_parts, 4, L + 1), np.int64)
         first = self.fq[1][0]
-        logging = first.recorder is not None and not first.position[1] % first.recorder.every
+        logging = first.recorder is not None and first.recorder.keeps(first.position[1])
         # SGD's per-message path sends a whole sample per message (``Scheduler._train_sample_wide``)
         mode = LOG_OFF if not logging else LOG_LIVE if fractional else LOG_DEAD
         if self._log_table is None:
