@@ -79,11 +79,13 @@ def table(rows: list[tuple[str, dict]]) -> str:
     """Markdown table: one row per runtime, ratios against ``local:1`` and the 1-shard Ray run."""
     base = dict(rows).get("local:1")
     ray1 = dict(rows).get("ray_local:1")
-    lines = ["| runtime | train samples/s | calls/sample | actor busy s/sample | x local | x ray 1 shard "
+    ray1c = dict(rows).get("ray_local:1:compiled")
+    lines = ["| runtime | train samples/s | calls/sample | actor busy s/sample | x local | x ray 1 shard (same mode) "
              "| predict samples/s | calls/predicted sample |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for spec, r in rows:
         vs_local = f"{r['sps'] / base['sps']:.3f}" if base else "-"
-        vs_ray1 = f"{r['sps'] / ray1['sps']:.2f}" if ray1 and spec.startswith("ray") else "-"
+        ref = ray1c if spec.endswith(":compiled") else ray1  # shards compared within one mode
+        vs_ray1 = f"{r['sps'] / ref['sps']:.2f}" if ref and spec.startswith("ray") else "-"
         busy = f"{r['busy']:.4f}" if spec.startswith("ray") else "-"
         ev = (f"{r['eval_sps']:.1f} | {r['eval_calls']:.1f}") if "eval_sps" in r else "- | -"
         lines.append(f"| {spec} | {r['sps']:.2f} | {r['calls']:.1f} | {busy} | {vs_local} | {vs_ray1} | {ev} |")
@@ -118,7 +120,8 @@ def main() -> None:
     ap.add_argument("--dtype", default="float64", choices=["float32", "float64", "int"])
     ap.add_argument("--samples", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=10)
-    ap.add_argument("--runtimes", default="local:1,ray_local:1,ray_local:2")
+    ap.add_argument("--runtimes", default="local:1,ray_local:1,ray_local:2,ray_local:1:compiled,ray_local:2:compiled",
+                    help="kind:shards[:compiled] (compiled: runtime.compiled, a Ray Compiled Graph per sample)")
     ap.add_argument("--eval", type=int, default=20, help="predictions timed after training (0: none)")
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--write", action="store_true", help="also write section 'ray' of results/benchmarks.md")
@@ -133,8 +136,9 @@ def main() -> None:
     print(f"# {head}\n# {config}", flush=True)
     rows = []
     for spec in args.runtimes.split(","):
-        kind, shards = spec.split(":")
-        r = measure(cfg, RuntimeConfig(kind, int(shards)), X, y, args.warmup, args.eval)
+        kind, shards, *mode = spec.split(":")
+        runtime = RuntimeConfig(kind, int(shards), compiled=mode == ["compiled"])
+        r = measure(cfg, runtime, X, y, args.warmup, args.eval)
         rows.append((spec, r))
         print(f"{spec:<16}{r['sps']:>10.2f} samples/s{r['calls']:>8.1f} calls/sample"
               f"{r['busy']:>10.4f} busy s/sample", flush=True)

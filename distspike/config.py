@@ -209,6 +209,9 @@ class RuntimeConfig:
     *not* done silently: a layer smaller than ``shards`` is a config error).
     ``address`` (``ray_cluster``) is the cluster to join, e.g. ``"ray://head:10001"``
     or ``"auto"``. ``temp_dir`` is the embedded instance's own temp directory.
+    ``compiled`` (Ray runtimes): train each sample as one execution of a Ray Compiled
+    Graph where the schedule allows (breadth-first, held errors, FSGD, not smooth;
+    ``runtime/compiled.py``); actors then pass batches through shared-memory channels.
     """
 
     kind: str = "local"
@@ -216,12 +219,14 @@ class RuntimeConfig:
     address: str | None = None
     temp_dir: str | None = None
     placement: PlacementConfig = field(default_factory=PlacementConfig)
+    compiled: bool = False
 
     def __post_init__(self) -> None:
         _check_choice("runtime", self.kind, RUNTIMES)
         _check_positive("runtime.shards", self.shards, integer=True)
         _check_optional_str("runtime.address", self.address)
         _check_optional_str("runtime.temp_dir", self.temp_dir)
+        _check_bool("runtime.compiled", self.compiled)
         if self.kind == "ray_cluster" and not self.address:
             raise ConfigError("runtime.address=None: runtime=ray_cluster needs the address of the cluster to join")
 

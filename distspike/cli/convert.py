@@ -131,7 +131,7 @@ def placement_config(node: dict) -> PlacementConfig:
 def runtime_config(node: dict, placement: dict) -> RuntimeConfig:
     """``runtime`` + ``placement`` -> ``RuntimeConfig`` (placement is its own group for the CLI)."""
     return RuntimeConfig(node["kind"], node["shards"], node["address"], node["temp_dir"],
-                         placement_config(placement))
+                         placement_config(placement), node["compiled"])
 
 
 def data_spec(node: dict) -> DataSpec:

@@ -56,6 +56,7 @@ class RuntimeSchema:
     shards: int = 1
     address: Optional[str] = None
     temp_dir: Optional[str] = None
+    compiled: bool = False
 
 
 @dataclass

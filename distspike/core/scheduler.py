@@ -90,6 +90,9 @@ class Scheduler:
         # held errors + breadth-first, not smooth: a whole sample in one compiled call when the
         # backend offers it (in-process, one shard per layer)
         self.fused = self.hold and not self.lifo and not self.smooth and getattr(backend, "can_fuse", lambda: False)()
+        # the same schedule with FSGD as one Ray Compiled Graph execution per sample (runtime.compiled)
+        self.compiled = (self.hold and not self.lifo and not self.smooth and not self.sample_wide
+                         and getattr(backend, "can_compile", lambda: False)())
 
     # -- one training sample (paper section 3.8) --------------------------------
     def train_sample(self, x: np.ndarray, neg_y: np.ndarray, epoch: int = 0, sample: int = 0) -> None:
@@ -105,6 +108,9 @@ class Scheduler:
         targets = self.tgt.steps(neg_y, self.T)
         if self.fused:
             self._train_sample_fused(x, targets)
+            return
+        if self.compiled and self.trace is None:
+            self.backend.train_compiled(self._emit_inputs(x), targets, self.T)
             return
         if self.sample_wide:
             self._train_sample_wide(x, targets, epoch, sample)

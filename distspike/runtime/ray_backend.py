@@ -42,8 +42,9 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from distspike.config import LoggingConfig, NetConfig, RuntimeConfig
 from distspike.core.messages import MessageError, Segments, SpikeBatch, merge_parts
-from distspike.core.modules import Numerics
+from distspike.core.modules import ErrorCounter, Numerics
 from distspike.core.network import SpikingNet, init_weights
+from distspike.runtime.compiled import SampleGraph
 from distspike.runtime.local import make_recorder, shard_plan
 from distspike.runtime.shell import Shell, make_module
 
@@ -57,8 +58,10 @@ class Pending:
     """A batch that exists only as refs: ``kind`` says how to assemble it from ``refs``.
 
     ``("shards",)``: the outputs of all shards of one layer, merged into unsharded
-    order. ``("gated", n)``: ``n`` pass masks from the forward shards, then the parts
-    of the gated batch; the passed events are selected.
+    order. ``("gated", n, inner)``: ``n`` pass masks from the forward shards, then the
+    parts of the gated batch (``inner``); the passed events are selected.
+    ``("rooted", n)``: the ``(roots, mask)`` pairs of the ``n`` shards of the output gate
+    (compiled sample graph, ``runtime/compiled.py``); the passed roots are selected.
     """
 
     __slots__ = ("kind", "refs")
@@ -74,6 +77,9 @@ def assemble(kind: tuple, parts: list):
     if kind[0] == "shards":
         return merge_parts(list(parts)).plain()
     n = kind[1]
+    if kind[0] == "rooted":  # n (roots, mask) pairs of the output gate's shards (compiled sample graph)
+        masks = [p[1] for p in parts[:n]]
+        return parts[0][0].select(np.logical_or.reduce(masks) if n > 1 else masks[0])
     mask = np.logical_or.reduce(parts[:n]) if n > 1 else parts[0]
     return assemble(kind[2], parts[n:]).select(mask)
 
@@ -138,6 +144,7 @@ class ShardActor:
         self.next_seq = 0  # number of the next message to apply
         self.rejected: str | None = None  # why the last rejected message was rejected
         self.busy_s = 0.0  # seconds spent applying numbered messages (benchmarks: actor time vs wall time)
+        self.counter: ErrorCounter | None = None  # held errors of the output gate (compiled sample graph)
 
     # -- message checks: everything is checked before anything is applied ------------
     def _accept(self, head, pos) -> None:
@@ -265,6 +272,60 @@ class ShardActor:
     @_numbered
     def preact(self):
         return self.shell.preact()
+
+    # -- compiled sample graph (runtime.compiled, ``runtime/compiled.py``) ----------------
+    def node(self, ctx, k: int, step: int, op: str, static: tuple, *parts):
+        """Message ``k`` of this actor in one execution of the compiled sample graph.
+
+        ``ctx = (epoch, sample, bases)`` comes from the graph's input: the message is
+        number ``bases[name] + k`` at position ``(epoch, sample, step)``, so it is checked
+        and numbered like any other message. ``op`` names the message, ``static`` are its
+        fixed arguments, ``parts`` the batches of the nodes it reads.
+        """
+        epoch, sample, bases = ctx
+        head, pos = (bases[self.name] + k, self.shell.layer), (epoch, sample, step, True)
+        return getattr(self, f"graph_{op}")(head, pos, *static, *parts)
+
+    # Every message of the graph is sent every sample; an empty batch is not handed to the
+    # shell (the scheduler drops empty batches; an empty message changes no state), so the
+    # shells log the same messages as in the other runtimes.
+    @_numbered
+    def graph_forward(self, kind, *parts):
+        batch = self._batch(kind, parts)
+        return self.shell.forward(batch, True) if len(batch) else SpikeBatch.empty()
+
+    @_numbered
+    def graph_root_gate(self, n_out, kind, *parts):
+        """Held errors at the output (``ErrorCounter``), launched as roots, then gated: ``(roots, mask)``.
+
+        ``parts``: the output layer's ``n_out`` shard outputs of this step, then the target
+        spikes of this step. Every shard of the output gate keeps the same counter, so
+        all launch the same roots; each gates (and updates) its own block.
+        """
+        if self.counter is None or self.shell.position[2] == 0:
+            self.counter = ErrorCounter(self.shell.module.spec.n_out)
+        self.counter.add(self._batch(kind, parts[:n_out]))
+        self.counter.add(self._batch(("value",), parts[n_out:]))
+        roots = self.counter.launch()
+        return roots, (self.shell.gate(roots) if len(roots) else np.zeros(0, np.bool_))
+
+    @_numbered
+    def graph_gate(self, kind, *parts):
+        batch = self._batch(kind, parts)
+        return self.shell.gate(batch) if len(batch) else np.zeros(0, np.bool_)
+
+    @_numbered
+    def graph_backward(self, count_kind, n_count, kind, *parts):
+        """The step's count batch (spikes entering this layer), then the backward batch (breadth-first)."""
+        counted, batch = self._batch(count_kind, parts[:n_count]), self._batch(kind, parts[n_count:])
+        self.shell._check(counted, "count")
+        self.shell._check(batch, "bwd")
+        if len(counted):
+            self.shell.count(counted)
+        if len(batch):
+            return self.shell.backward(batch, False)
+        return Segments(SpikeBatch.empty(), np.zeros_like(batch.bounds), batch.steps) \
+            if isinstance(batch, Segments) else SpikeBatch.empty()
 
     # -- control (not numbered: reads, checkpoints, logs) ------------------------------
     def weights(self):
@@ -441,8 +502,10 @@ class RayBackend:
     #: seconds an actor may take to answer a ping after a loss before it is counted as lost too
     ping_timeout_s = 60.0
 
-    def __init__(self, actors: dict[str, object], factory: ActorFactory, owns_ray: bool):
+    def __init__(self, actors: dict[str, object], factory: ActorFactory, owns_ray: bool, compiled: bool = False):
         self.actors, self.factory, self.pg, self.owns_ray = actors, factory, factory.pg, owns_ray
+        self.compiled = compiled  # runtime.compiled: train samples through a SampleGraph where it applies
+        self.graph: SampleGraph | None = None  # built on first use; torn down when actors are replaced
         self.fq: dict[int, list[str]] = {}
         self.bq: dict[int, list[str]] = {}
         self.layer_of: dict[str, int] = {}
@@ -455,8 +518,43 @@ class RayBackend:
         self.pos = (0, 0, 0, True)
         self.calls = 0
 
+    def can_compile(self) -> bool:
+        """Whether ``train_compiled`` is on (``runtime.compiled``); the scheduler decides where it applies."""
+        return self.compiled
+
+    def train_compiled(self, inputs: Segments, targets: Segments, steps: int) -> None:
+        """One training sample as one execution of the compiled sample graph; waits for it.
+
+        Messages are numbered as if sent one by one. Raises what any message raised (a
+        lost actor as one of ``failures``).
+        """
+        self.check()
+        self.send_counts()
+        if self.graph is None:
+            self.graph = SampleGraph(self.actors, self.fq, self.bq, steps)
+        bases = dict(self.seq)
+        for name, n in self.graph.sent.items():
+            self.seq[name] += n
+        self.calls += self.graph.messages
+        self.graph.run(self.pos[0], self.pos[1], bases, inputs.parts, targets.parts)
+
+    def drop_graph(self) -> None:
+        """Tear the compiled graph down (before actors are replaced or stopped); rebuilt on next use."""
+        graph, self.graph = self.graph, None
+        if graph is not None:
+            try:
+                graph.teardown()
+            except Exception:  # noqa: BLE001 - a graph with a lost actor may fail to tear down; it is dropped anyway
+                pass
+
     def _send(self, name: str, method: str, *args) -> ray.ObjectRef:
-        """Submit message ``method`` to actor ``name`` with its header ``(seq, layer)`` and the position."""
+        """Submit message ``method`` to actor ``name`` with its header ``(seq, layer)`` and the position.
+
+        A compiled sample graph is torn down first: its actors busy-wait on their channels
+        while it exists, which would slow down every other message (e.g. predictions).
+        """
+        if self.graph is not None:
+            self.drop_graph()
         ref = getattr(self.actors[name], method).remote((self.seq[name], self.layer_of[name]), self.pos, *args)
         self.seq[name] += 1
         self.tail[name] = ref
@@ -589,8 +687,10 @@ class RayBackend:
         return ", ".join(self.unanswered()) or "unknown"
 
     def explains_loss(self, err: BaseException) -> bool:
-        """A failed task (e.g. a message rejected as out of order) while some actor is lost."""
-        return isinstance(err, ray.exceptions.RayTaskError) and bool(self.unanswered())
+        """A failed task (e.g. a message rejected as out of order), or a closed channel of the compiled
+        graph, while some actor is lost."""
+        echoes = (ray.exceptions.RayTaskError, ray.exceptions.RayChannelError)
+        return isinstance(err, echoes) and bool(self.unanswered())
 
     def unanswered(self) -> list[str]:
         """Actors that are dead or do not answer a ping within ``ping_timeout_s`` (after their queue)."""
@@ -605,6 +705,7 @@ class RayBackend:
 
     def revive(self) -> list[str]:
         """Re-create every actor that is dead or does not answer; their names."""
+        self.drop_graph()
         lost = self.unanswered()
         for name in lost:
             ray.kill(self.actors[name], no_restart=True)
@@ -633,6 +734,7 @@ class RayBackend:
         if self.actors is None:
             return
         try:
+            self.drop_graph()
             self.send_counts()
             for ref in [a.close.remote() for a in self.actors.values()]:
                 try:
@@ -669,4 +771,4 @@ def ray_net(cfg: NetConfig, runtime: RuntimeConfig, weights: list[np.ndarray] | 
     factory = ActorFactory([(n, kind, spec, block.shape) for n, kind, spec, block in plan], bundles, pg, num,
                            logging, run_dir)
     actors = {name: factory.spawn(name, block) for name, _, _, block in plan}
-    return SpikingNet(cfg, RayBackend(actors, factory, owns))
+    return SpikingNet(cfg, RayBackend(actors, factory, owns, runtime.compiled))

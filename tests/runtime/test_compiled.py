@@ -1,0 +1,135 @@
+"""``runtime.compiled``: a training sample as one Ray Compiled Graph execution equals the other runtimes.
+
+The in-process runtime is itself checked against the event oracle, so bit-equality
+with it (weights, both replicas, spike totals, predictions, traffic rows) checks the
+compiled schedule (``runtime/compiled.py``) against the paper's breadth-first routing.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from distspike.config import ConfigError, LoggingConfig, ModelConfig, NetConfig, RuntimeConfig, TrainingConfig
+from distspike.logs.traffic import read_traffic
+from distspike.runtime import make_net
+from distspike.runtime.local import local_net
+
+pytestmark = pytest.mark.ray
+SIZES = (12, 7, 5, 4)
+ROW_KEY = ("actor", "direction", "epoch", "sample", "step", "events_in", "events_out_pos", "events_out_neg")
+
+
+def _cfg(rule="fsgd", dtype="float64", column_read="before_update"):
+    # the oracle tests' spiking-heavy net: every layer fires, backward batches repeat units
+    return NetConfig(ModelConfig(SIZES, 1.2, dtype),
+                     TrainingConfig(rule=rule, steps=5, eta=0.25, column_read=column_read), seed=7)
+
+
+def _data(n=6):
+    rng = np.random.default_rng(0)
+    return rng.uniform(0, 1, (n, SIZES[0])), rng.integers(0, SIZES[-1], n)
+
+
+def _compiled(shards: int) -> RuntimeConfig:
+    return RuntimeConfig("ray_cluster", shards, address="auto", compiled=True)
+
+
+def _assert_same(net, local) -> None:
+    for l, (a, b) in enumerate(zip(local.raw_weights(), net.raw_weights()), start=1):
+        np.testing.assert_array_equal(b, a, err_msg=f"W_{l}")
+    fw = net.raw_weights()
+    for l, wb in net.backend.backward_weights().items():
+        np.testing.assert_array_equal(wb, fw[l - 1], err_msg=f"backward replica of W_{l}")
+    assert net.stats.as_dict() == local.stats.as_dict()
+
+
+@pytest.mark.parametrize("dtype,shards,column_read", [
+    ("float64", 1, "before_update"), ("int", 2, "after_update"),
+    # every actor of a compiled graph busy-waits: 15 of them take long on a 2-core CI machine
+    pytest.param("float64", 3, "before_update", marks=pytest.mark.slow)])
+def test_compiled_fsgd_equals_in_process_bit_for_bit(ray_cluster, dtype, shards, column_read):
+    cfg = _cfg("fsgd", dtype, column_read)
+    X, y = _data()
+    local = local_net(cfg, shards=shards)
+    with make_net(cfg, _compiled(shards)) as net:
+        for k in range(len(X)):
+            local.train_sample(X[k], y[k])
+            net.train_sample(X[k], y[k])
+        graph = net.backend.graph
+        assert graph is not None, "the sample did not run as a compiled graph"
+        # every message of the breadth-first schedule, every sample: T * (forward + gate + backward)
+        n_fwd, n_bwd = len(SIZES) - 1, len(SIZES) - 2
+        assert graph.messages == cfg.training.steps * shards * (2 * n_fwd + n_bwd)
+        assert net.backend.calls == len(X) * graph.messages
+        _assert_same(net, local)
+        np.testing.assert_array_equal(net.predict(X), local.predict(X))
+        assert net.backend.graph is None  # predictions are plain messages: the graph was torn down
+        net.train_sample(X[0], y[0])  # and is built again for the next training sample
+        local.train_sample(X[0], y[0])
+        assert net.backend.graph is not None
+        _assert_same(net, local)
+
+
+def test_compiled_runs_log_the_same_traffic_rows_as_in_process(ray_cluster, tmp_path):
+    """Empty messages travel in the graph but are not handed to the shells: the same rows as in-process."""
+    cfg = _cfg("fsgd")
+    X, y = _data(4)
+    logging = LoggingConfig(traffic=True, every=1)
+    local = local_net(cfg, logging=logging, run_dir=str(tmp_path / "local"))
+    for k in range(len(X)):
+        local.train_sample(X[k], y[k])
+    local.close()
+    with make_net(cfg, _compiled(1), logging=logging, run_dir=str(tmp_path / "ray")) as net:
+        for k in range(len(X)):
+            net.train_sample(X[k], y[k])
+    rows = {}
+    for name in ("local", "ray"):
+        t = read_traffic(tmp_path / name, list(ROW_KEY)).to_pydict()
+        rows[name] = Counter(zip(*(t[c] for c in ROW_KEY)))
+    assert rows["ray"] == rows["local"]
+
+
+def test_sgd_and_depth_first_fall_back_to_plain_messages(ray_cluster):
+    """Only held-error breadth-first FSGD has the static per-step schedule the graph binds."""
+    X, y = _data(2)
+    for cfg in (_cfg("sgd"), NetConfig(_cfg().model, _cfg().training, routing="dfs", seed=7)):
+        local = local_net(cfg)
+        with make_net(cfg, _compiled(1)) as net:
+            for k in range(len(X)):
+                local.train_sample(X[k], y[k])
+                net.train_sample(X[k], y[k])
+            assert net.backend.graph is None
+            _assert_same(net, local)
+
+
+def test_compiled_must_be_a_bool():
+    with pytest.raises(ConfigError, match=r"runtime\.compiled"):
+        RuntimeConfig("ray_local", 1, compiled="yes")
+
+
+def test_a_killed_actor_is_restored_and_the_compiled_run_ends_bit_equal(ray_cluster):
+    """The graph of a lost actor is torn down; the guard restores the snapshot and the graph is built again."""
+    import ray
+
+    from distspike.runtime.loop import fit
+    from distspike.runtime.recovery import Guard
+
+    cfg = _cfg("fsgd", "int")
+    X, y = _data(12)
+    local = local_net(cfg)
+    fit(local, X, y, X[:3], y[:3], 1, progress=False, guard=Guard(local))
+    with make_net(cfg, _compiled(1)) as net:
+        train_sample, killed = net.train_sample, []
+
+        def wrapped(x, label):
+            train_sample(x, label)
+            if net.samples_seen == 7 and not killed:
+                killed.append("forward.2.0")
+                ray.kill(net.backend.actors["forward.2.0"])
+        net.train_sample = wrapped
+        guard = Guard(net, every=4, max_restarts=2)
+        fit(net, X, y, X[:3], y[:3], 1, progress=False, guard=guard)
+        assert killed and [r["actor"] for r in guard.restarts] == killed
+        _assert_same(net, local)
