@@ -46,6 +46,9 @@ class NullRecorder:
 
     every = 1
 
+    def keeps(self, sample: int) -> bool:
+        return True
+
     def message(self, *message) -> None:
         pass
 
