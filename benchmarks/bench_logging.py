@@ -44,7 +44,8 @@ SIZES = (784, 300, 300, 10)
 class NullRecorder:
     """Accepts messages and drops them: isolates the shell-side cost of logging."""
 
-    every = 1
+    every, capacity = 1, LoggingConfig().flush_rows
+    _staged, sample_rows = (), None
 
     def keeps(self, sample: int) -> bool:
         return True
@@ -55,7 +56,7 @@ class NullRecorder:
     def segments(self, *message) -> None:
         pass
 
-    def fused_rows(self, *rows) -> None:
+    def take(self, *rows) -> None:
         pass
 
     def flush(self) -> None:

@@ -39,7 +39,7 @@ import numpy as np
 from numba import njit
 
 from distspike.kernels.herding import NO_UPDATE, UPDATE_AFTER, UPDATE_BEFORE, herd_rows, herd_segments
-from distspike.kernels.traffic import BACKWARD, SENT_BATCH, SENT_MASK, SENT_NONE
+from distspike.kernels.traffic import BACKWARD, SENT_BATCH, SENT_MASK, SENT_NONE, put_message_row
 from distspike.kernels.updates import count_events, gate_and_update, launch_errors
 
 FWD_OUT, ERR_IN, ERR_PASSED, BWD_OUT = 0, 1, 2, 3  # same order as the shells' counters
@@ -118,16 +118,20 @@ def select_segments(idx, sign, bounds, mask):
 
 
 @njit(cache=True)
-def rows_by_actor(log, rows, n_actors, sample_wide):
-    """Each actor's rows of ``log[:rows]``, in their order: ``(table (M, 5), cuts (n_actors + 1,))``.
+def append_by_actor(log, rows, n_actors, sample_wide, actor, ints, floats, n, epoch, sample, t0_ns, t1_ns, wall_ns,
+                    header_bytes, event_bytes):
+    """Append the sample's traffic rows ``log[:rows]`` to row buffers at row ``n``, grouped by actor.
 
-    The table holds ``form, step, events_in, pos, n_out``; actor ``a``'s rows are
-    ``cuts[a]:cuts[a+1]``. Without ``sample_wide`` the rows of sent messages
-    (``live``). With it (SGD's per-message path, ``Scheduler._train_sample_wide``, sends
-    every actor one forward-direction message with all ``T`` steps, empty or not, and at
-    most one backward-direction message with all segments of the sample): all of an
-    actor's forward-direction rows, then its backward-direction rows, the dropped ones
-    too, if any of them was sent.
+    Returns the next free row, or -1 (nothing written) when they do not fit. Row ``j``
+    written gets its actor in ``actor[j]`` and its columns in ``ints[:, j]``,
+    ``floats[:, j]`` in the recorders' layout (``kernels/traffic.py``), with ``epoch``,
+    ``sample``, ``compute_s = (t1 - t0) / rows written`` and ``t_wall`` at ``t1``.
+    Actors come in index order, each with its rows in their order: without
+    ``sample_wide`` the rows of sent messages (``live``). With it (SGD's per-message
+    path, ``Scheduler._train_sample_wide``, sends every actor one forward-direction
+    message with all ``T`` steps, empty or not, and at most one backward-direction
+    message with all segments of the sample): all of an actor's forward-direction
+    rows, then its backward-direction rows, the dropped ones too, if any of them was sent.
     """
     sent = np.zeros(2 * n_actors, np.bool_)
     for r in range(rows):
@@ -142,13 +146,20 @@ def rows_by_actor(log, rows, n_actors, sample_wide):
             starts[keys[r] + 1] += 1
     for k in range(2 * n_actors):
         starts[k + 1] += starts[k]
-    table = np.empty((starts[-1], 5), np.int64)
-    fill = starts[:-1].copy()
+    m = starts[-1]
+    if n + m > actor.shape[0]:
+        return -1
+    seconds = (t1_ns - t0_ns) * 1e-9 / max(m, 1)
+    fill = starts[:-1] + n
     for r in range(rows):
-        if keys[r] >= 0:
-            table[fill[keys[r]]] = log[r, 1:6]
-            fill[keys[r]] += 1
-    return table, starts[::2].copy()
+        k = keys[r]
+        if k >= 0:
+            j = fill[k]
+            actor[j] = log[r, 0]
+            put_message_row(ints, floats, j, log[r, 1], epoch, sample, log[r, 2], log[r, 3], log[r, 4], log[r, 5],
+                             seconds, t1_ns, wall_ns, header_bytes, event_bytes)
+            fill[k] += 1
+    return n + m
 
 
 @njit(cache=True)

@@ -39,8 +39,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from numba.core.errors import TypingError
 
-from distspike.kernels.traffic import (EVENT_BYTES, FLOAT_COLUMNS, HEADER_BYTES, INT_COLUMNS, STAGED, put_form_rows,
-                                       put_row, put_segment_rows, put_staged_rows)
+from distspike.kernels.traffic import (EVENT_BYTES, FLOAT_COLUMNS, HEADER_BYTES, INT_COLUMNS, STAGED, put_row,
+                                       put_segment_rows, put_staged_rows)
 
 __all__ = ["SCHEMA", "DIRECTIONS", "QUANTITIES", "TrafficError", "TrafficRecorder", "read_traffic",
            "traffic_dir", "part_files", "layer_totals", "layer_totals_by"]
@@ -139,6 +139,7 @@ class TrafficRecorder:
         self._floats = np.zeros((len(FLOAT_COLUMNS), self.capacity), np.float64)
         self._n = 0
         self._staged: list[tuple] = []  # one-row messages not yet in the buffers (fields STAGED)
+        self.sample_rows: SampleRows | None = None  # holds this actor's rows of fused samples not yet taken
         self.rows_written = 0
         self.saturated = 0  # rows whose integers were clamped to their column type
         self.files_written: list[Path] = []
@@ -196,27 +197,27 @@ class TrafficRecorder:
             if self._n == self.capacity:
                 self._write_buffer()
 
-    def fused_rows(self, position: tuple, rows: np.ndarray, seconds: float, t1_ns: int) -> None:
-        """Rows of this actor from a fused in-process sample (``LocalBackend.train_fused``).
+    def take(self, ints: np.ndarray, floats: np.ndarray) -> None:
+        """Rows already in the buffers' layout (columns ``INT_COLUMNS``, ``FLOAT_COLUMNS``), appended in order.
 
-        ``rows`` is ``(M, 5)`` int64: form, step, events_in, pos, n_out per message
-        (segment), in message order; ``position`` gives epoch and sample. Every row gets
-        ``compute_s = seconds`` (its share of the sample) and ``t_wall`` from ``t1_ns``.
+        ``SampleRows.spill`` hands over each actor's rows of fused samples this way (only
+        kept samples); full buffers are written as usual.
         """
-        if position[1] % self.every:
-            return
-        if self._staged:
-            self.pack()
-        epoch, sample = position[0], position[1]
-        k, m, wall = 0, rows.shape[0], _wall_ns()
+        k, m = 0, ints.shape[1]
         while k < m:
-            self._n, k = put_form_rows(self._ints, self._floats, self._n, rows, k, epoch, sample, seconds, t1_ns,
-                                       wall, HEADER_BYTES, EVENT_BYTES)
+            j = min(m - k, self.capacity - self._n)
+            self._ints[:, self._n:self._n + j] = ints[:, k:k + j]
+            self._floats[:, self._n:self._n + j] = floats[:, k:k + j]
+            self._n += j
+            k += j
             if self._n == self.capacity:
                 self._write_buffer()
 
     def pack(self) -> None:
-        """Turn the staged messages into rows of the buffer (one compiled call), writing full buffers."""
+        """Take this process's rows of fused samples (``SampleRows``), then turn the staged messages into rows
+        of the buffer (one compiled call), writing full buffers."""
+        if self.sample_rows is not None and self.sample_rows.n:
+            self.sample_rows.spill()
         staged = self._staged
         if not staged:
             return
@@ -267,7 +268,7 @@ class TrafficRecorder:
     @property
     def buffered(self) -> int:
         """Rows recorded but not yet written."""
-        return self._n + len(self._staged)
+        return self._n + len(self._staged) + (self.sample_rows.pending(self) if self.sample_rows is not None else 0)
 
     def table(self) -> pa.Table:
         """The buffered rows as a table of ``SCHEMA`` (column by column, no per-row work)."""
@@ -360,12 +361,71 @@ class TrafficRecorder:
         follows sees it (and moves it aside if it is newer than the checkpoint).
         """
         self._wait()
+        if self.sample_rows is not None:
+            self.sample_rows.spill()  # rows of earlier fused samples: as if each had been handed over at once
         n = self._n + len(self._staged)
         self._n, self._staged = 0, []
         return n
 
     def __repr__(self) -> str:
-        return f"TrafficRecorder({self.name!r}, dir={str(self.directory)!r}, buffered={self._n + len(self._staged)})"
+        return f"TrafficRecorder({self.name!r}, dir={str(self.directory)!r}, buffered={self.buffered})"
+
+
+class SampleRows:
+    """The rows of several recorders of one process, appended a whole sample at a time.
+
+    A fused in-process sample (``LocalBackend.train_fused``) tables all its messages in
+    one compiled call; ``add`` appends the rows of all its actors to one buffer (one more
+    compiled call, no per-actor Python), and ``spill`` hands each recorder its rows in
+    bulk (``TrafficRecorder.take``). It spills when its buffer is full, and a recorder
+    spills it before it buffers, writes or discards anything else (``pack``), so every
+    actor's rows stay in order and ``flush()``/``close()`` write them all. ``recorders[a]``
+    is the kernel's actor ``a``. The buffer holds ``flush_rows`` rows (more if one sample needs it).
+    """
+
+    def __init__(self, recorders: list, capacity: int):
+        self.recorders = list(recorders)
+        self.n = 0
+        self._alloc(capacity)
+        for rec in self.recorders:
+            rec.sample_rows = self
+
+    def _alloc(self, capacity: int) -> None:
+        self._actor = np.empty(capacity, np.int64)
+        self._ints = np.empty((len(INT_COLUMNS), capacity), np.int64)
+        self._floats = np.empty((len(FLOAT_COLUMNS), capacity), np.float64)
+
+    def add(self, log: np.ndarray, rows: int, sample_wide: bool, position: tuple, t0_ns: int) -> None:
+        """The rows of one fused sample (``kernels/fused.py``: ``append_by_actor``) at ``position``;
+        each row's ``compute_s`` is its share of the time since ``t0_ns``."""
+        from distspike.kernels.fused import append_by_actor
+        for rec in self.recorders:
+            if rec._staged:  # per-message rows logged before this sample come first
+                rec.pack()
+        while True:
+            n = append_by_actor(log, rows, len(self.recorders), sample_wide, self._actor, self._ints, self._floats,
+                                self.n, position[0], position[1], t0_ns, _perf_ns(), _wall_ns(), HEADER_BYTES,
+                                EVENT_BYTES)
+            if n >= 0:
+                self.n = n
+                return
+            if self.n:
+                self.spill()
+            else:  # one sample larger than the buffer
+                self._alloc(2 * self._actor.shape[0])
+
+    def spill(self) -> None:
+        """Hand every recorder its rows (in order); the buffer restarts."""
+        n, self.n = self.n, 0
+        actor = self._actor[:n]
+        for a, rec in enumerate(self.recorders):
+            sel = np.flatnonzero(actor == a)
+            if sel.shape[0]:
+                rec.take(self._ints[:, sel], self._floats[:, sel])
+
+    def pending(self, recorder) -> int:
+        """Rows of ``recorder`` not yet handed over."""
+        return int(np.count_nonzero(self._actor[:self.n] == self.recorders.index(recorder)))
 
 
 def _wall_ns() -> int:

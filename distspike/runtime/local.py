@@ -31,7 +31,7 @@ class LocalBackend:
         """Whether ``train_fused`` applies: one shard per layer, recorders (if any) take whole samples."""
         shells = [sh for _, sh in self.shells()]
         return all(len(s) == 1 for s in (*self.fq.values(), *self.bq.values())) and \
-            all(sh.recorder is None or hasattr(sh.recorder, "fused_rows") for sh in shells)
+            all(sh.recorder is None or hasattr(sh.recorder, "take") for sh in shells)
 
     def train_fused(self, inputs: Segments, targets: Segments, counts: np.ndarray, num, fractional: bool,
                     read_first: bool) -> np.ndarray:
@@ -39,8 +39,8 @@ class LocalBackend:
 
         Every shell enters the sample first (a shard may enter earlier than its first
         message would make it; entering is idempotent and order-free between shards).
-        With traffic recorders the kernel also fills the sample's message table, which
-        becomes each actor's rows (``_log_fused``).
+        With traffic recorders the kernel also fills the sample's message table, whose
+        rows are appended for all actors at once (``SampleRows``).
         Returns the per-step spike totals ``(T, 4, L+1)`` and adds them to the shells' counters.
         """
         from distspike.kernels.fused import LOG_DEAD, LOG_LIVE, LOG_OFF, train_sample
@@ -72,24 +72,14 @@ class LocalBackend:
             if l >= 2:
                 self.bq[l][0].counters[3] += totals[3, l]
         if logging:
-            self._log_fused(self._log_table, rows, t0, sample_wide=not fractional)
+            # the sample's time (the kernel, until its rows are appended) is split evenly over all its rows
+            sample_rows = first.recorder.sample_rows  # shared by the recorders of all actors
+            if sample_rows is None:
+                from distspike.logs.traffic import SampleRows
+                sample_rows = SampleRows([sh.recorder for sh in self._fused_actors], first.recorder.capacity)
+            sample_rows.add(self._log_table, rows, not fractional, first.position, t0)
         self.calls += 1
         return stats
-
-    def _log_fused(self, log: np.ndarray, rows: int, t0: int, sample_wide: bool) -> None:
-        """Hand each actor its rows of a fused sample (``kernels/fused.py``: ``rows_by_actor``).
-
-        The sample's compute time (kernel and this packing) is split evenly over all its
-        rows, of all actors; every row's ``t_wall`` is the end of the sample.
-        """
-        from distspike.kernels.fused import rows_by_actor
-        actors = self._fused_actors
-        table, cuts = rows_by_actor(log, rows, len(actors), sample_wide)
-        t1 = time.perf_counter_ns()
-        seconds = (t1 - t0) * 1e-9 / max(table.shape[0], 1)
-        for a, shell in enumerate(actors):
-            if cuts[a + 1] > cuts[a]:
-                shell.recorder.fused_rows(shell.position, table[cuts[a]:cuts[a + 1]], seconds, t1)
 
     def _fused_lists(self):
         """Typed lists referencing (not copying) the modules' state arrays, layer by layer."""
