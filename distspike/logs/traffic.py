@@ -97,11 +97,16 @@ def _next_seq(directory: Path) -> int:
 
 
 _STRINGS = ["run_id", "actor", "module", "direction"]  # dictionary-encoded in the files
+# Min/max statistics (for filters that skip whole files) only where they select: along the run. The
+# files store no Arrow schema (the table's strings are dictionary-encoded in memory, Parquet's column
+# types give SCHEMA back: a reader gets plain strings).
+_STATISTICS = ["epoch", "sample", "step"]
 
 
 def _strings(codes: np.ndarray, values) -> pa.Array:
-    """A string column from small-integer codes into ``values`` (built in C++, not per row)."""
-    return pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(list(values), pa.string())).cast(pa.string())
+    """A string column as small-integer codes into ``values``: the writer stores the codes as they are
+    (no string is built or hashed per row); the file's column is a plain string column."""
+    return pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(list(values), pa.string()))
 
 
 class TrafficRecorder:
@@ -289,7 +294,7 @@ class TrafficRecorder:
         for k, name in enumerate(FLOAT_COLUMNS):
             columns[name] = pa.array(self._floats[k, :n])
         self._warn_saturated(int(clamped.sum()))
-        return pa.Table.from_pydict(columns, schema=SCHEMA)
+        return pa.Table.from_pydict(columns)  # SCHEMA, with the strings dictionary-encoded
 
     def _warn_saturated(self, rows: int) -> None:
         """A diverging layer can emit more events in one message than ``int32`` holds: keep the
@@ -339,7 +344,7 @@ class TrafficRecorder:
         temp = self.directory / f".{final.name}.tmp"
         with open(temp, "wb") as f:  # created with the user's umask
             pq.write_table(table, f, row_group_size=max(table.num_rows, 1), use_dictionary=_STRINGS,
-                           compression=COMPRESSION)
+                           compression=COMPRESSION, store_schema=False, write_statistics=_STATISTICS)
             f.flush()
             os.fsync(f.fileno())
         os.replace(temp, final)

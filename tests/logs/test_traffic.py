@@ -65,6 +65,12 @@ def test_round_trip_every_and_parts(tmp_path):
     assert set(table["layer"].to_pylist()) == {2} and set(table["shard"].to_pylist()) == {1}
     t_wall = np.array(table.sort_by("t_wall")["t_wall"])
     assert abs(t_wall[-1] - time.time()) < 60
+    # a part read on its own (pandas, polars, DuckDB) has SCHEMA's column types: plain strings, int16, ...
+    import pyarrow.parquet as pq
+    part = run / "traffic" / f"actor={ACTOR}" / "part-000000.parquet"
+    assert pq.read_table(part).schema.remove_metadata() == SCHEMA
+    stats = pq.read_metadata(part).row_group(0).column(SCHEMA.get_field_index("sample")).statistics
+    assert (stats.min, stats.max) == (0, 4)  # files can be skipped by sample
 
 
 def test_flush_and_discard_wait_for_the_part_in_flight(tmp_path):
