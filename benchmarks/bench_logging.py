@@ -5,13 +5,20 @@ Trains identical nets (same config, seed and samples, hence the same spikes and 
 same work) side by side in one process, for each training rule:
 
 - ``off``:  logging off;
+- ``control``: (in-process only) logging off too: what two identical nets differ by
+  (the resolution of the figures);
 - ``null``: (in-process only) every shell has a recorder that drops the messages it is
-  handed, i.e. only the shell's side of logging (``Shell._log_*``: picking the fields);
+  handed, i.e. only the shell's side of logging (``Shell._log_*``: picking the fields;
+  for fused samples the kernel's message table and its append, ``SampleRows``);
 - ``on``:   ``LoggingConfig()`` (the default flush policy) writing Parquet to a temporary run dir.
 
 Chunks of samples rotate over the nets (and their order) so that machine noise hits
 all alike; absolute times mean little on a shared machine, the per-chunk ratios do.
-For each net the overhead of chunk ``c`` is ``time_c(net) / time_c(off) - 1``; the
+In-process the roles also rotate over the net objects, chunk by chunk (a role's
+recorders move to another net; all nets hold the same state between chunks): two
+identical nets without logging differ systematically by up to 6 % in time (memory
+placement), which would otherwise be read as the cost of logging.
+For each role the overhead of chunk ``c`` is ``time_c(role) / time_c(off) - 1``; the
 report gives the median over chunks, the quartiles and extremes (spread), and the
 ratio of total times. ``on - null`` is the recorder's own share (packing + Parquet).
 The last partial buffers written by ``close()`` are counted in ``on``'s last chunk.
@@ -86,12 +93,13 @@ def timed(net, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def make_nets(cfg: NetConfig, runtime: RuntimeConfig, run_dir: Path) -> dict:
-    """``off``, ``on`` (and ``null`` in-process) nets of the same config."""
+    """``off``, ``on`` (and ``control``, ``null`` in-process) nets of the same config."""
     if runtime.kind != "local":
         from distspike.runtime.ray_backend import start_ray
         start_ray(runtime, 64)  # logical CPUs for both nets' actors (they mostly wait); no-op if running
     nets = {"off": make_net(cfg, runtime)}
     if runtime.kind == "local":
+        nets["control"] = make_net(cfg, runtime)
         nets["null"] = make_net(cfg, runtime, logging=LoggingConfig(), run_dir=str(run_dir / "null"))
         for _, shell in nets["null"].backend.shells():
             shell.recorder = NullRecorder()
@@ -99,17 +107,39 @@ def make_nets(cfg: NetConfig, runtime: RuntimeConfig, run_dir: Path) -> dict:
     return nets
 
 
+def cast(nets: dict, recorders: dict, c: int) -> dict:
+    """In-process: the net object playing each role in chunk ``c`` (role ``i`` on object ``i + c``),
+    given the role's recorders (``recorders[role]``, one per shell, None without logging)."""
+    objects = list(nets.values())
+    out = {}
+    for i, role in enumerate(nets):
+        net = objects[(i + c) % len(objects)]
+        for (_, shell), recorder in zip(net.backend.shells(), recorders[role]):
+            shell.recorder = recorder
+        out[role] = net
+    return out
+
+
 def interleave(nets: dict, X, y, warmup: int, chunk: int) -> dict[str, np.ndarray]:
-    """Per-chunk (wall, CPU) seconds of each net over ``X[warmup:]``, shape (chunks, 2); who goes first rotates."""
+    """Per-chunk (wall, CPU) seconds of each role over ``X[warmup:]``, shape (chunks, 2).
+
+    Who goes first rotates; in-process the roles also rotate over the net objects (``cast``).
+    """
     for net in nets.values():
         timed(net, X[:warmup], y[:warmup])  # numba compilation, caches, actor start
-    order, times = list(nets), {k: [] for k in nets}
+    local = all(hasattr(net.backend, "train_fused") for net in nets.values())
+    recorders = {role: [sh.recorder for _, sh in net.backend.shells()] for role, net in nets.items()} if local else {}
+    order, times, n = list(nets), {k: [] for k in nets}, len(nets)
+    playing = nets
     for c, k in enumerate(range(warmup, len(X), chunk)):
         sl = slice(k, min(k + chunk, len(X)))
-        for name in order[c % len(order):] + order[:c % len(order)]:
-            times[name].append(timed(nets[name], X[sl], y[sl]))
+        if local:
+            playing = cast(nets, recorders, c)
+        first = (c // n) % n  # with the cast's period n: every role goes first on every object
+        for name in order[first:] + order[:first]:
+            times[name].append(timed(playing[name], X[sl], y[sl]))
     t0, c0 = time.perf_counter(), time.process_time()
-    nets["on"].close()  # writes the last partial buffers: counted as logging time
+    playing["on"].close()  # writes the last partial buffers: counted as logging time
     last = times["on"][-1]
     times["on"][-1] = (last[0] + time.perf_counter() - t0, last[1] + time.process_time() - c0)
     return {k: np.array(v) for k, v in times.items()}
@@ -160,7 +190,8 @@ def pct(x: float) -> str:
     return f"{100 * x:+.1f} %"
 
 
-NET_NAMES = {"null": "shell only (null recorder)", "on": "logging on"}
+NET_NAMES = {"control": "logging off (a 2nd net: noise floor)", "null": "shell only (null recorder)",
+             "on": "logging on"}
 
 
 def lines(r: dict) -> list[str]:
