@@ -150,6 +150,7 @@ class TrafficRecorder:
         self.files_written: list[Path] = []
         self._writer: ThreadPoolExecutor | None = None  # one background writer thread, started on first use
         self._pending: Future | None = None  # the part file being written in the background
+        self._spare: tuple | None = None  # the buffers of the last part handed to the writer thread
 
     def _drop_stale_temps(self) -> None:
         """Remove this actor's temporary files left by a killed writer (never complete)."""
@@ -325,8 +326,12 @@ class TrafficRecorder:
         self._n = 0
         if not background:
             return self._write(table)
-        # the table may share memory with the buffers: the thread keeps those, new ones take the next rows
-        self._ints, self._floats = np.empty_like(self._ints), np.empty_like(self._floats)  # only [:_n] is read
+        # The table may share memory with the buffers: the thread keeps those until the part is written. The
+        # next rows go to the other pair, that of the previous part (written by now: ``_wait`` above); reusing
+        # it spares the page faults of fresh memory. Only rows [:_n] are ever read, so no zeroing.
+        spare = self._spare if self._spare is not None else (np.empty_like(self._ints), np.empty_like(self._floats))
+        self._spare = (self._ints, self._floats)
+        self._ints, self._floats = spare
         if self._writer is None:
             self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"traffic-{self.name}")
         self._pending = self._writer.submit(self._write, table)
