@@ -144,8 +144,7 @@ class TrafficRecorder:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._drop_stale_temps()
         self.seq = _next_seq(self.directory)
-        self._ints = np.zeros((len(INT_COLUMNS), self.capacity), np.int64)
-        self._floats = np.zeros((len(FLOAT_COLUMNS), self.capacity), np.float64)
+        self._ints, self._floats = self._buffers()
         self._n = 0
         self._staged: list[tuple] = []  # one-row messages not yet in the buffers (fields STAGED)
         self.sample_rows: SampleRows | None = None  # holds this actor's rows of fused samples not yet taken
@@ -154,7 +153,17 @@ class TrafficRecorder:
         self.files_written: list[Path] = []
         self._writer: ThreadPoolExecutor | None = None  # one background writer thread, started on first use
         self._pending: Future | None = None  # the part file being written in the background
-        self._spare: tuple | None = None  # the buffers of the last part handed to the writer thread
+        self._spare = self._buffers()  # the buffers of the last part handed to the writer thread (free once written)
+
+    def _buffers(self) -> tuple[np.ndarray, np.ndarray]:
+        """A pair of row buffers, written once now: fresh memory page-faults on its first write (every 4 KB,
+        0.5-7 us each on the development VM, some 2 ms per 1 000 rows), better paid when the recorder is made
+        than while training. Two pairs take ``176 * flush_rows`` bytes (8.8 MB at the default)."""
+        ints = np.empty((len(INT_COLUMNS), self.capacity), np.int64)
+        floats = np.empty((len(FLOAT_COLUMNS), self.capacity), np.float64)
+        ints.fill(0)
+        floats.fill(0)
+        return ints, floats
 
     def _drop_stale_temps(self) -> None:
         """Remove this actor's temporary files left by a killed writer (never complete)."""
@@ -226,7 +235,7 @@ class TrafficRecorder:
     def pack(self) -> None:
         """Take this process's rows of fused samples (``SampleRows``), then turn the staged messages into rows
         of the buffer (one compiled call), writing full buffers."""
-        if self.sample_rows is not None and self.sample_rows.n:
+        if self.sample_rows is not None:
             self.sample_rows.spill()
         staged = self._staged
         if not staged:
@@ -277,8 +286,10 @@ class TrafficRecorder:
     # -- writing ---------------------------------------------------------------------------
     @property
     def buffered(self) -> int:
-        """Rows recorded but not yet written."""
-        return self._n + len(self._staged) + (self.sample_rows.pending(self) if self.sample_rows is not None else 0)
+        """Rows recorded but not yet written (rows of fused samples are handed over first)."""
+        if self.sample_rows is not None:
+            self.sample_rows.spill()
+        return self._n + len(self._staged)
 
     def table(self) -> pa.Table:
         """The buffered rows as a table of ``SCHEMA`` (column by column, no per-row work)."""
@@ -333,9 +344,7 @@ class TrafficRecorder:
         # The table may share memory with the buffers: the thread keeps those until the part is written. The
         # next rows go to the other pair, that of the previous part (written by now: ``_wait`` above); reusing
         # it spares the page faults of fresh memory. Only rows [:_n] are ever read, so no zeroing.
-        spare = self._spare if self._spare is not None else (np.empty_like(self._ints), np.empty_like(self._floats))
-        self._spare = (self._ints, self._floats)
-        self._ints, self._floats = spare
+        self._spare, (self._ints, self._floats) = (self._ints, self._floats), self._spare
         if self._writer is None:
             self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"traffic-{self.name}")
         self._pending = self._writer.submit(self._write, table)
@@ -386,60 +395,65 @@ class TrafficRecorder:
 
 
 class SampleRows:
-    """The rows of several recorders of one process, appended a whole sample at a time.
+    """The traffic rows of fused in-process samples, for all actors, until the recorders take them.
 
-    A fused in-process sample (``LocalBackend.train_fused``) tables all its messages in
-    one compiled call; ``add`` appends the rows of all its actors to one buffer (one more
-    compiled call, no per-actor Python), and ``spill`` hands each recorder its rows in
-    bulk (``TrafficRecorder.take``). It spills when its buffer is full, and a recorder
-    spills it before it buffers, writes or discards anything else (``pack``), so every
-    actor's rows stay in order and ``flush()``/``close()`` write them all. ``recorders[a]``
-    is the kernel's actor ``a``. The buffer holds ``flush_rows`` rows (more if one sample needs it).
+    A fused sample (``LocalBackend.train_fused``) tables its messages in its one compiled
+    call, appending them to one table for all actors (``log``, from row ``n`` on; the
+    kernel grows it if needed); ``added`` notes the sample, with no per-actor work.
+    ``spill`` turns the noted samples into each actor's rows in one compiled call
+    (``kernels/fused.py``: ``rows_by_actor``) and hands them over (``TrafficRecorder.take``).
+    It spills once ``capacity`` rows are tabled, and a recorder spills it before it
+    buffers, writes or discards anything else (``pack``), so every actor's rows stay in
+    order and ``flush()``/``close()`` write them all. ``recorders[a]`` is the kernel's actor ``a``.
+    The table is small (4 096 rows, some 40 samples of 784-300-300-10) so that it is
+    still in the CPU's caches when it is spilled: reading a cold table of 50 000 rows
+    took 5-10 ms against 2 ms warm.
     """
 
-    def __init__(self, recorders: list, capacity: int):
+    def __init__(self, recorders: list, capacity: int = 4096):
         self.recorders = list(recorders)
-        self.n = 0
-        self._alloc(capacity)
+        self.capacity = capacity
+        self.log = np.empty((capacity + 1024, 7), np.int64)  # kernels/fused.py: LOG_COLUMNS
+        self.n = 0  # rows tabled
+        self._samples: list[tuple] = []  # kernels/fused.py: SAMPLE_COLUMNS
+        self._out: tuple | None = None  # rows_by_actor's output and scratch arrays, reused
         for rec in self.recorders:
             rec.sample_rows = self
 
-    def _alloc(self, capacity: int) -> None:
-        self._actor = np.empty(capacity, np.int64)
-        self._ints = np.empty((len(INT_COLUMNS), capacity), np.int64)
-        self._floats = np.empty((len(FLOAT_COLUMNS), capacity), np.float64)
-
-    def add(self, log: np.ndarray, rows: int, sample_wide: bool, position: tuple, t0_ns: int) -> None:
-        """The rows of one fused sample (``kernels/fused.py``: ``append_by_actor``) at ``position``;
-        each row's ``compute_s`` is its share of the time since ``t0_ns``."""
-        from distspike.kernels.fused import append_by_actor
+    def begin(self) -> tuple[np.ndarray, int]:
+        """``(log, n)``: where the next sample's rows go. Per-message rows staged before it are packed first."""
         for rec in self.recorders:
-            if rec._staged:  # per-message rows logged before this sample come first
+            if rec._staged:
                 rec.pack()
-        while True:
-            n = append_by_actor(log, rows, len(self.recorders), sample_wide, self._actor, self._ints, self._floats,
-                                self.n, position[0], position[1], t0_ns, _perf_ns(), _wall_ns(), HEADER_BYTES,
-                                EVENT_BYTES)
-            if n >= 0:
-                self.n = n
-                return
-            if self.n:
-                self.spill()
-            else:  # one sample larger than the buffer
-                self._alloc(2 * self._actor.shape[0])
+        return self.log, self.n
+
+    def added(self, log: np.ndarray, end: int, position: tuple, sample_wide: bool, compute_ns: int) -> None:
+        """The kernel tabled a sample at ``position``: rows ``n..end-1`` of ``log`` (the table, maybe grown).
+
+        Its ``compute_ns`` will be split evenly over its logged rows; it ended now (``t_wall``).
+        """
+        self.log = log
+        self._samples.append((position[0], position[1], self.n, end, sample_wide, compute_ns, time.time_ns()))
+        self.n = end
+        if end >= self.capacity:
+            self.spill()
 
     def spill(self) -> None:
-        """Hand every recorder its rows (in order); the buffer restarts."""
-        n, self.n = self.n, 0
-        actor = self._actor[:n]
+        """Hand every recorder its rows of the noted samples (in order); the table restarts."""
+        if not self._samples:
+            return
+        from distspike.kernels.fused import rows_by_actor
+        samples = np.array(self._samples, np.int64)
+        self._samples, self.n = [], 0
+        if self._out is None or self._out[0].shape[1] < self.log.shape[0]:  # reused: fresh memory page-faults
+            rows = self.log.shape[0]
+            self._out = (np.empty((len(INT_COLUMNS), rows), np.int64), np.empty((len(FLOAT_COLUMNS), rows)),
+                         np.empty((3, rows), np.int64))
+        ints, floats, scratch = self._out
+        cuts = rows_by_actor(self.log, samples, len(self.recorders), ints, floats, scratch, HEADER_BYTES, EVENT_BYTES)
         for a, rec in enumerate(self.recorders):
-            sel = np.flatnonzero(actor == a)
-            if sel.shape[0]:
-                rec.take(self._ints[:, sel], self._floats[:, sel])
-
-    def pending(self, recorder) -> int:
-        """Rows of ``recorder`` not yet handed over."""
-        return int(np.count_nonzero(self._actor[:self.n] == self.recorders.index(recorder)))
+            if cuts[a + 1] > cuts[a]:
+                rec.take(ints[:, cuts[a]:cuts[a + 1]], floats[:, cuts[a]:cuts[a + 1]])
 
 
 def _wall_ns() -> int:

@@ -24,7 +24,7 @@ class LocalBackend:
         self.fq, self.bq = fq, bq
         self.calls = 0  # module calls dispatched (the Ray runtime counts actor calls)
         self._fused_state = None  # typed lists of the modules' arrays for ``train_fused``
-        self._log_table = None  # the fused kernel's traffic rows (grown by the kernel, reused)
+        self._no_log = np.zeros((0, 7), np.int64)  # the fused kernel's traffic table when it logs nothing
         self._fused_actors = None  # the shells of the kernel's actor indices (``train_fused``)
 
     def can_fuse(self) -> bool:
@@ -56,28 +56,29 @@ class LocalBackend:
         logging = first.recorder is not None and first.recorder.keeps(first.position[1])
         # SGD's per-message path sends a whole sample per message (``Scheduler._train_sample_wide``)
         mode = LOG_OFF if not logging else LOG_LIVE if fractional else LOG_DEAD
-        if self._log_table is None:
-            self._log_table = np.zeros((1024, 7), np.int64)
+        if logging:  # the kernel appends the sample's rows for all actors to one table (``SampleRows``)
+            sample_rows = first.recorder.sample_rows
+            if sample_rows is None:
+                from distspike.logs.traffic import SampleRows
+                sample_rows = SampleRows([sh.recorder for sh in self._fused_actors])
+            log, start = sample_rows.begin()
+        else:
+            log, start = self._no_log, 0
         t0 = time.perf_counter_ns()
         try:
-            self._log_table, rows = train_sample(
+            log, rows = train_sample(
                 *self._fused_state, inputs.batch.idx, inputs.batch.sign, inputs.bounds, targets.batch.idx,
                 targets.batch.sign, targets.bounds, counts, num.thresh, num.unit, num.lr, fractional, read_first,
-                stats, self._log_table, mode)
+                stats, log, start, mode)
         except OverflowError as err:
             raise OverflowError(f"fused in-process sample at {first.position}: {err}") from None
+        if logging:  # the sample's compute time is split evenly over its rows, of all actors
+            sample_rows.added(log, rows, first.position, not fractional, time.perf_counter_ns() - t0)
         totals = stats.sum(axis=0)
         for l in range(1, L + 1):
             self.fq[l][0].counters[:3] += totals[:3, l]
             if l >= 2:
                 self.bq[l][0].counters[3] += totals[3, l]
-        if logging:
-            # the sample's time (the kernel, until its rows are appended) is split evenly over all its rows
-            sample_rows = first.recorder.sample_rows  # shared by the recorders of all actors
-            if sample_rows is None:
-                from distspike.logs.traffic import SampleRows
-                sample_rows = SampleRows([sh.recorder for sh in self._fused_actors], first.recorder.capacity)
-            sample_rows.add(self._log_table, rows, not fractional, first.position, t0)
         self.calls += 1
         return stats
 

@@ -427,12 +427,24 @@ def part_sizes(run_dir) -> dict:
             for d in sorted(root.iterdir())}
 
 
-@pytest.mark.parametrize("flush_rows", [5, 37])
-def test_fused_samples_fill_the_same_parts(tmp_path, flush_rows):
-    """Fused samples are appended for all actors at once and handed to the recorders in bulk
-    (``SampleRows``): the parts hold the same rows as the per-message path's, full buffers
-    included, also when one sample has more rows than a buffer."""
-    fused, plain = fused_and_plain(tmp_path, "sgd", "float64", flush_rows=flush_rows)
+@pytest.mark.parametrize("rule", ["sgd", "fsgd"])
+@pytest.mark.parametrize("flush_rows,table_rows", [(5, None), (37, None), (37, 1)])
+def test_fused_samples_fill_the_same_parts(tmp_path, monkeypatch, rule, flush_rows, table_rows):
+    """Fused samples table their rows for all actors in one table, handed to the recorders in
+    bulk (``SampleRows``): the parts hold the same rows as the per-message path's, full
+    buffers included, also when one sample has more rows than a buffer, or than the table
+    (the kernel grows it)."""
+    from distspike.logs.traffic import SampleRows
+    if table_rows is not None:
+        init = SampleRows.__init__
+
+        def small_table(self, *args):
+            init(self, *args)
+            self.log = self.log[:table_rows].copy()
+        monkeypatch.setattr(SampleRows, "__init__", small_table)
+    fused, plain = fused_and_plain(tmp_path, rule, "float64", flush_rows=flush_rows)
+    if table_rows is not None:
+        assert fused.backend.fq[1][0].recorder.sample_rows.log.shape[0] > table_rows
     assert part_sizes(tmp_path / "fused") == part_sizes(tmp_path / "plain")
     assert actor_rows(tmp_path / "fused") == actor_rows(tmp_path / "plain")
 
