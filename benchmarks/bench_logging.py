@@ -66,7 +66,7 @@ class NullRecorder:
     def take(self, *rows) -> None:
         pass
 
-    def flush(self) -> None:
+    def flush(self, wait: bool = True) -> None:
         pass
 
     def close(self) -> None:

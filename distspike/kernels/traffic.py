@@ -56,7 +56,7 @@ def put_row(ints, floats, n, direction, epoch, sample, step, events_in, pos, neg
 
 @njit(cache=True)
 def put_message_row(ints, floats, n, form, epoch, sample, step, n_in, pos, n_out, seconds, t1_ns, wall_ns,
-                     header_bytes, event_bytes):
+                    header_bytes, event_bytes):
     sent = (form & (SENT_BATCH | SENT_MASK)) != 0
     put_row(ints, floats, n, form & BACKWARD, epoch, sample, step, n_in, pos, n_out - pos,
             header_bytes + event_bytes * n_in, header_bytes + event_bytes * n_out if sent else 0,

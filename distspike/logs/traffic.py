@@ -322,12 +322,18 @@ class TrafficRecorder:
                           f"log's integer columns; saturated (counted in .saturated)", RuntimeWarning, stacklevel=4)
         self.saturated += rows
 
-    def flush(self) -> Path | None:
+    def flush(self, wait: bool = True) -> Path | None:
         """Write the staged and buffered rows as the next part file; its path, or None if nothing was buffered.
 
         Waits for a background write first: afterwards every recorded row is in a complete file.
+        ``wait=False`` hands the part to the writer thread instead (returns None; the next
+        flush, close or discard waits for it): the recorders of one process write their
+        parts side by side (``LocalBackend.flush``).
         """
         self.pack()
+        if not wait:
+            self._write_buffer()
+            return None
         self._wait()
         return self._write_buffer(background=False)
 

@@ -167,12 +167,21 @@ class LocalBackend:
             m.load_state({key: state[f"{name}.{key}"] for key in m.state()})
 
     def flush(self) -> None:
+        self._write_side_by_side()
         for _, shell in self.shells():
             shell.flush()
 
     def close(self) -> None:
+        self._write_side_by_side()
         for _, shell in self.shells():
-            shell.close()
+            shell.close()  # waits for the parts, writes nothing more
+
+    def _write_side_by_side(self) -> None:
+        """Hand every recorder's last rows to its writer thread, so the parts are written at once (Parquet
+        writing releases the GIL); ``flush``/``close`` then wait for them."""
+        for _, shell in self.shells():
+            if shell.recorder is not None:
+                shell.recorder.flush(wait=False)
 
 
 def shard_plan(cfg: NetConfig, weights: list[np.ndarray], shards: int):

@@ -93,6 +93,16 @@ def test_flush_and_empty_flush(tmp_path):
     assert read_traffic(tmp_path / "run").num_rows == 3
 
 
+def test_flush_without_waiting_hands_the_part_to_the_writer(tmp_path):
+    run = tmp_path / "run"
+    rec = recorder(run, flush_rows=1000)
+    record_all(rec, rows_for(range(3)))
+    assert rec.flush(wait=False) is None and rec.buffered == 0
+    rec.close()  # waits for it
+    assert parts(run) == ["part-000000.parquet"]
+    assert sorted_rows(read_traffic(run)) == rows_for(range(3))
+
+
 def test_reopen_appends(tmp_path):
     run = tmp_path / "run"
     first = recorder(run, flush_rows=4)
