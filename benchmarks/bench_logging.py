@@ -237,7 +237,8 @@ def main(argv=None) -> None:
     parser.add_argument("--rules", default="sgd,fsgd", help="training rules, comma-separated")
     parser.add_argument("--samples", type=int, default=1500, help="timed samples per net in-process (0: skip)")
     parser.add_argument("--chunk", type=int, default=50, help="samples per turn (in-process)")
-    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=50,
+                        help="untimed samples per net first (numba, caches, a first spill of the fused rows)")
     parser.add_argument("--ray-samples", type=int, default=0, help="timed samples per net on Ray (0: skip Ray)")
     parser.add_argument("--ray-chunk", type=int, default=10, help="samples per turn on Ray")
     parser.add_argument("--data", default="/work/shared/data", help="data root holding mnist/")
