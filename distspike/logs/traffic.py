@@ -293,9 +293,12 @@ class TrafficRecorder:
 
     def table(self) -> pa.Table:
         """The buffered rows as a table of ``SCHEMA`` (column by column, no per-row work)."""
-        n = self._n
+        return self._table(self._ints, self._floats, self._n)
+
+    def _table(self, ints: np.ndarray, floats: np.ndarray, n: int) -> pa.Table:
+        """Rows ``[:n]`` of a buffer pair as a table (strings dictionary-encoded; integers clamped, counted)."""
         zeros = np.zeros(n, np.int8)
-        ints = self._ints[:, :n]
+        ints = ints[:, :n]
         columns = {
             "run_id": _strings(zeros, [self.run_id]),
             "actor": _strings(zeros, [self.name]),
@@ -308,7 +311,7 @@ class TrafficRecorder:
         for k, name in enumerate(INT_COLUMNS[1:], start=1):
             columns[name] = pa.array(_fit(ints[k], _INT_TYPES[name], clamped))
         for k, name in enumerate(FLOAT_COLUMNS):
-            columns[name] = pa.array(self._floats[k, :n])
+            columns[name] = pa.array(floats[k, :n])
         self._warn_saturated(int(clamped.sum()))
         return pa.Table.from_pydict(columns, schema=_BUFFER_SCHEMA)
 
@@ -342,18 +345,18 @@ class TrafficRecorder:
         if not self._n:
             return None
         self._wait()
-        table = self.table()
-        self.rows_written += self._n
+        n, buffers = self._n, (self._ints, self._floats)
+        self.rows_written += n
         self._n = 0
         if not background:
-            return self._write(table)
-        # The table may share memory with the buffers: the thread keeps those until the part is written. The
-        # next rows go to the other pair, that of the previous part (written by now: ``_wait`` above); reusing
-        # it spares the page faults of fresh memory. Only rows [:_n] are ever read, so no zeroing.
-        self._spare, (self._ints, self._floats) = (self._ints, self._floats), self._spare
+            return self._write(self._table(*buffers, n))
+        # The thread builds the table from these buffers and writes it (the table shares memory with them).
+        # The next rows go to the other pair, that of the previous part (written by now: ``_wait`` above);
+        # reusing it spares the page faults of fresh memory. Only rows [:n] are ever read, so no zeroing.
+        self._spare, (self._ints, self._floats) = buffers, self._spare
         if self._writer is None:
             self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"traffic-{self.name}")
-        self._pending = self._writer.submit(self._write, table)
+        self._pending = self._writer.submit(lambda: self._write(self._table(*buffers, n)))
         return None
 
     def _wait(self) -> None:
