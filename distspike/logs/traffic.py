@@ -126,7 +126,7 @@ class TrafficRecorder:
     buffered or flushed, ``pack()`` turns them into rows with one compiled call. A
     message of several segments (``segments(...)``) is packed at once, one compiled
     call per message. When the row buffer is full its rows go to a background thread
-    that writes the part file while training goes on (one part in flight at a time;
+    that builds and writes the part file while training goes on (one part in flight at a time;
     the next full buffer waits for it). ``flush()``, ``close()`` and ``discard()`` wait
     for that write first, so after them every row handed off is in a complete file (a
     checkpoint's list of parts, or a rollback's, is never overtaken by a late write).
