@@ -5,13 +5,20 @@ Trains identical nets (same config, seed and samples, hence the same spikes and 
 same work) side by side in one process, for each training rule:
 
 - ``off``:  logging off;
+- ``control``: (in-process only) logging off too: what two identical nets differ by
+  (the resolution of the figures);
 - ``null``: (in-process only) every shell has a recorder that drops the messages it is
-  handed, i.e. only the shell's side of logging (``Shell._log_*``: picking the fields);
+  handed, i.e. only the shell's side of logging (``Shell._log_*``: picking the fields;
+  for fused samples the kernel's message table and its append, ``SampleRows``);
 - ``on``:   ``LoggingConfig()`` (the default flush policy) writing Parquet to a temporary run dir.
 
 Chunks of samples rotate over the nets (and their order) so that machine noise hits
 all alike; absolute times mean little on a shared machine, the per-chunk ratios do.
-For each net the overhead of chunk ``c`` is ``time_c(net) / time_c(off) - 1``; the
+In-process the roles also rotate over the net objects, chunk by chunk (a role's
+recorders move to another net; all nets hold the same state between chunks): two
+identical nets without logging differ systematically by up to 6 % in time (memory
+placement), which would otherwise be read as the cost of logging.
+For each role the overhead of chunk ``c`` is ``time_c(role) / time_c(off) - 1``; the
 report gives the median over chunks, the quartiles and extremes (spread), and the
 ratio of total times. ``on - null`` is the recorder's own share (packing + Parquet).
 The last partial buffers written by ``close()`` are counted in ``on``'s last chunk.
@@ -44,7 +51,11 @@ SIZES = (784, 300, 300, 10)
 class NullRecorder:
     """Accepts messages and drops them: isolates the shell-side cost of logging."""
 
-    every = 1
+    every, capacity = 1, LoggingConfig().flush_rows
+    _staged, sample_rows = (), None
+
+    def keeps(self, sample: int) -> bool:
+        return True
 
     def message(self, *message) -> None:
         pass
@@ -52,10 +63,10 @@ class NullRecorder:
     def segments(self, *message) -> None:
         pass
 
-    def fused_rows(self, *rows) -> None:
+    def take(self, *rows) -> None:
         pass
 
-    def flush(self) -> None:
+    def flush(self, wait: bool = True) -> None:
         pass
 
     def close(self) -> None:
@@ -82,12 +93,13 @@ def timed(net, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def make_nets(cfg: NetConfig, runtime: RuntimeConfig, run_dir: Path) -> dict:
-    """``off``, ``on`` (and ``null`` in-process) nets of the same config."""
+    """``off``, ``on`` (and ``control``, ``null`` in-process) nets of the same config."""
     if runtime.kind != "local":
         from distspike.runtime.ray_backend import start_ray
         start_ray(runtime, 64)  # logical CPUs for both nets' actors (they mostly wait); no-op if running
     nets = {"off": make_net(cfg, runtime)}
     if runtime.kind == "local":
+        nets["control"] = make_net(cfg, runtime)
         nets["null"] = make_net(cfg, runtime, logging=LoggingConfig(), run_dir=str(run_dir / "null"))
         for _, shell in nets["null"].backend.shells():
             shell.recorder = NullRecorder()
@@ -95,17 +107,39 @@ def make_nets(cfg: NetConfig, runtime: RuntimeConfig, run_dir: Path) -> dict:
     return nets
 
 
+def cast(nets: dict, recorders: dict, c: int) -> dict:
+    """In-process: the net object playing each role in chunk ``c`` (role ``i`` on object ``i + c``),
+    given the role's recorders (``recorders[role]``, one per shell, None without logging)."""
+    objects = list(nets.values())
+    out = {}
+    for i, role in enumerate(nets):
+        net = objects[(i + c) % len(objects)]
+        for (_, shell), recorder in zip(net.backend.shells(), recorders[role]):
+            shell.recorder = recorder
+        out[role] = net
+    return out
+
+
 def interleave(nets: dict, X, y, warmup: int, chunk: int) -> dict[str, np.ndarray]:
-    """Per-chunk (wall, CPU) seconds of each net over ``X[warmup:]``, shape (chunks, 2); who goes first rotates."""
+    """Per-chunk (wall, CPU) seconds of each role over ``X[warmup:]``, shape (chunks, 2).
+
+    Who goes first rotates; in-process the roles also rotate over the net objects (``cast``).
+    """
     for net in nets.values():
         timed(net, X[:warmup], y[:warmup])  # numba compilation, caches, actor start
-    order, times = list(nets), {k: [] for k in nets}
+    local = all(hasattr(net.backend, "train_fused") for net in nets.values())
+    recorders = {role: [sh.recorder for _, sh in net.backend.shells()] for role, net in nets.items()} if local else {}
+    order, times, n = list(nets), {k: [] for k in nets}, len(nets)
+    playing = nets
     for c, k in enumerate(range(warmup, len(X), chunk)):
         sl = slice(k, min(k + chunk, len(X)))
-        for name in order[c % len(order):] + order[:c % len(order)]:
-            times[name].append(timed(nets[name], X[sl], y[sl]))
+        if local:
+            playing = cast(nets, recorders, c)
+        first = (c // n) % n  # with the cast's period n: every role goes first on every object
+        for name in order[first:] + order[:first]:
+            times[name].append(timed(playing[name], X[sl], y[sl]))
     t0, c0 = time.perf_counter(), time.process_time()
-    nets["on"].close()  # writes the last partial buffers: counted as logging time
+    playing["on"].close()  # writes the last partial buffers: counted as logging time
     last = times["on"][-1]
     times["on"][-1] = (last[0] + time.perf_counter() - t0, last[1] + time.process_time() - c0)
     return {k: np.array(v) for k, v in times.items()}
@@ -156,7 +190,8 @@ def pct(x: float) -> str:
     return f"{100 * x:+.1f} %"
 
 
-NET_NAMES = {"null": "shell only (null recorder)", "on": "logging on"}
+NET_NAMES = {"control": "logging off (a 2nd net: noise floor)", "null": "shell only (null recorder)",
+             "on": "logging on"}
 
 
 def lines(r: dict) -> list[str]:
@@ -202,7 +237,8 @@ def main(argv=None) -> None:
     parser.add_argument("--rules", default="sgd,fsgd", help="training rules, comma-separated")
     parser.add_argument("--samples", type=int, default=1500, help="timed samples per net in-process (0: skip)")
     parser.add_argument("--chunk", type=int, default=50, help="samples per turn (in-process)")
-    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=50,
+                        help="untimed samples per net first (numba, caches, a first spill of the fused rows)")
     parser.add_argument("--ray-samples", type=int, default=0, help="timed samples per net on Ray (0: skip Ray)")
     parser.add_argument("--ray-chunk", type=int, default=10, help="samples per turn on Ray")
     parser.add_argument("--data", default="/work/shared/data", help="data root holding mnist/")

@@ -23,8 +23,9 @@ Spike totals per step go to ``stats[t, kind, l]`` (kind 0: forward out of layer 
 1: errors reaching gate ``l``, 2: passed by it, 3: emitted by backward herder ``l``).
 
 Traffic rows (optional): with ``log_mode > 0`` every consumed message segment appends a
-row ``(actor, form, step, events_in, pos, n_out, live)`` to the int64 table ``log`` (grown
-by doubling; the kernel returns the table and its row count). ``actor`` is ``l - 1`` for
+row ``(actor, form, step, events_in, pos, n_out, live)`` to the int64 table ``log`` from
+row ``log_start`` on (grown by doubling; the kernel returns the table and its row count),
+so the rows of many samples can accumulate in one table (``rows_by_actor``). ``actor`` is ``l - 1`` for
 the forward quantizer of layer ``l`` and ``L + l - 2`` for the backward replica of layer
 ``l >= 2``; ``form`` is the shells' message form (``kernels/traffic.py``: forward,
 count, gate, backward); ``pos`` of the ``n_out`` events sent on have sign +1. With
@@ -39,7 +40,7 @@ import numpy as np
 from numba import njit
 
 from distspike.kernels.herding import NO_UPDATE, UPDATE_AFTER, UPDATE_BEFORE, herd_rows, herd_segments
-from distspike.kernels.traffic import BACKWARD, SENT_BATCH, SENT_MASK, SENT_NONE
+from distspike.kernels.traffic import BACKWARD, SENT_BATCH, SENT_MASK, SENT_NONE, put_message_row
 from distspike.kernels.updates import count_events, gate_and_update, launch_errors
 
 FWD_OUT, ERR_IN, ERR_PASSED, BWD_OUT = 0, 1, 2, 3  # same order as the shells' counters
@@ -50,15 +51,24 @@ LOG_OFF, LOG_LIVE, LOG_DEAD = 0, 1, 2  # log_mode: no rows; rows of sent message
 
 
 @njit(cache=True)
+def reserve(log, n, k):
+    """``log``, or a copy doubled as often as needed, with room for ``k`` rows after row ``n``."""
+    if n + k <= log.shape[0]:
+        return log
+    size = max(2 * log.shape[0], 64)
+    while size < n + k:
+        size *= 2
+    bigger = np.zeros((size, log.shape[1]), np.int64)
+    bigger[:n] = log[:n]
+    return bigger
+
+
+@njit(cache=True)
 def log_row(log, n, actor, form, step, n_in, pos, n_out, live):
-    """Row ``n`` of the traffic table (``LOG_COLUMNS``), doubling it when full; ``(log, n + 1)``."""
-    if n == log.shape[0]:
-        bigger = np.zeros((max(2 * log.shape[0], 64), log.shape[1]), np.int64)
-        bigger[:n] = log
-        log = bigger
+    """Row ``n`` of the traffic table (``LOG_COLUMNS``; room made by ``reserve``); ``n + 1``."""
     log[n, 0], log[n, 1], log[n, 2], log[n, 3] = actor, form, step, n_in
     log[n, 4], log[n, 5], log[n, 6] = pos, n_out, live
-    return log, n + 1
+    return n + 1
 
 
 @njit(cache=True)
@@ -73,7 +83,7 @@ def n_positive(sign, mask):
 
 @njit(cache=True)
 def log_dead_chain(log, n, L, l, t, segments, gate_first):
-    """Rows of an empty chain from layer ``l`` (0-based) down: ``segments`` rows per module.
+    """Rows of an empty chain from layer ``l`` (0-based) down: ``segments`` rows per module; the next row.
 
     ``gate_first``: it starts at gate ``l + 1``, else at the backward replica of layer ``l + 1``.
     """
@@ -81,14 +91,14 @@ def log_dead_chain(log, n, L, l, t, segments, gate_first):
     while l >= 0:
         if gate_first:
             for p in range(segments):
-                log, n = log_row(log, n, l, GATE_FORM, t, no_events, no_events, no_events, 0)
+                n = log_row(log, n, l, GATE_FORM, t, no_events, no_events, no_events, 0)
             if l == 0:
                 break
         gate_first = True
         for p in range(segments):
-            log, n = log_row(log, n, L + l - 1, BACKWARD_FORM, t, no_events, no_events, no_events, 0)
+            n = log_row(log, n, L + l - 1, BACKWARD_FORM, t, no_events, no_events, no_events, 0)
         l -= 1
-    return log, n
+    return n
 
 
 @njit(cache=True)
@@ -117,59 +127,102 @@ def select_segments(idx, sign, bounds, mask):
     return out_idx[:n], out_sign[:n], new_bounds
 
 
-@njit(cache=True)
-def rows_by_actor(log, rows, n_actors, sample_wide):
-    """Each actor's rows of ``log[:rows]``, in their order: ``(table (M, 5), cuts (n_actors + 1,))``.
+#: columns of the per-sample index of a traffic table (``rows_by_actor``)
+SAMPLE_COLUMNS = ("epoch", "sample", "start", "end", "sample_wide", "compute_ns", "wall_end_ns")
 
-    The table holds ``form, step, events_in, pos, n_out``; actor ``a``'s rows are
-    ``cuts[a]:cuts[a+1]``. Without ``sample_wide`` the rows of sent messages
-    (``live``). With it (SGD's per-message path, ``Scheduler._train_sample_wide``, sends
-    every actor one forward-direction message with all ``T`` steps, empty or not, and at
-    most one backward-direction message with all segments of the sample): all of an
-    actor's forward-direction rows, then its backward-direction rows, the dropped ones
-    too, if any of them was sent.
+
+@njit(cache=True)
+def _keys(log, a, b, n_actors, sample_wide, keys, counts):
+    """The key of each row ``a..b-1`` of one sample (-1: not logged) and the rows per key (``counts``).
+
+    Key ``2 * actor + direction``: without ``sample_wide`` the rows of sent messages
+    (``live``), all with key ``2 * actor``. With it (SGD's per-message path,
+    ``Scheduler._train_sample_wide``, sends every actor one forward-direction message with
+    all ``T`` steps, empty or not, and at most one backward-direction message with all
+    segments of the sample): all of an actor's forward-direction rows, then its
+    backward-direction rows, the dropped ones too, if any of them was sent.
     """
+    counts[:] = 0
     sent = np.zeros(2 * n_actors, np.bool_)
-    for r in range(rows):
+    for r in range(a, b):
         if log[r, 6]:
             sent[2 * log[r, 0] + (log[r, 1] & 1)] = True
-    starts = np.zeros(2 * n_actors + 1, np.int64)
-    keys = np.full(rows, -1, np.int64)
-    for r in range(rows):
+    for r in range(a, b):
         key = 2 * log[r, 0] + (log[r, 1] & 1)
+        keys[r] = -1
         if (sample_wide and (sent[key] or key % 2 == 0)) or (not sample_wide and log[r, 6]):
             keys[r] = key if sample_wide else 2 * log[r, 0]
-            starts[keys[r] + 1] += 1
-    for k in range(2 * n_actors):
-        starts[k + 1] += starts[k]
-    table = np.empty((starts[-1], 5), np.int64)
-    fill = starts[:-1].copy()
-    for r in range(rows):
-        if keys[r] >= 0:
-            table[fill[keys[r]]] = log[r, 1:6]
-            fill[keys[r]] += 1
-    return table, starts[::2].copy()
+            counts[keys[r]] += 1
+
+
+@njit(cache=True)
+def rows_by_actor(log, samples, n_actors, ints, floats, scratch, header_bytes, event_bytes):
+    """The traffic rows of many fused samples, actor by actor, in the recorders' layout.
+
+    ``samples`` indexes the table ``log``: one row per sample (``SAMPLE_COLUMNS``), rows
+    ``start..end-1`` of ``log`` are its messages. Actor ``a``'s rows go to columns
+    ``cuts[a]:cuts[a+1]`` of ``ints`` (``INT_COLUMNS``) and ``floats`` (``FLOAT_COLUMNS``,
+    ``kernels/traffic.py``), sample by sample, each sample's in the per-message path's
+    order (``_keys``); returns ``cuts``. A sample's ``compute_ns`` is split evenly over its
+    logged rows; ``t_wall`` is its ``wall_end_ns``. ``ints``, ``floats`` and ``scratch``
+    (``(3, n)`` int64) need as many columns as ``log`` has rows (reused arrays: fresh
+    memory costs page faults).
+    """
+    keys, src, src_sample = scratch[0], scratch[1], scratch[2]
+    counts = np.zeros(2 * n_actors, np.int64)
+    cuts = np.zeros(n_actors + 1, np.int64)
+    kept = np.zeros(samples.shape[0], np.int64)  # rows logged per sample
+    for s in range(samples.shape[0]):
+        _keys(log, samples[s, 2], samples[s, 3], n_actors, samples[s, 4] != 0, keys, counts)
+        for k in range(2 * n_actors):
+            cuts[k // 2 + 1] += counts[k]
+            kept[s] += counts[k]
+    for a in range(n_actors):
+        cuts[a + 1] += cuts[a]
+    # where each output row comes from (table row, sample), then the rows in output order: few memory streams
+    fill = cuts[:-1].copy()
+    at = np.empty(2 * n_actors, np.int64)
+    for s in range(samples.shape[0]):
+        a, b = samples[s, 2], samples[s, 3]
+        _keys(log, a, b, n_actors, samples[s, 4] != 0, keys, counts)
+        for actor in range(n_actors):  # the forward-direction key first, then the backward one
+            at[2 * actor] = fill[actor]
+            at[2 * actor + 1] = fill[actor] + counts[2 * actor]
+            fill[actor] += counts[2 * actor] + counts[2 * actor + 1]
+        for r in range(a, b):
+            k = keys[r]
+            if k >= 0:
+                src[at[k]] = r
+                src_sample[at[k]] = s
+                at[k] += 1
+    for j in range(cuts[-1]):
+        r, s = src[j], src_sample[j]
+        put_message_row(ints, floats, j, log[r, 1], samples[s, 0], samples[s, 1], log[r, 2], log[r, 3], log[r, 4],
+                        log[r, 5], samples[s, 5] * 1e-9 / kept[s], samples[s, 6], 0, header_bytes, event_bytes)
+    return cuts
 
 
 @njit(cache=True)
 def train_sample(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, in_sign, in_bounds, tg_idx, tg_sign,
-                 tg_bounds, counts, thresh, unit, lr, fractional, read_first, stats, log, log_mode):
+                 tg_bounds, counts, thresh, unit, lr, fractional, read_first, stats, log, log_start, log_mode):
     """All ``T`` steps of one SGD or FSGD (``fractional``) training sample; returns ``(log, rows)``.
 
     ``Ws[l], Ss[l], phis[l], cs[l], es[l]``: forward quantizer of layer ``l+1`` (weights
     ``(n_l, n_{l+1})``, sums, herder, input counts, error counts); ``WTs[l], bphis[l],
     bcs[l], bes[l]``: backward replica of layer ``l+1`` (``l >= 1``; entry 0 is unused). Input
     and target spikes of step ``t`` are ``[bounds[t], bounds[t+1])`` of their arrays;
-    ``counts`` is the error counter's state. ``log``/``log_mode``: traffic rows (module docstring).
+    ``counts`` is the error counter's state. ``log``/``log_start``/``log_mode``: traffic rows (module docstring).
     """
     L = len(Ws)
     per_batch = NO_UPDATE if not fractional else UPDATE_AFTER if read_first else UPDATE_BEFORE
     none = np.zeros(2, np.int64)
     no_mask = np.zeros(0, np.bool_)
-    n = 0
+    n = log_start
     for t in range(in_bounds.shape[0] - 1):
         idx = in_idx[in_bounds[t]:in_bounds[t + 1]]
         sign = in_sign[in_bounds[t]:in_bounds[t + 1]]
+        if log_mode != LOG_OFF:  # room for the step's rows: 2 per layer forward, 2 per layer and error root back
+            log = reserve(log, n, 2 * L)
         for l in range(L):
             live = idx.shape[0] > 0
             if not live and log_mode != LOG_DEAD:
@@ -185,8 +238,8 @@ def train_sample(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, in_sign, in
                 stats[t, FWD_OUT, l + 1] += idx.shape[0]
             if log_mode != LOG_OFF:
                 if l >= 1:
-                    log, n = log_row(log, n, L + l - 1, COUNT_FORM, t, n_in, 0, 0, live)
-                log, n = log_row(log, n, l, FORWARD_FORM, t, n_in, n_positive(sign, no_mask), idx.shape[0], live)
+                    n = log_row(log, n, L + l - 1, COUNT_FORM, t, n_in, 0, 0, live)
+                n = log_row(log, n, l, FORWARD_FORM, t, n_in, n_positive(sign, no_mask), idx.shape[0], live)
         out_bounds = none.copy()
         out_bounds[1] = idx.shape[0]  # the forward chain's last output: layer L's spikes, or none
         tb = np.zeros(2, np.int64)
@@ -195,10 +248,12 @@ def train_sample(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, in_sign, in
         bounds = np.arange(idx.shape[0] + 1).astype(np.int64)
         if idx.shape[0] == 0:
             continue  # no roots: no message
+        if log_mode != LOG_OFF:
+            log = reserve(log, n, 2 * L * idx.shape[0])
         for l in range(L - 1, -1, -1):
             if idx.shape[0] == 0:
                 if log_mode == LOG_DEAD:
-                    log, n = log_dead_chain(log, n, L, l, t, bounds.shape[0] - 1, True)
+                    n = log_dead_chain(log, n, L, l, t, bounds.shape[0] - 1, True)
                 break
             delta = relu_delta(cs[l], lr, np.empty(cs[l].shape[0], Ws[l].dtype))
             mask = np.zeros(idx.shape[0], np.bool_)
@@ -209,7 +264,7 @@ def train_sample(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, in_sign, in
                     n_out = 0
                     for k in range(a, b):
                         n_out += mask[k]
-                    log, n = log_row(log, n, l, GATE_FORM, t, b - a, n_positive(sign[a:b], mask[a:b]), n_out, 1)
+                    n = log_row(log, n, l, GATE_FORM, t, b - a, n_positive(sign[a:b], mask[a:b]), n_out, 1)
             stats[t, ERR_IN, l + 1] += idx.shape[0]
             idx, sign, bounds = select_segments(idx, sign, bounds, mask)
             stats[t, ERR_PASSED, l + 1] += idx.shape[0]
@@ -217,7 +272,7 @@ def train_sample(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, in_sign, in
                 break
             if idx.shape[0] == 0:
                 if log_mode == LOG_DEAD:
-                    log, n = log_dead_chain(log, n, L, l, t, bounds.shape[0] - 1, False)
+                    n = log_dead_chain(log, n, L, l, t, bounds.shape[0] - 1, False)
                 break
             bdelta = relu_delta(bcs[l], lr, np.empty(bcs[l].shape[0], WTs[l].dtype))
             if not fractional:
@@ -231,6 +286,6 @@ def train_sample(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, in_sign, in
             if log_mode != LOG_OFF:
                 for p in range(bounds.shape[0] - 1):
                     a, b = bounds[p], bounds[p + 1]
-                    log, n = log_row(log, n, L + l - 1, BACKWARD_FORM, t, seg_in[p + 1] - seg_in[p],
+                    n = log_row(log, n, L + l - 1, BACKWARD_FORM, t, seg_in[p + 1] - seg_in[p],
                                      n_positive(sign[a:b], no_mask), b - a, 1)
     return log, n

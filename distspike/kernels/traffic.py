@@ -55,8 +55,8 @@ def put_row(ints, floats, n, direction, epoch, sample, step, events_in, pos, neg
 
 
 @njit(cache=True)
-def _put_message_row(ints, floats, n, form, epoch, sample, step, n_in, pos, n_out, seconds, t1_ns, wall_ns,
-                     header_bytes, event_bytes):
+def put_message_row(ints, floats, n, form, epoch, sample, step, n_in, pos, n_out, seconds, t1_ns, wall_ns,
+                    header_bytes, event_bytes):
     sent = (form & (SENT_BATCH | SENT_MASK)) != 0
     put_row(ints, floats, n, form & BACKWARD, epoch, sample, step, n_in, pos, n_out - pos,
             header_bytes + event_bytes * n_in, header_bytes + event_bytes * n_out if sent else 0,
@@ -72,7 +72,7 @@ def put_staged_rows(ints, floats, n, staged, start, wall_ns, header_bytes, event
     m = start
     while m < staged.shape[0] and n < ints.shape[1]:
         s = staged[m]
-        _put_message_row(ints, floats, n, s[0], s[1], s[2], s[3], s[4], s[5], s[6], (s[8] - s[7]) * 1e-9, s[8],
+        put_message_row(ints, floats, n, s[0], s[1], s[2], s[3], s[4], s[5], s[6], (s[8] - s[7]) * 1e-9, s[8],
                          wall_ns, header_bytes, event_bytes)
         n += 1
         m += 1
@@ -107,25 +107,9 @@ def put_segment_rows(ints, floats, n, form, epoch, sample, step, steps, in_bound
                 n_out += 1
                 if vals[k] > 0:
                     pos += 1
-        _put_message_row(ints, floats, n, form, epoch, sample, steps[p] if steps.shape[0] else step,
+        put_message_row(ints, floats, n, form, epoch, sample, steps[p] if steps.shape[0] else step,
                          in_bounds[p + 1] - in_bounds[p], pos, n_out, seconds, t1_ns, wall_ns, header_bytes,
                          event_bytes)
         n += 1
         p += 1
     return n, p
-
-
-@njit(cache=True)
-def put_form_rows(ints, floats, n, rows, start, epoch, sample, seconds, t1_ns, wall_ns, header_bytes, event_bytes):
-    """Rows ``n, n+1, ...`` from messages ``rows[start:]`` (``(M, 5)``: form, step, events_in, pos, n_out)
-    of one sample, each taking ``seconds`` of compute and ending at ``t1_ns``.
-
-    Stops at the end of the buffers; returns ``(next free row, next message)``.
-    """
-    m = start
-    while m < rows.shape[0] and n < ints.shape[1]:
-        _put_message_row(ints, floats, n, rows[m, 0], epoch, sample, rows[m, 1], rows[m, 2], rows[m, 3], rows[m, 4],
-                         seconds, t1_ns, wall_ns, header_bytes, event_bytes)
-        n += 1
-        m += 1
-    return n, m

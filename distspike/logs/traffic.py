@@ -39,8 +39,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from numba.core.errors import TypingError
 
-from distspike.kernels.traffic import (EVENT_BYTES, FLOAT_COLUMNS, HEADER_BYTES, INT_COLUMNS, STAGED, put_form_rows,
-                                       put_row, put_segment_rows, put_staged_rows)
+from distspike.kernels.traffic import (EVENT_BYTES, FLOAT_COLUMNS, HEADER_BYTES, INT_COLUMNS, STAGED, put_row,
+                                       put_segment_rows, put_staged_rows)
 
 __all__ = ["SCHEMA", "DIRECTIONS", "QUANTITIES", "TrafficError", "TrafficRecorder", "read_traffic",
            "traffic_dir", "part_files", "layer_totals", "layer_totals_by"]
@@ -52,7 +52,7 @@ COMPRESSION = "lz4"  # vs zstd: 0.14 vs 0.21 us per row written, 9 vs 4.3 bytes 
 _PART = re.compile(r"^part-(\d{6,})\.parquet$")
 _TEMP = re.compile(r"^\.part-\d{6,}\.parquet\.tmp$")
 
-SCHEMA = pa.schema([
+SCHEMA = pa.schema([pa.field(name, type, nullable=False) for name, type in [  # every row has every value
     ("run_id", pa.string()),
     ("actor", pa.string()),
     ("module", pa.string()),
@@ -69,7 +69,7 @@ SCHEMA = pa.schema([
     ("bytes_out", pa.int32()),
     ("compute_s", pa.float64()),
     ("t_wall", pa.float64()),
-])
+]])
 
 _INT_TYPES = {name: np.dtype(SCHEMA.field(name).type.to_pandas_dtype()) for name in INT_COLUMNS[1:]}
 STAGE = 4096  # one-row messages staged before they are packed into the buffers
@@ -97,11 +97,20 @@ def _next_seq(directory: Path) -> int:
 
 
 _STRINGS = ["run_id", "actor", "module", "direction"]  # dictionary-encoded in the files
+# Min/max statistics (for filters that skip whole files) only where they select: along the run. The
+# files store no Arrow schema (the table's strings are dictionary-encoded in memory, Parquet's column
+# types give SCHEMA back: a reader gets plain strings).
+_STATISTICS = ["epoch", "sample", "step"]
+# SCHEMA with the strings as codes into a dictionary (how ``table()`` builds them). Non-null columns need no
+# definition levels in the file, a quarter of the writer's time.
+_BUFFER_SCHEMA = pa.schema([f.with_type(pa.dictionary(pa.int8(), pa.string())) if f.name in _STRINGS else f
+                            for f in SCHEMA])
 
 
 def _strings(codes: np.ndarray, values) -> pa.Array:
-    """A string column from small-integer codes into ``values`` (built in C++, not per row)."""
-    return pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(list(values), pa.string())).cast(pa.string())
+    """A string column as small-integer codes into ``values``: the writer stores the codes as they are
+    (no string is built or hashed per row); the file's column is a plain string column."""
+    return pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(list(values), pa.string()))
 
 
 class TrafficRecorder:
@@ -117,7 +126,7 @@ class TrafficRecorder:
     buffered or flushed, ``pack()`` turns them into rows with one compiled call. A
     message of several segments (``segments(...)``) is packed at once, one compiled
     call per message. When the row buffer is full its rows go to a background thread
-    that writes the part file while training goes on (one part in flight at a time;
+    that builds and writes the part file while training goes on (one part in flight at a time;
     the next full buffer waits for it). ``flush()``, ``close()`` and ``discard()`` wait
     for that write first, so after them every row handed off is in a complete file (a
     checkpoint's list of parts, or a rollback's, is never overtaken by a late write).
@@ -135,15 +144,26 @@ class TrafficRecorder:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._drop_stale_temps()
         self.seq = _next_seq(self.directory)
-        self._ints = np.zeros((len(INT_COLUMNS), self.capacity), np.int64)
-        self._floats = np.zeros((len(FLOAT_COLUMNS), self.capacity), np.float64)
+        self._ints, self._floats = self._buffers()
         self._n = 0
         self._staged: list[tuple] = []  # one-row messages not yet in the buffers (fields STAGED)
+        self.sample_rows: SampleRows | None = None  # holds this actor's rows of fused samples not yet taken
         self.rows_written = 0
         self.saturated = 0  # rows whose integers were clamped to their column type
         self.files_written: list[Path] = []
         self._writer: ThreadPoolExecutor | None = None  # one background writer thread, started on first use
         self._pending: Future | None = None  # the part file being written in the background
+        self._spare = self._buffers()  # the buffers of the last part handed to the writer thread (free once written)
+
+    def _buffers(self) -> tuple[np.ndarray, np.ndarray]:
+        """A pair of row buffers, written once now: fresh memory page-faults on its first write (every 4 KB,
+        0.5-7 us each on the development VM, some 2 ms per 1 000 rows), better paid when the recorder is made
+        than while training. Two pairs take ``176 * flush_rows`` bytes (8.8 MB at the default)."""
+        ints = np.empty((len(INT_COLUMNS), self.capacity), np.int64)
+        floats = np.empty((len(FLOAT_COLUMNS), self.capacity), np.float64)
+        ints.fill(0)
+        floats.fill(0)
+        return ints, floats
 
     def _drop_stale_temps(self) -> None:
         """Remove this actor's temporary files left by a killed writer (never complete)."""
@@ -196,27 +216,27 @@ class TrafficRecorder:
             if self._n == self.capacity:
                 self._write_buffer()
 
-    def fused_rows(self, position: tuple, rows: np.ndarray, seconds: float, t1_ns: int) -> None:
-        """Rows of this actor from a fused in-process sample (``LocalBackend.train_fused``).
+    def take(self, ints: np.ndarray, floats: np.ndarray) -> None:
+        """Rows already in the buffers' layout (columns ``INT_COLUMNS``, ``FLOAT_COLUMNS``), appended in order.
 
-        ``rows`` is ``(M, 5)`` int64: form, step, events_in, pos, n_out per message
-        (segment), in message order; ``position`` gives epoch and sample. Every row gets
-        ``compute_s = seconds`` (its share of the sample) and ``t_wall`` from ``t1_ns``.
+        ``SampleRows.spill`` hands over each actor's rows of fused samples this way (only
+        kept samples); full buffers are written as usual.
         """
-        if position[1] % self.every:
-            return
-        if self._staged:
-            self.pack()
-        epoch, sample = position[0], position[1]
-        k, m, wall = 0, rows.shape[0], _wall_ns()
+        k, m = 0, ints.shape[1]
         while k < m:
-            self._n, k = put_form_rows(self._ints, self._floats, self._n, rows, k, epoch, sample, seconds, t1_ns,
-                                       wall, HEADER_BYTES, EVENT_BYTES)
+            j = min(m - k, self.capacity - self._n)
+            self._ints[:, self._n:self._n + j] = ints[:, k:k + j]
+            self._floats[:, self._n:self._n + j] = floats[:, k:k + j]
+            self._n += j
+            k += j
             if self._n == self.capacity:
                 self._write_buffer()
 
     def pack(self) -> None:
-        """Turn the staged messages into rows of the buffer (one compiled call), writing full buffers."""
+        """Take this process's rows of fused samples (``SampleRows``), then turn the staged messages into rows
+        of the buffer (one compiled call), writing full buffers."""
+        if self.sample_rows is not None:
+            self.sample_rows.spill()
         staged = self._staged
         if not staged:
             return
@@ -266,14 +286,19 @@ class TrafficRecorder:
     # -- writing ---------------------------------------------------------------------------
     @property
     def buffered(self) -> int:
-        """Rows recorded but not yet written."""
+        """Rows recorded but not yet written (rows of fused samples are handed over first)."""
+        if self.sample_rows is not None:
+            self.sample_rows.spill()
         return self._n + len(self._staged)
 
     def table(self) -> pa.Table:
         """The buffered rows as a table of ``SCHEMA`` (column by column, no per-row work)."""
-        n = self._n
+        return self._table(self._ints, self._floats, self._n)
+
+    def _table(self, ints: np.ndarray, floats: np.ndarray, n: int) -> pa.Table:
+        """Rows ``[:n]`` of a buffer pair as a table (strings dictionary-encoded; integers clamped, counted)."""
         zeros = np.zeros(n, np.int8)
-        ints = self._ints[:, :n]
+        ints = ints[:, :n]
         columns = {
             "run_id": _strings(zeros, [self.run_id]),
             "actor": _strings(zeros, [self.name]),
@@ -286,9 +311,9 @@ class TrafficRecorder:
         for k, name in enumerate(INT_COLUMNS[1:], start=1):
             columns[name] = pa.array(_fit(ints[k], _INT_TYPES[name], clamped))
         for k, name in enumerate(FLOAT_COLUMNS):
-            columns[name] = pa.array(self._floats[k, :n])
+            columns[name] = pa.array(floats[k, :n])
         self._warn_saturated(int(clamped.sum()))
-        return pa.Table.from_pydict(columns, schema=SCHEMA)
+        return pa.Table.from_pydict(columns, schema=_BUFFER_SCHEMA)
 
     def _warn_saturated(self, rows: int) -> None:
         """A diverging layer can emit more events in one message than ``int32`` holds: keep the
@@ -300,12 +325,18 @@ class TrafficRecorder:
                           f"log's integer columns; saturated (counted in .saturated)", RuntimeWarning, stacklevel=4)
         self.saturated += rows
 
-    def flush(self) -> Path | None:
+    def flush(self, wait: bool = True) -> Path | None:
         """Write the staged and buffered rows as the next part file; its path, or None if nothing was buffered.
 
         Waits for a background write first: afterwards every recorded row is in a complete file.
+        ``wait=False`` hands the part to the writer thread instead (returns None; the next
+        flush, close or discard waits for it): the recorders of one process write their
+        parts side by side (``LocalBackend.flush``).
         """
         self.pack()
+        if not wait:
+            self._write_buffer()
+            return None
         self._wait()
         return self._write_buffer(background=False)
 
@@ -314,16 +345,18 @@ class TrafficRecorder:
         if not self._n:
             return None
         self._wait()
-        table = self.table()
-        self.rows_written += self._n
+        n, buffers = self._n, (self._ints, self._floats)
+        self.rows_written += n
         self._n = 0
         if not background:
-            return self._write(table)
-        # the table may share memory with the buffers: the thread keeps those, new ones take the next rows
-        self._ints, self._floats = np.empty_like(self._ints), np.empty_like(self._floats)  # only [:_n] is read
+            return self._write(self._table(*buffers, n))
+        # The thread builds the table from these buffers and writes it (the table shares memory with them).
+        # The next rows go to the other pair, that of the previous part (written by now: ``_wait`` above);
+        # reusing it spares the page faults of fresh memory. Only rows [:n] are ever read, so no zeroing.
+        self._spare, (self._ints, self._floats) = buffers, self._spare
         if self._writer is None:
             self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"traffic-{self.name}")
-        self._pending = self._writer.submit(self._write, table)
+        self._pending = self._writer.submit(lambda: self._write(self._table(*buffers, n)))
         return None
 
     def _wait(self) -> None:
@@ -338,7 +371,7 @@ class TrafficRecorder:
         temp = self.directory / f".{final.name}.tmp"
         with open(temp, "wb") as f:  # created with the user's umask
             pq.write_table(table, f, row_group_size=max(table.num_rows, 1), use_dictionary=_STRINGS,
-                           compression=COMPRESSION)
+                           compression=COMPRESSION, store_schema=False, write_statistics=_STATISTICS)
             f.flush()
             os.fsync(f.fileno())
         os.replace(temp, final)
@@ -360,12 +393,76 @@ class TrafficRecorder:
         follows sees it (and moves it aside if it is newer than the checkpoint).
         """
         self._wait()
+        if self.sample_rows is not None:
+            self.sample_rows.spill()  # rows of earlier fused samples: as if each had been handed over at once
         n = self._n + len(self._staged)
         self._n, self._staged = 0, []
         return n
 
     def __repr__(self) -> str:
-        return f"TrafficRecorder({self.name!r}, dir={str(self.directory)!r}, buffered={self._n + len(self._staged)})"
+        return f"TrafficRecorder({self.name!r}, dir={str(self.directory)!r}, buffered={self.buffered})"
+
+
+class SampleRows:
+    """The traffic rows of fused in-process samples, for all actors, until the recorders take them.
+
+    A fused sample (``LocalBackend.train_fused``) tables its messages in its one compiled
+    call, appending them to one table for all actors (``log``, from row ``n`` on; the
+    kernel grows it if needed); ``added`` notes the sample, with no per-actor work.
+    ``spill`` turns the noted samples into each actor's rows in one compiled call
+    (``kernels/fused.py``: ``rows_by_actor``) and hands them over (``TrafficRecorder.take``).
+    It spills once ``capacity`` rows are tabled, and a recorder spills it before it
+    buffers, writes or discards anything else (``pack``), so every actor's rows stay in
+    order and ``flush()``/``close()`` write them all. ``recorders[a]`` is the kernel's actor ``a``.
+    The table is small (4 096 rows, some 40 samples of 784-300-300-10) so that it is
+    still in the CPU's caches when it is spilled: reading a cold table of 50 000 rows
+    took 5-10 ms against 2 ms warm.
+    """
+
+    def __init__(self, recorders: list, capacity: int = 4096):
+        self.recorders = list(recorders)
+        self.capacity = capacity
+        self.log = np.empty((capacity + 1024, 7), np.int64)  # kernels/fused.py: LOG_COLUMNS
+        self.n = 0  # rows tabled
+        self._samples: list[tuple] = []  # kernels/fused.py: SAMPLE_COLUMNS
+        self._out: tuple | None = None  # rows_by_actor's output and scratch arrays, reused
+        for rec in self.recorders:
+            rec.sample_rows = self
+
+    def begin(self) -> tuple[np.ndarray, int]:
+        """``(log, n)``: where the next sample's rows go. Per-message rows staged before it are packed first."""
+        for rec in self.recorders:
+            if rec._staged:
+                rec.pack()
+        return self.log, self.n
+
+    def added(self, log: np.ndarray, end: int, position: tuple, sample_wide: bool, compute_ns: int) -> None:
+        """The kernel tabled a sample at ``position``: rows ``n..end-1`` of ``log`` (the table, maybe grown).
+
+        Its ``compute_ns`` will be split evenly over its logged rows; it ended now (``t_wall``).
+        """
+        self.log = log
+        self._samples.append((position[0], position[1], self.n, end, sample_wide, compute_ns, time.time_ns()))
+        self.n = end
+        if end >= self.capacity:
+            self.spill()
+
+    def spill(self) -> None:
+        """Hand every recorder its rows of the noted samples (in order); the table restarts."""
+        if not self._samples:
+            return
+        from distspike.kernels.fused import rows_by_actor
+        samples = np.array(self._samples, np.int64)
+        self._samples, self.n = [], 0
+        if self._out is None or self._out[0].shape[1] < self.log.shape[0]:  # reused: fresh memory page-faults
+            rows = self.log.shape[0]
+            self._out = (np.empty((len(INT_COLUMNS), rows), np.int64), np.empty((len(FLOAT_COLUMNS), rows)),
+                         np.empty((3, rows), np.int64))
+        ints, floats, scratch = self._out
+        cuts = rows_by_actor(self.log, samples, len(self.recorders), ints, floats, scratch, HEADER_BYTES, EVENT_BYTES)
+        for a, rec in enumerate(self.recorders):
+            if cuts[a + 1] > cuts[a]:
+                rec.take(ints[:, cuts[a]:cuts[a + 1]], floats[:, cuts[a]:cuts[a + 1]])
 
 
 def _wall_ns() -> int:

@@ -24,14 +24,14 @@ class LocalBackend:
         self.fq, self.bq = fq, bq
         self.calls = 0  # module calls dispatched (the Ray runtime counts actor calls)
         self._fused_state = None  # typed lists of the modules' arrays for ``train_fused``
-        self._log_table = None  # the fused kernel's traffic rows (grown by the kernel, reused)
+        self._no_log = np.zeros((0, 7), np.int64)  # the fused kernel's traffic table when it logs nothing
         self._fused_actors = None  # the shells of the kernel's actor indices (``train_fused``)
 
     def can_fuse(self) -> bool:
         """Whether ``train_fused`` applies: one shard per layer, recorders (if any) take whole samples."""
         shells = [sh for _, sh in self.shells()]
         return all(len(s) == 1 for s in (*self.fq.values(), *self.bq.values())) and \
-            all(sh.recorder is None or hasattr(sh.recorder, "fused_rows") for sh in shells)
+            all(sh.recorder is None or hasattr(sh.recorder, "take") for sh in shells)
 
     def train_fused(self, inputs: Segments, targets: Segments, counts: np.ndarray, num, fractional: bool,
                     read_first: bool) -> np.ndarray:
@@ -39,8 +39,8 @@ class LocalBackend:
 
         Every shell enters the sample first (a shard may enter earlier than its first
         message would make it; entering is idempotent and order-free between shards).
-        With traffic recorders the kernel also fills the sample's message table, which
-        becomes each actor's rows (``_log_fused``).
+        With traffic recorders the kernel also fills the sample's message table, whose
+        rows are appended for all actors at once (``SampleRows``).
         Returns the per-step spike totals ``(T, 4, L+1)`` and adds them to the shells' counters.
         """
         from distspike.kernels.fused import LOG_DEAD, LOG_LIVE, LOG_OFF, train_sample
@@ -56,40 +56,31 @@ class LocalBackend:
         logging = first.recorder is not None and first.recorder.keeps(first.position[1])
         # SGD's per-message path sends a whole sample per message (``Scheduler._train_sample_wide``)
         mode = LOG_OFF if not logging else LOG_LIVE if fractional else LOG_DEAD
-        if self._log_table is None:
-            self._log_table = np.zeros((1024, 7), np.int64)
+        if logging:  # the kernel appends the sample's rows for all actors to one table (``SampleRows``)
+            sample_rows = first.recorder.sample_rows
+            if sample_rows is None:
+                from distspike.logs.traffic import SampleRows
+                sample_rows = SampleRows([sh.recorder for sh in self._fused_actors])
+            log, start = sample_rows.begin()
+        else:
+            log, start = self._no_log, 0
         t0 = time.perf_counter_ns()
         try:
-            self._log_table, rows = train_sample(
+            log, rows = train_sample(
                 *self._fused_state, inputs.batch.idx, inputs.batch.sign, inputs.bounds, targets.batch.idx,
                 targets.batch.sign, targets.bounds, counts, num.thresh, num.unit, num.lr, fractional, read_first,
-                stats, self._log_table, mode)
+                stats, log, start, mode)
         except OverflowError as err:
             raise OverflowError(f"fused in-process sample at {first.position}: {err}") from None
+        if logging:  # the sample's compute time is split evenly over its rows, of all actors
+            sample_rows.added(log, rows, first.position, not fractional, time.perf_counter_ns() - t0)
         totals = stats.sum(axis=0)
         for l in range(1, L + 1):
             self.fq[l][0].counters[:3] += totals[:3, l]
             if l >= 2:
                 self.bq[l][0].counters[3] += totals[3, l]
-        if logging:
-            self._log_fused(self._log_table, rows, t0, sample_wide=not fractional)
         self.calls += 1
         return stats
-
-    def _log_fused(self, log: np.ndarray, rows: int, t0: int, sample_wide: bool) -> None:
-        """Hand each actor its rows of a fused sample (``kernels/fused.py``: ``rows_by_actor``).
-
-        The sample's compute time (kernel and this packing) is split evenly over all its
-        rows, of all actors; every row's ``t_wall`` is the end of the sample.
-        """
-        from distspike.kernels.fused import rows_by_actor
-        actors = self._fused_actors
-        table, cuts = rows_by_actor(log, rows, len(actors), sample_wide)
-        t1 = time.perf_counter_ns()
-        seconds = (t1 - t0) * 1e-9 / max(table.shape[0], 1)
-        for a, shell in enumerate(actors):
-            if cuts[a + 1] > cuts[a]:
-                shell.recorder.fused_rows(shell.position, table[cuts[a]:cuts[a + 1]], seconds, t1)
 
     def _fused_lists(self):
         """Typed lists referencing (not copying) the modules' state arrays, layer by layer."""
@@ -176,12 +167,21 @@ class LocalBackend:
             m.load_state({key: state[f"{name}.{key}"] for key in m.state()})
 
     def flush(self) -> None:
+        self._write_side_by_side()
         for _, shell in self.shells():
             shell.flush()
 
     def close(self) -> None:
+        self._write_side_by_side()
         for _, shell in self.shells():
-            shell.close()
+            shell.close()  # waits for the parts, writes nothing more
+
+    def _write_side_by_side(self) -> None:
+        """Hand every recorder's last rows to its writer thread, so the parts are written at once (Parquet
+        writing releases the GIL); ``flush``/``close`` then wait for them."""
+        for _, shell in self.shells():
+            if shell.recorder is not None:
+                shell.recorder.flush(wait=False)
 
 
 def shard_plan(cfg: NetConfig, weights: list[np.ndarray], shards: int):

@@ -65,6 +65,12 @@ def test_round_trip_every_and_parts(tmp_path):
     assert set(table["layer"].to_pylist()) == {2} and set(table["shard"].to_pylist()) == {1}
     t_wall = np.array(table.sort_by("t_wall")["t_wall"])
     assert abs(t_wall[-1] - time.time()) < 60
+    # a part read on its own (pandas, polars, DuckDB) has SCHEMA's column types: plain strings, int16, ...
+    import pyarrow.parquet as pq
+    part = run / "traffic" / f"actor={ACTOR}" / "part-000000.parquet"
+    assert pq.read_table(part).schema.remove_metadata() == SCHEMA
+    stats = pq.read_metadata(part).row_group(0).column(SCHEMA.get_field_index("sample")).statistics
+    assert (stats.min, stats.max) == (0, 4)  # files can be skipped by sample
 
 
 def test_flush_and_discard_wait_for_the_part_in_flight(tmp_path):
@@ -85,6 +91,16 @@ def test_flush_and_empty_flush(tmp_path):
     path = rec.flush()
     assert path.name == "part-000000.parquet" and rec.buffered == 0
     assert read_traffic(tmp_path / "run").num_rows == 3
+
+
+def test_flush_without_waiting_hands_the_part_to_the_writer(tmp_path):
+    run = tmp_path / "run"
+    rec = recorder(run, flush_rows=1000)
+    record_all(rec, rows_for(range(3)))
+    assert rec.flush(wait=False) is None and rec.buffered == 0
+    rec.close()  # waits for it
+    assert parts(run) == ["part-000000.parquet"]
+    assert sorted_rows(read_traffic(run)) == rows_for(range(3))
 
 
 def test_reopen_appends(tmp_path):
@@ -318,7 +334,9 @@ def test_segments_give_one_row_per_segment_in_message_order(tmp_path):
     signs = np.array([1, -1, 1, 1, -1], np.int8)
     passed = np.array([True, True, False, True, False])
     rec.segments(0, GATED, (1, 4, 9), steps, bounds, signs, passed, np.zeros(0, np.int64))
-    assert len(parts(run)) == 1 and rec.buffered == 0  # exactly 4 rows: one full part
+    assert rec.buffered == 0  # exactly 4 rows: one full part, handed to the writer thread
+    rec._wait()
+    assert len(parts(run)) == 1
     rec.close()
     t = read_traffic(run)
     cols = ["direction", "step", "events_in", "events_out_pos", "events_out_neg", "bytes_in", "bytes_out"]
@@ -409,3 +427,61 @@ def test_fused_sample_keeps_every_kth_sample(tmp_path, rule):
     got, want = actor_rows(tmp_path / "fused"), actor_rows(tmp_path / "plain")
     assert got == want
     assert {r[6] for rows in got.values() for r in rows} == {0, 3, 6}
+
+
+def part_sizes(run_dir) -> dict:
+    """Rows of each part file, per actor, in part order."""
+    import pyarrow.parquet as pq
+    root = run_dir / "traffic"
+    return {d.name: [pq.read_metadata(p).num_rows for p in sorted(d.glob("part-*.parquet"))]
+            for d in sorted(root.iterdir())}
+
+
+@pytest.mark.parametrize("rule", ["sgd", "fsgd"])
+@pytest.mark.parametrize("flush_rows,table_rows", [(5, None), (37, None), (37, 1)])
+def test_fused_samples_fill_the_same_parts(tmp_path, monkeypatch, rule, flush_rows, table_rows):
+    """Fused samples table their rows for all actors in one table, handed to the recorders in
+    bulk (``SampleRows``): the parts hold the same rows as the per-message path's, full
+    buffers included, also when one sample has more rows than a buffer, or than the table
+    (the kernel grows it)."""
+    from distspike.logs.traffic import SampleRows
+    if table_rows is not None:
+        init = SampleRows.__init__
+
+        def small_table(self, *args):
+            init(self, *args)
+            self.log = self.log[:table_rows].copy()
+        monkeypatch.setattr(SampleRows, "__init__", small_table)
+    fused, plain = fused_and_plain(tmp_path, rule, "float64", flush_rows=flush_rows)
+    if table_rows is not None:
+        assert fused.backend.fq[1][0].recorder.sample_rows.log.shape[0] > table_rows
+    assert part_sizes(tmp_path / "fused") == part_sizes(tmp_path / "plain")
+    assert actor_rows(tmp_path / "fused") == actor_rows(tmp_path / "plain")
+
+
+@pytest.mark.parametrize("rule", ["sgd", "fsgd"])
+def test_fused_and_per_message_samples_mix_in_order(tmp_path, rule):
+    """A net that takes the fused sample for some samples and the per-message path for
+    others logs every actor's rows in sample order, as one that never fuses."""
+    cfg = NetConfig(ModelConfig((12, 7, 5, 4), 1.2), TrainingConfig(eta=0.25, steps=5, rule=rule), seed=7)
+    logging = LoggingConfig(flush_rows=23)
+    mixed = local_net(cfg, logging=logging, run_dir=str(tmp_path / "mixed"))
+    plain = local_net(cfg, logging=logging, run_dir=str(tmp_path / "plain"))
+    plain.scheduler.fused = False
+    rng = np.random.default_rng(2)
+    X, y = rng.uniform(0, 1, (9, 12)), rng.integers(0, 4, 9)
+    for k in range(9):
+        mixed.scheduler.fused = k % 3 != 1
+        mixed.train_sample(X[k], y[k])
+        plain.train_sample(X[k], y[k])
+        if k == 4:
+            recs = [sh.recorder for _, sh in mixed.backend.shells()]
+            held = sum(r.buffered for r in recs)
+            assert held == sum(r.buffered for _, r in ((n, sh.recorder) for n, sh in plain.backend.shells()))
+    mixed.close()
+    plain.close()
+    got, want = actor_rows(tmp_path / "mixed"), actor_rows(tmp_path / "plain")
+    assert got == want
+    for rows in got.values():
+        samples = [r[6] for r in rows]
+        assert samples == sorted(samples)

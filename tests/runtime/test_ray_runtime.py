@@ -113,3 +113,54 @@ def test_two_nets_share_one_ray_instance(ray_cluster):
         for w, wa, wb in zip(expected.raw_weights(), a.raw_weights(), b.raw_weights()):
             np.testing.assert_array_equal(wa, w)
             np.testing.assert_array_equal(wb, w)
+
+
+def _rows_by_actor(run_dir) -> dict:
+    from distspike.logs.traffic import read_traffic
+    table = read_traffic(run_dir)
+    cols = ["actor", "direction", "sample", "step", "events_in", "events_out_pos", "events_out_neg", "bytes_in",
+            "bytes_out"]
+    out = {}
+    for row in zip(*[table[c].to_pylist() for c in cols]):
+        out.setdefault(row[0], []).append(row[1:])
+    return out
+
+
+@pytest.mark.parametrize("rule", ["sgd", "fsgd"])
+def test_traffic_rows_per_actor_match_local(ray_cluster, tmp_path, rule):
+    """The same schedule logs the same rows, but for messages the in-process scheduler drops as empty.
+
+    On Ray the scheduler cannot see that a pending batch is empty (it fetches only the
+    output layer's spikes), so it sends it, and the actor logs the empty message it
+    consumed. SGD sends each actor the whole sample in one message per direction: the
+    very same rows. FSGD sends step-wise messages: the in-process rows are, in order, a
+    subsequence of the Ray rows, and every other Ray row is empty (docs/traffic.md).
+    """
+    from distspike.config import LoggingConfig
+    cfg = _cfg("bfs", rule, True)
+    X, y = _data()
+    logging = LoggingConfig(flush_rows=50)
+    local = local_net(cfg, logging=logging, run_dir=str(tmp_path / "local"))
+    _train(local, X, y)
+    local.close()
+    with make_net(cfg, RuntimeConfig("ray_cluster", 1, address="auto"), logging=logging,
+                  run_dir=str(tmp_path / "ray")) as net:
+        _train(net, X, y)
+    want, got = _rows_by_actor(tmp_path / "local"), _rows_by_actor(tmp_path / "ray")
+    assert sorted(got) == sorted(want)
+    for actor, rows in got.items():
+        if rule == "sgd":
+            assert rows == want[actor], actor
+            continue
+        it = iter(rows)
+        extra = []
+        for row in want[actor]:  # greedy: match each in-process row to the next equal Ray row
+            for candidate in it:
+                if candidate == row:
+                    break
+                extra.append(candidate)
+            else:
+                pytest.fail(f"{actor}: in-process row {row} not among the Ray rows in order")
+        extra += list(it)
+        assert all(r[3:6] == (0, 0, 0) for r in extra), (actor, extra)
+        assert len(rows) > len(want[actor])  # this net does drop empty step-wise messages
