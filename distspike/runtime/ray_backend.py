@@ -536,7 +536,13 @@ class RayBackend:
         for name, n in self.graph.sent.items():
             self.seq[name] += n
         self.calls += self.graph.messages
-        self.graph.run(self.pos[0], self.pos[1], bases, inputs.parts, targets.parts)
+        try:
+            self.graph.run(self.pos[0], self.pos[1], bases, inputs.parts, targets.parts)
+        except BaseException:
+            # a failed graph (e.g. a lost actor) is dropped at once: its surviving actors'
+            # execution loops would otherwise block the messages of the recovery
+            self.drop_graph()
+            raise
 
     def drop_graph(self) -> None:
         """Tear the compiled graph down (before actors are replaced or stopped); rebuilt on next use."""
@@ -727,6 +733,7 @@ class RayBackend:
         self._get_all(list(self.actors), "flush")
 
     def discard_logs(self) -> None:
+        self.drop_graph()  # recovery: a broken graph's execution loops must not hold the actors
         self._get_all(list(self.actors), "discard_logs")
 
     def close(self) -> None:
