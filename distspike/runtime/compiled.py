@@ -24,7 +24,8 @@ messages in the scheduler's order. Differences from the scheduler's dispatch:
 - every message is sent every sample; an empty one is not handed to the shell
   (``ShardActor.graph_*``), exactly as the scheduler drops empty batches.
 
-All tests of the Ray runtime against the oracle also run compiled (bit-equal).
+``tests/runtime/test_compiled.py`` checks it bit-equal to the in-process runtime (itself
+checked against the event oracle), traffic rows included.
 """
 from __future__ import annotations
 
@@ -41,12 +42,11 @@ GET_TIMEOUT_S = 600.0
 class SampleGraph:
     """The compiled graph of one training sample, and how many messages it sends each actor.
 
-    ``execute(epoch, sample, bases, inputs, targets)``: ``bases`` are the numbers of the
+    ``run(epoch, sample, bases, inputs, targets)``: ``bases`` are the numbers of the
     next message of every actor; ``inputs`` and ``targets`` the ``T`` per-step batches.
     """
 
     def __init__(self, actors: dict, fq: dict[int, list[str]], bq: dict[int, list[str]], steps: int):
-        self.steps = steps
         self.sent: dict[str, int] = defaultdict(int)  # messages per actor per execution
         dag = build_sample_graph(actors, fq, bq, steps, self.sent)
         self.dag = dag.experimental_compile()
