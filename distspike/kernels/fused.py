@@ -155,7 +155,7 @@ def _keys(log, a, b, n_actors, sample_wide, keys, counts):
             counts[keys[r]] += 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def rows_by_actor(log, samples, n_actors, ints, floats, scratch, header_bytes, event_bytes):
     """The traffic rows of many fused samples, actor by actor, in the recorders' layout.
 
@@ -202,7 +202,7 @@ def rows_by_actor(log, samples, n_actors, ints, floats, scratch, header_bytes, e
     return cuts
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def train_sample(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, in_sign, in_bounds, tg_idx, tg_sign,
                  tg_bounds, counts, thresh, unit, lr, fractional, read_first, stats, log, log_start, log_mode):
     """All ``T`` steps of one SGD or FSGD (``fractional``) training sample; returns ``(log, rows)``.

@@ -382,6 +382,8 @@ class TrafficRecorder:
     def close(self) -> None:
         """Write what is staged and buffered; the recorder stays usable (a later message starts a new part)."""
         self.flush()
+        if self.sample_rows is not None:
+            self.sample_rows.close()
         if self._writer is not None:
             self._writer.shutdown(wait=True)
             self._writer = None
@@ -392,9 +394,9 @@ class TrafficRecorder:
         A part already handed to the writer thread is finished first, so the rollback that
         follows sees it (and moves it aside if it is newer than the checkpoint).
         """
-        self._wait()
         if self.sample_rows is not None:
             self.sample_rows.spill()  # rows of earlier fused samples: as if each had been handed over at once
+        self._wait()  # after the spill: it may have handed a full buffer to the writer thread
         n = self._n + len(self._staged)
         self._n, self._staged = 0, []
         return n
@@ -409,23 +411,32 @@ class SampleRows:
     A fused sample (``LocalBackend.train_fused``) tables its messages in its one compiled
     call, appending them to one table for all actors (``log``, from row ``n`` on; the
     kernel grows it if needed); ``added`` notes the sample, with no per-actor work.
-    ``spill`` turns the noted samples into each actor's rows in one compiled call
-    (``kernels/fused.py``: ``rows_by_actor``) and hands them over (``TrafficRecorder.take``).
-    It spills once ``capacity`` rows are tabled, and a recorder spills it before it
-    buffers, writes or discards anything else (``pack``), so every actor's rows stay in
-    order and ``flush()``/``close()`` write them all. ``recorders[a]`` is the kernel's actor ``a``.
-    The table is small (4 096 rows, some 40 samples of 784-300-300-10) so that it is
-    still in the CPU's caches when it is spilled: reading a cold table of 50 000 rows
-    took 5-10 ms against 2 ms warm.
+    Once ``capacity`` rows are tabled, the table goes to a background thread, and the
+    next samples fill a second table meanwhile. The thread turns the noted samples into each
+    actor's rows in one compiled call (``kernels/fused.py``: ``rows_by_actor``, which, like
+    the fused kernel, runs without the GIL) and hands them over (``TrafficRecorder.take``):
+    the training thread only tables rows. Every recorder calls ``spill()`` before it
+    buffers, writes or discards anything else (``pack``): it hands over what is tabled and
+    waits until the thread is done, so every actor's rows stay in order and
+    ``flush()``/``close()`` write them all. While a table is in the thread, the recorders
+    are the thread's: the training thread touches them only through ``spill()`` (and reads
+    ``keeps``/``_staged``, which the thread does not change). A failure in the thread is
+    raised by the next ``added`` or ``spill``. ``recorders[a]`` is the kernel's actor ``a``.
+    The table is small (4 096 rows, some 40 samples of 784-300-300-10) so that it is still
+    in the CPU's caches when it is spilled: reading a cold table of 50 000 rows took
+    5-10 ms against 2 ms warm.
     """
 
     def __init__(self, recorders: list, capacity: int = 4096):
         self.recorders = list(recorders)
         self.capacity = capacity
         self.log = np.empty((capacity + 1024, 7), np.int64)  # kernels/fused.py: LOG_COLUMNS
+        self._free = np.empty_like(self.log)  # the other table: free once the thread is done with it
         self.n = 0  # rows tabled
         self._samples: list[tuple] = []  # kernels/fused.py: SAMPLE_COLUMNS
-        self._out: tuple | None = None  # rows_by_actor's output and scratch arrays, reused
+        self._out: tuple | None = None  # rows_by_actor's output and scratch arrays, reused (by the thread only)
+        self._thread: ThreadPoolExecutor | None = None  # started on the first hand-over
+        self._pending: Future | None = None  # the table being turned into rows
         for rec in self.recorders:
             rec.sample_rows = self
 
@@ -445,24 +456,50 @@ class SampleRows:
         self._samples.append((position[0], position[1], self.n, end, sample_wide, compute_ns, time.time_ns()))
         self.n = end
         if end >= self.capacity:
-            self.spill()
+            self._hand_over()
 
     def spill(self) -> None:
-        """Hand every recorder its rows of the noted samples (in order); the table restarts."""
+        """Hand every recorder its rows of the noted samples (in order) and wait until they have them."""
+        self._hand_over()
+        self._wait()
+
+    def _hand_over(self) -> None:
+        """Give the table and its samples to the thread; the next samples go to the other table."""
         if not self._samples:
             return
-        from distspike.kernels.fused import rows_by_actor
         samples = np.array(self._samples, np.int64)
         self._samples, self.n = [], 0
-        if self._out is None or self._out[0].shape[1] < self.log.shape[0]:  # reused: fresh memory page-faults
-            rows = self.log.shape[0]
+        self._wait()  # the thread is done with the other table (and the recorders)
+        table, self.log = self.log, self._free
+        self._free = table
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="traffic-rows")
+        self._pending = self._thread.submit(self._to_recorders, table, samples)
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def _to_recorders(self, log: np.ndarray, samples: np.ndarray) -> None:
+        """(In the thread.) Each recorder's rows of ``samples``, tabled in ``log``, handed over in order."""
+        from distspike.kernels.fused import rows_by_actor
+        if self._out is None or self._out[0].shape[1] < log.shape[0]:  # reused: fresh memory page-faults
+            rows = log.shape[0]
             self._out = (np.empty((len(INT_COLUMNS), rows), np.int64), np.empty((len(FLOAT_COLUMNS), rows)),
                          np.empty((3, rows), np.int64))
         ints, floats, scratch = self._out
-        cuts = rows_by_actor(self.log, samples, len(self.recorders), ints, floats, scratch, HEADER_BYTES, EVENT_BYTES)
+        cuts = rows_by_actor(log, samples, len(self.recorders), ints, floats, scratch, HEADER_BYTES, EVENT_BYTES)
         for a, rec in enumerate(self.recorders):
             if cuts[a + 1] > cuts[a]:
                 rec.take(ints[:, cuts[a]:cuts[a + 1]], floats[:, cuts[a]:cuts[a + 1]])
+
+    def close(self) -> None:
+        """Spill, then stop the thread (a later sample starts it again)."""
+        self.spill()
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+            self._thread = None
 
 
 def _wall_ns() -> int:

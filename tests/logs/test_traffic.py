@@ -459,6 +459,54 @@ def test_fused_samples_fill_the_same_parts(tmp_path, monkeypatch, rule, flush_ro
     assert actor_rows(tmp_path / "fused") == actor_rows(tmp_path / "plain")
 
 
+def handed_over_every_sample(monkeypatch):
+    """``SampleRows`` hands its table to the thread after every sample (capacity 1)."""
+    from distspike.logs.traffic import SampleRows
+    init = SampleRows.__init__
+
+    def every_sample(self, recorders, capacity=4096):
+        init(self, recorders, 1)
+    monkeypatch.setattr(SampleRows, "__init__", every_sample)
+
+
+@pytest.mark.parametrize("rule", ["sgd", "fsgd"])
+def test_fused_rows_reach_the_recorders_in_the_background(tmp_path, monkeypatch, rule):
+    """The recorders take the fused samples' rows in the ``traffic-rows`` thread, also when it
+    lags behind training (a slow ``take``: the tables alternate and the training thread
+    waits for the thread before it reuses one); the parts are those of the per-message path."""
+    import threading
+    handed_over_every_sample(monkeypatch)
+    takers = []
+    take = TrafficRecorder.take
+
+    def slow_take(self, ints, floats):
+        takers.append(threading.current_thread().name)
+        time.sleep(0.002)
+        take(self, ints, floats)
+    monkeypatch.setattr(TrafficRecorder, "take", slow_take)
+    fused, plain = fused_and_plain(tmp_path, rule, "float64", flush_rows=5)
+    assert takers and all(name.startswith("traffic-rows") for name in takers)
+    assert part_sizes(tmp_path / "fused") == part_sizes(tmp_path / "plain")
+    assert actor_rows(tmp_path / "fused") == actor_rows(tmp_path / "plain")
+
+
+def test_a_failure_in_the_rows_thread_is_raised_by_training(tmp_path, monkeypatch):
+    """An error while the thread hands rows over (e.g. a part that cannot be written) is not
+    lost: the next sample that hands over a table, or ``close``, raises it."""
+    handed_over_every_sample(monkeypatch)
+
+    def full_disk(self, ints, floats):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(TrafficRecorder, "take", full_disk)
+    cfg = NetConfig(ModelConfig((12, 7, 5, 4), 1.2), TrainingConfig(eta=0.25, steps=5), seed=7)
+    net = local_net(cfg, logging=LoggingConfig(), run_dir=str(tmp_path / "run"))
+    rng = np.random.default_rng(1)
+    with pytest.raises(OSError, match="No space left"):
+        for x, label in zip(rng.uniform(0, 1, (4, 12)), rng.integers(0, 4, 4)):
+            net.train_sample(x, label)
+        net.close()
+
+
 @pytest.mark.parametrize("rule", ["sgd", "fsgd"])
 def test_fused_and_per_message_samples_mix_in_order(tmp_path, rule):
     """A net that takes the fused sample for some samples and the per-message path for
