@@ -23,7 +23,7 @@ Spike totals per step go to ``stats[t, kind, l]`` (kind 0: forward out of layer 
 1: errors reaching gate ``l``, 2: passed by it, 3: emitted by backward herder ``l``).
 
 Traffic rows (optional): with ``log_mode > 0`` every consumed message segment appends a
-row ``(actor, form, step, events_in, pos, n_out, live)`` to the int64 table ``log`` from
+row ``(actor, form, step, events_in, pos, n_out, live)`` to the integer table ``log`` from
 row ``log_start`` on (grown by doubling; the kernel returns the table and its row count),
 so the rows of many samples can accumulate in one table (``rows_by_actor``). ``actor`` is ``l - 1`` for
 the forward quantizer of layer ``l`` and ``L + l - 2`` for the backward replica of layer
@@ -58,7 +58,7 @@ def reserve(log, n, k):
     size = max(2 * log.shape[0], 64)
     while size < n + k:
         size *= 2
-    bigger = np.zeros((size, log.shape[1]), np.int64)
+    bigger = np.zeros((size, log.shape[1]), log.dtype)
     bigger[:n] = log[:n]
     return bigger
 

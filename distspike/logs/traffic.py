@@ -430,7 +430,8 @@ class SampleRows:
     def __init__(self, recorders: list, capacity: int = 4096):
         self.recorders = list(recorders)
         self.capacity = capacity
-        self.log = np.empty((capacity + 1024, 7), np.int64)  # kernels/fused.py: LOG_COLUMNS
+        # kernels/fused.py: LOG_COLUMNS; int32 (counts of one message segment) halves the memory the kernel writes
+        self.log = np.empty((capacity + 1024, 7), np.int32)
         self._free = np.empty_like(self.log)  # the other table: free once the thread is done with it
         self.n = 0  # rows tabled
         self._samples: list[tuple] = []  # kernels/fused.py: SAMPLE_COLUMNS

@@ -24,7 +24,7 @@ class LocalBackend:
         self.fq, self.bq = fq, bq
         self.calls = 0  # module calls dispatched (the Ray runtime counts actor calls)
         self._fused_state = None  # typed lists of the modules' arrays for ``train_fused``
-        self._no_log = np.zeros((0, 7), np.int64)  # the fused kernel's traffic table when it logs nothing
+        self._no_log = np.zeros((0, 7), np.int32)  # the fused kernel's traffic table when it logs nothing
         self._fused_actors = None  # the shells of the kernel's actor indices (``train_fused``)
 
     def can_fuse(self) -> bool:
