@@ -1,0 +1,58 @@
+"""How much it costs to touch memory again after it sat idle (a property of the host, not of distspike).
+
+Not a test: prints figures. On the development VM, memory that a process has not
+touched for tens of milliseconds is slow to touch again (the host appears to reclaim
+idle guest pages): every benchmark whose working set is revisited less often than that
+pays for it, and the cost swings with the host's state. This script makes that visible:
+it touches an array once, then re-reads one 56 KB slice of it after the process slept
+for a gap, and reports the time per 4 KB page for the first and a second read.
+
+    python benchmarks/bench_memory.py [--gaps 0,0.001,0.01,0.1,0.5] [--repeats 5]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+PAGE = 4096
+SLICE = 14 * PAGE  # bytes read per trial
+
+
+def trial(a: np.ndarray, start: int, gap: float) -> tuple[float, float]:
+    """(first, second) read of ``a[start:start+SLICE]`` after sleeping ``gap`` s, in µs per page."""
+    if gap:
+        time.sleep(gap)
+    view = a[start:start + SLICE // a.itemsize]
+    t0 = time.perf_counter()
+    view.sum()
+    t1 = time.perf_counter()
+    view.sum()
+    t2 = time.perf_counter()
+    pages = SLICE / PAGE
+    return (t1 - t0) * 1e6 / pages, (t2 - t1) * 1e6 / pages
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--gaps", default="0,0.001,0.01,0.1,0.5", help="idle gaps in seconds, comma-separated")
+    parser.add_argument("--repeats", type=int, default=5, help="trials per gap (each on a fresh slice)")
+    args = parser.parse_args(argv)
+    gaps = [float(g) for g in args.gaps.split(",")]
+    a = np.ones(len(gaps) * args.repeats * SLICE // 8 + SLICE, np.int64)  # touched once, here
+    print("| idle gap (s) | first read, µs per 4 KB page (median, max) | second read (median) |")
+    print("|---:|---:|---:|")
+    k = 0
+    for gap in gaps:
+        first, second = [], []
+        for _ in range(args.repeats):
+            f, s = trial(a, k * SLICE // 8, gap)
+            first.append(f)
+            second.append(s)
+            k += 1
+        print(f"| {gap:g} | {np.median(first):.2f}, {max(first):.2f} | {np.median(second):.2f} |")
+
+
+if __name__ == "__main__":
+    main()
