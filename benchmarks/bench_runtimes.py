@@ -54,18 +54,18 @@ def barrier(backend) -> float:
     return sum(s for _, s in busy().values()) if busy else 0.0
 
 
-def measure(cfg: NetConfig, runtime: RuntimeConfig, X, y, warmup: int, n_eval: int) -> dict:
-    """Figures over ``X[warmup:]`` after training on ``X[:warmup]``; then ``n_eval`` predictions."""
+def measure(cfg: NetConfig, runtime: RuntimeConfig, X, y, warmup: int, n_train: int, n_eval: int) -> dict:
+    """Figures over ``X[warmup:n_train]`` after training on ``X[:warmup]``; then predictions of ``X[:n_eval]``."""
     with make_net(cfg, runtime) as net:
         for k in range(warmup):
             net.train_sample(X[k], y[k])
         busy0 = barrier(net.backend)
         calls0, t0 = net.backend.calls, time.perf_counter()
-        for k in range(warmup, len(X)):
+        for k in range(warmup, n_train):
             net.train_sample(X[k], y[k])
         busy = barrier(net.backend) - busy0
         dt = time.perf_counter() - t0
-        n = len(X) - warmup
+        n = n_train - warmup
         out = {"sps": n / dt, "calls": (net.backend.calls - calls0) / n, "busy": busy / n}
         if n_eval:
             calls0, t0 = net.backend.calls, time.perf_counter()
@@ -87,7 +87,7 @@ def table(rows: list[tuple[str, dict]]) -> str:
         ref = ray1c if spec.endswith(":compiled") else ray1  # shards compared within one mode
         vs_ray1 = f"{r['sps'] / ref['sps']:.2f}" if ref and spec.startswith("ray") else "-"
         busy = f"{r['busy']:.4f}" if spec.startswith("ray") else "-"
-        ev = (f"{r['eval_sps']:.1f} | {r['eval_calls']:.1f}") if "eval_sps" in r else "- | -"
+        ev = (f"{r['eval_sps']:.1f} | {r['eval_calls']:.2f}") if "eval_sps" in r else "- | -"
         lines.append(f"| {spec} | {r['sps']:.2f} | {r['calls']:.1f} | {busy} | {vs_local} | {vs_ray1} | {ev} |")
     return "\n".join(lines)
 
@@ -128,7 +128,7 @@ def main() -> None:
     args = ap.parse_args()
     sizes = tuple(int(s) for s in args.sizes.split("-"))
     cfg = NetConfig(ModelConfig(sizes, 0.01, args.dtype), TrainingConfig(rule=args.rule))
-    X, y = load_inputs(args.data, args.samples + args.warmup, sizes[0])
+    X, y = load_inputs(args.data, max(args.samples + args.warmup, args.eval), sizes[0])  # predictions: X[:eval]
     head = machine()
     config = (f"net {args.sizes} {args.dtype}, T=10, BFS, {args.rule}, held errors; {args.samples} training "
               f"samples after {args.warmup} warm-up, {args.eval} predictions; "
@@ -138,7 +138,7 @@ def main() -> None:
     for spec in args.runtimes.split(","):
         kind, shards, *mode = spec.split(":")
         runtime = RuntimeConfig(kind, int(shards), compiled=mode == ["compiled"])
-        r = measure(cfg, runtime, X, y, args.warmup, args.eval)
+        r = measure(cfg, runtime, X, y, args.warmup, args.samples + args.warmup, args.eval)
         rows.append((spec, r))
         print(f"{spec:<16}{r['sps']:>10.2f} samples/s{r['calls']:>8.1f} calls/sample"
               f"{r['busy']:>10.4f} busy s/sample", flush=True)

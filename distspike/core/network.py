@@ -16,6 +16,9 @@ from distspike.config import NetConfig
 from distspike.core.modules import LayerSpec, Numerics, split_blocks
 from distspike.core.scheduler import Scheduler
 
+#: prediction samples per message on backends that batch them (Ray): ``SpikingNet.predict``
+PREDICT_BATCH = 64
+
 
 def init_weights(sizes, w_init: float, seed: int) -> list[np.ndarray]:
     """``W_l ~ w_init * N(0, 1)`` of shape ``(n_{l-1}, n_l)``, drawn layer by layer from one RNG.
@@ -75,10 +78,18 @@ class SpikingNet:
                 progress(1)
         return X.shape[0] / max(time.perf_counter() - t0, 1e-12)
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """Scores ``sum_t u_L / T`` for each row of ``X`` (shape ``(n, n_L)``)."""
+    def predict(self, X: np.ndarray, batch: int = PREDICT_BATCH) -> np.ndarray:
+        """Scores ``sum_t u_L / T`` for each row of ``X`` (shape ``(n, n_L)``).
+
+        On Ray, ``batch`` samples travel per message (``Scheduler.predict_many``): one
+        call per shard and layer for the batch instead of for each sample.
+        """
+        if not (isinstance(batch, (int, np.integer)) and not isinstance(batch, bool) and batch >= 1):
+            raise ValueError(f"predict: batch must be a positive integer, got {batch!r}")
         X = np.atleast_2d(X)
-        return np.stack([self.scheduler.predict_scores(self.num.encode(x)) for x in X])
+        enc = [self.num.encode(x) for x in X]
+        parts = [self.scheduler.predict_many(enc[k:k + batch]) for k in range(0, len(enc), batch)]
+        return np.concatenate(parts) if parts else np.zeros((0, self.cfg.model.sizes[-1]))
 
     def error(self, X: np.ndarray, y: np.ndarray) -> float:
         """Classification error in percent (argmax of the scores)."""

@@ -194,6 +194,23 @@ class Scheduler:
             batch = self.backend.forward(layer, batch, False)
         return self.num.decode(self.backend.preact_values(self.L)) / self.T
 
+    def predict_many(self, X: list) -> np.ndarray:
+        """``predict_scores`` of each (encoded) row of ``X``, shape ``(len(X), n_L)``.
+
+        A backend with ``predict_batch`` (Ray) sends each layer all samples' steps in one
+        message per shard: every shard resets its state between samples exactly as it
+        would on a new prediction sample, so the scores equal those of one sample at a time.
+        """
+        if not hasattr(self.backend, "predict_batch") or not len(X):
+            return np.stack([self.predict_scores(x) for x in X]) if len(X) else np.zeros((0, self.cfg.model.sizes[-1]))
+        steps = []
+        for x in X:
+            self.inp.reset()
+            steps.append(self.inp.steps(x, self.T))
+        first = self.predictions + 1
+        self.predictions += len(X)
+        return self.num.decode(self.backend.predict_batch(steps, first)) / self.T
+
     # -- routing -------------------------------------------------------------------
     def stats(self) -> SpikeStats:
         """Totals so far: the shells' counters plus the input spikes counted here."""

@@ -204,6 +204,41 @@ class ShardActor:
     def forward(self, train, kind, *parts):
         return self._sent(self.shell.forward(self._batch(kind, parts), train))
 
+    def _samples(self, kind, parts) -> list:
+        """The per-sample batches of a ``forward_many`` message: ``("value",)``: one list of
+        batches; ``("shards",)``: one list per shard of the layer before, merged sample by sample."""
+        lists = parts if kind == ("shards",) else parts[:1] if kind == ("value",) else None
+        if lists is None or not lists or not all(isinstance(p, list) for p in lists) \
+                or len({len(p) for p in lists}) != 1:
+            raise MessageError(f"actor {self.name}: field 'samples' must be lists of batches of equal length "
+                               f"(kind ('value',) or ('shards',)), got kind {kind!r} and "
+                               f"{[type(p).__name__ + (f'[{len(p)}]' if isinstance(p, list) else '') for p in parts]}")
+        return [self._batch(("shards",), [p[k] for p in lists]) for k in range(len(lists[0]))]
+
+    @_numbered
+    def forward_many(self, first: int, last: bool, kind, *parts):
+        """Prediction of several samples in one message (``Scheduler.predict_many``).
+
+        Sample ``k`` is prediction sample ``first + k``: the shell starts it afresh
+        (``start_predict``) and consumes its steps, exactly as one message per sample
+        would. Returns each sample's output, or with ``last`` (the output layer, whose
+        spikes nobody reads) each sample's ``S`` after its last step, stacked ``(K, block)``.
+        """
+        samples = self._samples(kind, parts)
+        if not _is_count(first):
+            raise MessageError(f"actor {self.name}: field 'first' must be a non-negative integer, got {first!r}")
+        for batch in samples:  # all checked before any is applied
+            self.shell._check(batch, "fwd")
+        epoch = self.shell.position[0]
+        outs = []
+        for k, batch in enumerate(samples):
+            self.shell.set_position(epoch, first + k, 0, False)
+            out = self.shell.forward(batch, False)
+            outs.append(self.shell.preact().copy() if last else self._sent(out))
+        if last:
+            return np.stack(outs) if outs else np.zeros((0, self.shell.module.spec.hi - self.shell.module.spec.lo))
+        return outs
+
     @_numbered
     def count(self, kind, *parts):
         return self.shell.count(self._batch(kind, parts))
@@ -644,6 +679,18 @@ class RayBackend:
     def preact(self, layer: int) -> Pending:
         """``S_l`` as the refs of its shards' blocks (concatenated by the receiver)."""
         return Pending(("concat",), [self._send(name, "preact") for name in self.fq[layer]])
+
+    def predict_batch(self, samples: list, first: int) -> np.ndarray:
+        """``S_L`` after the last step of each of ``samples`` (one ``Segments`` of ``T`` steps per
+        prediction sample ``first, first+1, ...``), shape ``(K, n_L)``: one ``forward_many``
+        message per shard and layer for the whole batch, each layer's fed by the shards before."""
+        self.set_position(0, first, 0, False)
+        kind, refs = ("value",), [list(samples)]
+        for layer in sorted(self.fq):
+            last = layer == max(self.fq)
+            refs = [self._send(name, "forward_many", first, last, kind, *refs) for name in self.fq[layer]]
+            kind = ("shards",)
+        return np.concatenate(ray.get(refs), axis=1)
 
     def preact_values(self, layer: int) -> np.ndarray:
         return np.concatenate(ray.get([self._send(name, "preact") for name in self.fq[layer]]))

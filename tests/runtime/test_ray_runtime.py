@@ -164,3 +164,46 @@ def test_traffic_rows_per_actor_match_local(ray_cluster, tmp_path, rule):
         extra += list(it)
         assert all(r[3:6] == (0, 0, 0) for r in extra), (actor, extra)
         assert len(rows) > len(want[actor])  # this net does drop empty step-wise messages
+
+
+@pytest.mark.parametrize("dtype,shards", [("float64", 1), ("int", 2), ("float64", 3)])
+def test_batched_predictions_equal_one_sample_at_a_time(ray_cluster, dtype, shards):
+    """``predict`` sends each layer's shards a batch of samples per message: the scores equal
+    the in-process runtime's bit for bit (each sample starts afresh in every shard), a
+    partial last batch included, with ``L * shards`` calls per batch; training continues after."""
+    cfg = _cfg("bfs", "fsgd", True, dtype)
+    X, y = _data(7)
+    local = local_net(cfg, shards=shards)
+    with make_net(cfg, RuntimeConfig("ray_cluster", shards, address="auto")) as net:
+        for k in range(3):
+            local.train_sample(X[k], y[k])
+            net.train_sample(X[k], y[k])
+        want = local.predict(X)
+        calls = net.backend.calls
+        np.testing.assert_array_equal(net.predict(X, batch=3), want)
+        n_shards = sum(len(s) for s in net.backend.fq.values())
+        assert net.backend.calls - calls == 3 * n_shards  # batches of 3, 3 and 1 samples
+        np.testing.assert_array_equal(net.predict(X), want)  # one batch
+        np.testing.assert_array_equal(net.predict(X[2]), want[2:3])
+        assert net.predict(X[:0]).shape == (0, SIZES[-1])
+        for k in range(3, 7):  # prediction left no trace in the training state
+            local.train_sample(X[k], y[k])
+            net.train_sample(X[k], y[k])
+        for a, b in zip(local.raw_weights(), net.raw_weights()):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(net.predict(X), local.predict(X))
+
+
+def test_malformed_prediction_batches_are_rejected(ray_cluster):
+    cfg = _cfg()
+    with make_net(cfg, RuntimeConfig("ray_cluster", 1, address="auto")) as net:
+        with pytest.raises(ValueError, match="batch must be a positive integer, got 0"):
+            net.predict(_data(2)[0], batch=0)
+        actor = net.backend.actors["forward.1.0"]
+        head = (net.backend.seq["forward.1.0"], 1)
+        with pytest.raises(ray.exceptions.RayTaskError, match="field 'samples' must be lists"):
+            ray.get(actor.forward_many.remote(head, (0, 1, 0, False), 1, False, ("value",), SpikeBatch.empty()))
+        with pytest.raises(ray.exceptions.RayTaskError, match="field 'batch' cannot be assembled"):
+            ray.get(actor.forward_many.remote(head, (0, 1, 0, False), 1, False, ("value",), [np.zeros(3)]))
+        X, _ = _data(2)
+        np.testing.assert_array_equal(net.predict(X), local_net(cfg).predict(X))  # nothing was applied
