@@ -227,6 +227,8 @@ class ShardActor:
         samples = self._samples(kind, parts)
         if not _is_count(first):
             raise MessageError(f"actor {self.name}: field 'first' must be a non-negative integer, got {first!r}")
+        if not isinstance(last, (bool, np.bool_)):
+            raise MessageError(f"actor {self.name}: field 'last' must be a bool, got {last!r}")
         for batch in samples:  # all checked before any is applied
             self.shell._check(batch, "fwd")
         epoch = self.shell.position[0]

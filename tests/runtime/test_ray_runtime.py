@@ -205,5 +205,9 @@ def test_malformed_prediction_batches_are_rejected(ray_cluster):
             ray.get(actor.forward_many.remote(head, (0, 1, 0, False), 1, False, ("value",), SpikeBatch.empty()))
         with pytest.raises(ray.exceptions.RayTaskError, match="field 'batch' cannot be assembled"):
             ray.get(actor.forward_many.remote(head, (0, 1, 0, False), 1, False, ("value",), [np.zeros(3)]))
+        with pytest.raises(ray.exceptions.RayTaskError, match="field 'last' must be a bool, got 'yes'"):
+            ray.get(actor.forward_many.remote(head, (0, 1, 0, False), 1, "yes", ("value",), [SpikeBatch.empty()]))
+        with pytest.raises(ray.exceptions.RayTaskError, match="field 'first' must be a non-negative integer"):
+            ray.get(actor.forward_many.remote(head, (0, 1, 0, False), -1, False, ("value",), [SpikeBatch.empty()]))
         X, _ = _data(2)
         np.testing.assert_array_equal(net.predict(X), local_net(cfg).predict(X))  # nothing was applied
