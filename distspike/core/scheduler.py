@@ -87,12 +87,12 @@ class Scheduler:
         self.predictions = 0  # labels prediction samples (each starts fresh forward state)
         self.trace: list[tuple] | None = None  # (step, kind, layer, n_events) when recording
         self.step = 0
-        # held errors + breadth-first, not smooth: a whole sample in one compiled call when the
-        # backend offers it (in-process, one shard per layer)
-        self.fused = self.hold and not self.lifo and not self.smooth and getattr(backend, "can_fuse", lambda: False)()
+        # held errors + breadth-first, not smooth: a sample's messages do not depend on its spikes
+        static = self.hold and not self.lifo and not self.smooth
+        # a whole sample in one compiled call when the backend offers it (in-process, one shard per layer)
+        self.fused = static and getattr(backend, "can_fuse", lambda: False)()
         # the same schedule with FSGD as one Ray Compiled Graph execution per sample (runtime.compiled)
-        self.compiled = (self.hold and not self.lifo and not self.smooth and not self.sample_wide
-                         and getattr(backend, "can_compile", lambda: False)())
+        self.compiled = static and not self.sample_wide and getattr(backend, "can_compile", lambda: False)()
 
     # -- one training sample (paper section 3.8) --------------------------------
     def train_sample(self, x: np.ndarray, neg_y: np.ndarray, epoch: int = 0, sample: int = 0) -> None:
@@ -195,14 +195,14 @@ class Scheduler:
         return self.num.decode(self.backend.preact_values(self.L)) / self.T
 
     def predict_many(self, X: list) -> np.ndarray:
-        """``predict_scores`` of each (encoded) row of ``X``, shape ``(len(X), n_L)``.
+        """``predict_scores`` of each (encoded) row of ``X`` (at least one), shape ``(len(X), n_L)``.
 
         A backend with ``predict_batch`` (Ray) sends each layer all samples' steps in one
         message per shard: every shard resets its state between samples exactly as it
         would on a new prediction sample, so the scores equal those of one sample at a time.
         """
-        if not hasattr(self.backend, "predict_batch") or not len(X):
-            return np.stack([self.predict_scores(x) for x in X]) if len(X) else np.zeros((0, self.cfg.model.sizes[-1]))
+        if not hasattr(self.backend, "predict_batch"):
+            return np.stack([self.predict_scores(x) for x in X])
         steps = []
         for x in X:
             self.inp.reset()
