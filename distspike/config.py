@@ -210,7 +210,8 @@ class RuntimeConfig:
     ``address`` (``ray_cluster``) is the cluster to join, e.g. ``"ray://head:10001"``
     or ``"auto"``. ``temp_dir`` is the embedded instance's own temp directory.
     ``compiled`` (Ray runtimes): train each sample as one execution of a Ray Compiled
-    Graph where the schedule allows (breadth-first, held errors, FSGD, not smooth;
+    Graph where the schedule allows (breadth-first, held errors, not smooth; SGD as one
+    sample-wide message per actor and direction, FSGD per time step;
     ``runtime/compiled.py``); actors then pass batches through shared-memory channels.
     """
 

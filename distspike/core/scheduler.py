@@ -91,8 +91,8 @@ class Scheduler:
         static = self.hold and not self.lifo and not self.smooth
         # a whole sample in one compiled call when the backend offers it (in-process, one shard per layer)
         self.fused = static and getattr(backend, "can_fuse", lambda: False)()
-        # the same schedule with FSGD as one Ray Compiled Graph execution per sample (runtime.compiled)
-        self.compiled = static and not self.sample_wide and getattr(backend, "can_compile", lambda: False)()
+        # the same schedule as one Ray Compiled Graph execution per sample (runtime.compiled)
+        self.compiled = static and getattr(backend, "can_compile", lambda: False)()
 
     # -- one training sample (paper section 3.8) --------------------------------
     def train_sample(self, x: np.ndarray, neg_y: np.ndarray, epoch: int = 0, sample: int = 0) -> None:
@@ -110,7 +110,7 @@ class Scheduler:
             self._train_sample_fused(x, targets)
             return
         if self.compiled and self.trace is None:
-            self.backend.train_compiled(self._emit_inputs(x), targets, self.T)
+            self.backend.train_compiled(self._emit_inputs(x), targets, self.T, self.sample_wide)
             return
         if self.sample_wide:
             self._train_sample_wide(x, targets, epoch, sample)

@@ -1,8 +1,8 @@
 """A training sample as a Ray Compiled Graph (``runtime.compiled: true``): the breadth-first
-schedule of held-error FSGD (paper App. F, section 3.8), bound once and re-executed.
+schedule of held-error SGD or FSGD (paper App. F, section 3.8), bound once and re-executed.
 
 With held errors and breadth-first routing, the schedule of a sample does not depend on
-the spikes: per time step ``t`` it is always
+the spikes. FSGD: per time step ``t`` it is always
 
 1. the input spikes of step ``t`` -> forward ``1`` -> ... -> forward ``L``;
 2. the output gate: the output spikes and the target spikes of step ``t`` go to the
@@ -11,7 +11,9 @@ the spikes: per time step ``t`` it is always
    -> gate ``L-1`` -> backward ``L-1`` -> ... -> gate ``1``;
 
 the same list of messages the central ``Scheduler`` dispatches, in the same order per
-actor. ``build_sample_graph`` binds that list for all ``T`` steps as one DAG, with an
+actor. SGD (``wide``): the same chain once per sample, each message holding all ``T``
+steps (``Scheduler._train_sample_wide``: all forward steps, then the roots the counter
+launches over all steps, gated and sent back once). ``build_sample_graph`` binds that list for all ``T`` steps as one DAG, with an
 edge wherever a message reads another's batch, and Ray compiles it: the actors then
 pass batches to each other through shared-memory channels instead of one driver round
 trip per message (about 0.3 ms per hop on a 2-core machine instead of 1-1.5 ms). Ray
@@ -22,7 +24,11 @@ messages in the scheduler's order. Differences from the scheduler's dispatch:
   identical copy), so no batch goes back to the driver within a sample;
 - each count batch travels with its replica's backward message of the same step;
 - every message is sent every sample; an empty one is not handed to the shell
-  (``ShardActor.graph_*``), exactly as the scheduler drops empty batches.
+  (``ShardActor.graph_*``), exactly as the scheduler drops empty batches. In the
+  sample-wide schedule the scheduler sends every message, empty or not, once the
+  counter launched any root (and none of the backward chain otherwise): there a
+  message after the output gate carries ``None`` when no root was launched, and the
+  shells get every other one.
 
 ``tests/runtime/test_compiled.py`` checks it bit-equal to the in-process runtime (itself
 checked against the event oracle), traffic rows included.
@@ -46,9 +52,11 @@ class SampleGraph:
     next message of every actor; ``inputs`` and ``targets`` the ``T`` per-step batches.
     """
 
-    def __init__(self, actors: dict, fq: dict[int, list[str]], bq: dict[int, list[str]], steps: int):
+    def __init__(self, actors: dict, fq: dict[int, list[str]], bq: dict[int, list[str]], steps: int,
+                 wide: bool = False):
         self.sent: dict[str, int] = defaultdict(int)  # messages per actor per execution
-        dag = build_sample_graph(actors, fq, bq, steps, self.sent)
+        self.wide = wide  # SGD: one sample-wide message per actor and direction (``inputs``: one Segments)
+        dag = build_sample_graph(actors, fq, bq, 1 if wide else steps, self.sent, wide)
         self.dag = dag.experimental_compile()
 
     @property
@@ -65,11 +73,13 @@ class SampleGraph:
 
 
 def build_sample_graph(actors: dict, fq: dict[int, list[str]], bq: dict[int, list[str]], steps: int,
-                       sent: dict[str, int]):
-    """Bind the ``steps``-step breadth-first FSGD schedule (module docstring); count messages in ``sent``.
+                       sent: dict[str, int], wide: bool = False):
+    """Bind the ``steps``-step breadth-first schedule (module docstring); count messages in ``sent``.
 
     Input ``0`` is ``(epoch, sample, bases)``, inputs ``1..T`` the input spikes of each
-    step, inputs ``T+1..2T`` the target spikes. Batches between shards are described as
+    step, inputs ``T+1..2T`` the target spikes (``wide``: ``steps = 1``, each input holds all
+    steps and the messages are the sample-wide ones: ``forward_wide``, ``root_gate_wide``,
+    ``gate_wide``, ``backward_wide``). Batches between shards are described as
     in ``RayBackend``: ``("value",)``, ``("shards",)``, ``("gated", n, inner)`` and
     ``("rooted", n)`` (``ray_backend.assemble``).
     """
@@ -79,6 +89,7 @@ def build_sample_graph(actors: dict, fq: dict[int, list[str]], bq: dict[int, lis
         ctx = inp[0]
 
         def send(name: str, step: int, op: str, static: tuple, parts: list):
+            op = f"{op}_wide" if wide else op
             node = actors[name].node.bind(ctx, sent[name], step, op, static, *parts)
             sent[name] += 1
             return node

@@ -371,6 +371,48 @@ class ShardActor:
         return Segments(SpikeBatch.empty(), np.zeros_like(batch.bounds), batch.steps) \
             if isinstance(batch, Segments) else SpikeBatch.empty()
 
+    # The sample-wide (SGD) graph: every message holds all steps of the sample and is handed to
+    # the shell whatever it holds, as the scheduler's sample-wide path sends it; after the output
+    # gate, ``None`` stands for "no message" when the counter launched no root (``_wide_batch``).
+    def _wide_batch(self, kind, parts):
+        """The batch of a sample-wide graph message, or ``None`` when its chain was not started
+        (the message before it sent ``None``)."""
+        if any(p is None for p in parts):
+            return None
+        return self._batch(kind, parts)
+
+    @_numbered
+    def graph_forward_wide(self, kind, *parts):
+        return self._sent(self.shell.forward(self._batch(kind, parts), True))
+
+    @_numbered
+    def graph_root_gate_wide(self, n_out, kind, *parts):
+        """The counter over all steps (``ErrorCounter.launch_steps``, fresh each sample), then the gate:
+        ``(roots, mask)``, or ``None`` when no root was launched. ``parts``: the output layer's
+        ``n_out`` shard outputs, then the sample's target spikes."""
+        out, target = self._batch(kind, parts[:n_out]), self._batch(("value",), parts[n_out:])
+        if not (isinstance(out, Segments) and isinstance(target, Segments)):
+            raise MessageError(f"actor {self.name}: field 'batch' of a sample-wide output gate must be Segments, "
+                               f"got {type(out).__name__} and {type(target).__name__}")
+        self.shell._check(target, "gate")
+        roots = ErrorCounter(self.shell.module.spec.n_out).launch_steps(out, target)
+        return (roots, self.shell.gate(roots)) if len(roots) else None
+
+    @_numbered
+    def graph_gate_wide(self, kind, *parts):
+        batch = self._wide_batch(kind, parts)
+        return None if batch is None else self.shell.gate(batch)
+
+    @_numbered
+    def graph_backward_wide(self, count_kind, n_count, kind, *parts):
+        """The sample's count batch (all spikes entering this layer), then the backward batch, if any."""
+        counted, batch = self._batch(count_kind, parts[:n_count]), self._wide_batch(kind, parts[n_count:])
+        self.shell._check(counted, "count")
+        if batch is not None:
+            self.shell._check(batch, "bwd")
+        self.shell.count(counted)
+        return None if batch is None else self._sent(self.shell.backward(batch, False))
+
     # -- control (not numbered: reads, checkpoints, logs) ------------------------------
     def weights(self):
         return self.shell.weights()
@@ -566,8 +608,10 @@ class RayBackend:
         """Whether ``train_compiled`` is on (``runtime.compiled``); the scheduler decides where it applies."""
         return self.compiled
 
-    def train_compiled(self, inputs: Segments, targets: Segments, steps: int) -> None:
+    def train_compiled(self, inputs: Segments, targets: Segments, steps: int, wide: bool = False) -> None:
         """One training sample as one execution of the compiled sample graph; waits for it.
+
+        ``wide`` (SGD): the graph of sample-wide messages (``compiled.py``), fed all steps at once.
 
         Messages are numbered as if sent one by one. Raises what any message raised (a
         lost actor as one of ``failures``).
@@ -575,13 +619,16 @@ class RayBackend:
         self.check()
         self.send_counts()
         if self.graph is None:
-            self.graph = SampleGraph(self.actors, self.fq, self.bq, steps)
+            self.graph = SampleGraph(self.actors, self.fq, self.bq, steps, wide)
         bases = dict(self.seq)
         for name, n in self.graph.sent.items():
             self.seq[name] += n
         self.calls += self.graph.messages
         try:
-            self.graph.run(self.pos[0], self.pos[1], bases, inputs.parts, targets.parts)
+            if wide:
+                self.graph.run(self.pos[0], self.pos[1], bases, [inputs], [targets])
+            else:
+                self.graph.run(self.pos[0], self.pos[1], bases, inputs.parts, targets.parts)
         except BaseException:
             # a failed graph (e.g. a lost actor) is dropped at once: its surviving actors'
             # execution loops would otherwise block the messages of the recovery

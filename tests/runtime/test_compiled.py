@@ -91,17 +91,66 @@ def test_compiled_runs_log_the_same_traffic_rows_as_in_process(ray_cluster, tmp_
     assert rows["ray"] == rows["local"]
 
 
-def test_sgd_and_depth_first_fall_back_to_plain_messages(ray_cluster):
-    """Only held-error breadth-first FSGD has the static per-step schedule the graph binds."""
+@pytest.mark.parametrize("dtype,shards", [("float64", 1), ("int", 2)])
+def test_compiled_sgd_equals_in_process_bit_for_bit(ray_cluster, dtype, shards):
+    """SGD: one sample-wide message per actor and direction, as ``Scheduler._train_sample_wide`` sends."""
+    cfg = _cfg("sgd", dtype)
+    X, y = _data()
+    local = local_net(cfg, shards=shards)
+    with make_net(cfg, _compiled(shards)) as net:
+        for k in range(len(X)):
+            local.train_sample(X[k], y[k])
+            net.train_sample(X[k], y[k])
+        graph = net.backend.graph
+        assert graph is not None and graph.wide, "the sample did not run as a sample-wide compiled graph"
+        # once per sample: forward, gate and backward of every layer (no backward of layer 1)
+        assert graph.messages == shards * (3 * (len(SIZES) - 1) - 1)
+        assert net.backend.calls == len(X) * graph.messages
+        _assert_same(net, local)
+        np.testing.assert_array_equal(net.predict(X), local.predict(X))
+
+
+def test_a_compiled_sgd_sample_without_error_roots_sends_no_backward_batch(ray_cluster, tmp_path):
+    """No input and no target: nothing spikes, the counter launches no root, so (as in the scheduler's
+    sample-wide path) no gate or backward message reaches a shell; the counts still do. Traffic rows
+    equal the in-process runtime's, with and without roots."""
+    cfg = _cfg("sgd")
+    X, y = _data(3)
+    logging = LoggingConfig(traffic=True, every=1)
+    zero_x, zero_y = np.zeros(SIZES[0]), np.zeros(SIZES[-1])
+    local = local_net(cfg, logging=logging, run_dir=str(tmp_path / "local"))
+    nets = {"local": local}
+    with make_net(cfg, _compiled(1), logging=logging, run_dir=str(tmp_path / "ray")) as net:
+        nets["ray"] = net
+        for n in nets.values():
+            n.train_sample(X[0], y[0])
+            n.scheduler.train_sample(n.num.encode(zero_x), n.num.encode(zero_y), 0, 1)
+            n.samples_seen = 2
+            n.train_sample(X[1], y[1])
+        assert net.backend.graph is not None and net.backend.graph.wide
+        _assert_same(net, local)
+        local.close()
+    rows = {}
+    for name in ("local", "ray"):
+        t = read_traffic(tmp_path / name, list(ROW_KEY)).to_pydict()
+        rows[name] = Counter(zip(*(t[c] for c in ROW_KEY)))
+        assert not any(r[1] == "backward" and r[3] == 1 for r in rows[name]), \
+            "a gate or backward message in the sample without roots"
+        assert any(r[1] == "forward" and r[3] == 1 for r in rows[name])
+    assert rows["ray"] == rows["local"]
+
+
+def test_depth_first_falls_back_to_plain_messages(ray_cluster):
+    """Only held-error breadth-first schedules are static: depth-first runs as plain messages."""
     X, y = _data(2)
-    for cfg in (_cfg("sgd"), NetConfig(_cfg().model, _cfg().training, routing="dfs", seed=7)):
-        local = local_net(cfg)
-        with make_net(cfg, _compiled(1)) as net:
-            for k in range(len(X)):
-                local.train_sample(X[k], y[k])
-                net.train_sample(X[k], y[k])
-            assert net.backend.graph is None
-            _assert_same(net, local)
+    cfg = NetConfig(_cfg().model, _cfg().training, routing="dfs", seed=7)
+    local = local_net(cfg)
+    with make_net(cfg, _compiled(1)) as net:
+        for k in range(len(X)):
+            local.train_sample(X[k], y[k])
+            net.train_sample(X[k], y[k])
+        assert net.backend.graph is None
+        _assert_same(net, local)
 
 
 def test_compiled_must_be_a_bool():
