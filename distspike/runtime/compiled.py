@@ -13,8 +13,9 @@ the spikes. FSGD: per time step ``t`` it is always
 the same list of messages the central ``Scheduler`` dispatches, in the same order per
 actor. SGD (``wide``): the same chain once per sample, each message holding all ``T``
 steps (``Scheduler._train_sample_wide``: all forward steps, then the roots the counter
-launches over all steps, gated and sent back once). ``build_sample_graph`` binds that list for all ``T`` steps as one DAG, with an
-edge wherever a message reads another's batch, and Ray compiles it: the actors then
+launches over all steps, gated and sent back once). ``build_sample_graph`` binds that
+list (for all ``T`` steps, or the one sample-wide pass) as one DAG, with an edge
+wherever a message reads another's batch, and Ray compiles it: the actors then
 pass batches to each other through shared-memory channels instead of one driver round
 trip per message (about 0.3 ms per hop on a 2-core machine instead of 1-1.5 ms). Ray
 runs the tasks of one actor in the order they were bound, so every actor applies its
