@@ -7,11 +7,16 @@ pays for it, and the cost swings with the host's state. This script makes that v
 it touches an array once, then re-reads one 56 KB slice of it after the process slept
 for a gap, and reports the time per 4 KB page for the first and a second read.
 
-    python benchmarks/bench_memory.py [--gaps 0,0.001,0.01,0.1,0.5] [--repeats 5]
+``--bandwidth MB`` also reports the read bandwidth of one process streaming its own
+array of that size, and of two such processes at once: whether two shards on two cores
+can each read their weights as fast as one alone (the memory-bound forward pass).
+
+    python benchmarks/bench_memory.py [--gaps 0,0.001,0.01,0.1,0.5] [--repeats 5] [--bandwidth 800]
 """
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import time
 
 import numpy as np
@@ -34,11 +39,40 @@ def trial(a: np.ndarray, start: int, gap: float) -> tuple[float, float]:
     return (t1 - t0) * 1e6 / pages, (t2 - t1) * 1e6 / pages
 
 
+def _stream(mb: int, reps: int, out) -> None:
+    """(In a child process.) GB/s of ``reps`` sums over an own float32 array of ``mb`` MB, after one untimed sum."""
+    a = np.ones(mb * 1_000_000 // 4, np.float32)
+    a.sum()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a.sum()
+    out.put(reps * a.nbytes / (time.perf_counter() - t0) / 1e9)
+
+
+def bandwidth(mb: int, reps: int = 8) -> None:
+    """Print the read bandwidth of one process, then of two at once, twice each."""
+    print(f"\n| processes reading their own {mb} MB at once | GB/s each | GB/s together |")
+    print("|---:|---|---:|")
+    for n in (1, 2, 1, 2):
+        out = mp.Queue()
+        procs = [mp.Process(target=_stream, args=(mb, reps, out)) for _ in range(n)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+        rates = [out.get() for _ in procs]
+        print(f"| {n} | {' + '.join(f'{r:.1f}' for r in rates)} | {sum(rates):.1f} |")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gaps", default="0,0.001,0.01,0.1,0.5", help="idle gaps in seconds, comma-separated")
     parser.add_argument("--repeats", type=int, default=5, help="trials per gap (each on a fresh slice)")
+    parser.add_argument("--bandwidth", type=int, default=0, metavar="MB",
+                        help="also measure the read bandwidth of 1 and 2 processes streaming MB each (0: skip)")
     args = parser.parse_args(argv)
+    if args.bandwidth < 0:
+        parser.error(f"--bandwidth must be >= 0 MB, got {args.bandwidth}")
     gaps = [float(g) for g in args.gaps.split(",")]
     a = np.ones(len(gaps) * args.repeats * SLICE // 8 + SLICE, np.int64)  # touched once, here
     print("| idle gap (s) | first read, µs per 4 KB page (median, max) | second read (median) |")
@@ -52,6 +86,8 @@ def main(argv=None) -> None:
             second.append(s)
             k += 1
         print(f"| {gap:g} | {np.median(first):.2f}, {max(first):.2f} | {np.median(second):.2f} |")
+    if args.bandwidth:
+        bandwidth(args.bandwidth)
 
 
 if __name__ == "__main__":
