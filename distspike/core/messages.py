@@ -205,6 +205,26 @@ def merge_segments(parts: list[Segments]) -> Segments:
     return Segments(SpikeBatch(idx[order], sign[order], off[order], pot[order]), bounds, parts[0].steps)
 
 
+def gather_parts(parts: list):
+    """The events of all shards' outputs, without the merge sort: for consumers that only count.
+
+    Counting (``c_i += s``, paper Alg. 8's updater input) is a sum per unit, so the order of
+    the events does not change it. ``Segments`` keep their segments (each shard's events of
+    segment ``k`` end up in segment ``k``, shard after shard) and so their per-segment sizes,
+    which is all a count message logs. Merge keys are dropped. Compare ``merge_parts``.
+    """
+    parts = [p for p in parts if len(p)] or parts[:1]
+    if len(parts) == 1:
+        return parts[0].plain()
+    if not isinstance(parts[0], Segments):
+        return SpikeBatch(np.concatenate([p.idx for p in parts]), np.concatenate([p.sign for p in parts]))
+    cuts = [(p.batch, p.bounds) for p in parts]
+    pieces = [(b, int(bd[k]), int(bd[k + 1])) for k in range(parts[0].n_parts) for b, bd in cuts]
+    idx = np.concatenate([b.idx[lo:hi] for b, lo, hi in pieces])
+    sign = np.concatenate([b.sign[lo:hi] for b, lo, hi in pieces])
+    return Segments(SpikeBatch(idx, sign), np.sum([p.bounds for p in parts], axis=0), parts[0].steps)
+
+
 def merge_parts(parts: list):
     """``merge_shards`` for batches or, segment by segment, for ``Segments``."""
     if parts and isinstance(parts[0], Segments):

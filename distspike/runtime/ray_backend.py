@@ -41,7 +41,7 @@ from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from distspike.config import LoggingConfig, NetConfig, RuntimeConfig
-from distspike.core.messages import MessageError, Segments, SpikeBatch, merge_parts
+from distspike.core.messages import MessageError, Segments, SpikeBatch, gather_parts, merge_parts
 from distspike.core.modules import ErrorCounter, Numerics
 from distspike.core.network import SpikingNet, init_weights
 from distspike.runtime.compiled import SampleGraph
@@ -179,6 +179,21 @@ class ShardActor:
                                f"got {type(batch).__name__}")
         return batch
 
+    def _count_batch(self, kind, parts):
+        """A batch that this replica only counts: the shards' outputs gathered without the merge sort
+        (``gather_parts``: counts and the per-step sizes a count message logs do not depend on the order)."""
+        if kind != ("shards",):
+            return self._batch(kind, parts)
+        try:
+            batch = gather_parts(list(parts))
+        except (IndexError, KeyError, TypeError, ValueError, AttributeError) as err:
+            raise MessageError(f"actor {self.name}: field 'counts' cannot be gathered from {len(parts)} "
+                               f"part(s): {err}") from None
+        if not isinstance(batch, (SpikeBatch, Segments)):
+            raise MessageError(f"actor {self.name}: field 'counts' must be a SpikeBatch or Segments, "
+                               f"got {type(batch).__name__}")
+        return batch
+
     def _smooth(self, parts, n_smooth):
         """The running sum of smooth updates: ``n_in`` finite values of the run's dtype."""
         if not n_smooth:
@@ -243,7 +258,7 @@ class ShardActor:
 
     @_numbered
     def count(self, kind, *parts):
-        return self.shell.count(self._batch(kind, parts))
+        return self.shell.count(self._count_batch(kind, parts))
 
     def _count_batches(self, meta, parts: tuple, head_pos) -> tuple[list, tuple]:
         """Assemble and check deferred count batches ``meta = [(position, kind, n_parts), ...]``.
@@ -266,7 +281,7 @@ class ShardActor:
                                    f"message's sample {head_pos!r}")
             if at + n > len(parts):
                 raise MessageError(f"actor {self.name}: field 'counts' needs {at + n} parts, got {len(parts)}")
-            batch = self._batch(kind, parts[at:at + n])
+            batch = self._count_batch(kind, parts[at:at + n])
             self.shell._check(batch, "count")
             out.append((pos, batch))
             at += n
@@ -361,7 +376,7 @@ class ShardActor:
     @_numbered
     def graph_backward(self, count_kind, n_count, kind, *parts):
         """The step's count batch (spikes entering this layer), then the backward batch (breadth-first)."""
-        counted, batch = self._batch(count_kind, parts[:n_count]), self._batch(kind, parts[n_count:])
+        counted, batch = self._count_batch(count_kind, parts[:n_count]), self._batch(kind, parts[n_count:])
         self.shell._check(counted, "count")
         self.shell._check(batch, "bwd")
         if len(counted):
@@ -406,7 +421,7 @@ class ShardActor:
     @_numbered
     def graph_backward_wide(self, count_kind, n_count, kind, *parts):
         """The sample's count batch (all spikes entering this layer), then the backward batch, if any."""
-        counted, batch = self._batch(count_kind, parts[:n_count]), self._wide_batch(kind, parts[n_count:])
+        counted, batch = self._count_batch(count_kind, parts[:n_count]), self._wide_batch(kind, parts[n_count:])
         self.shell._check(counted, "count")
         if batch is not None:
             self.shell._check(batch, "bwd")

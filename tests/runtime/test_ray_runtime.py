@@ -126,8 +126,8 @@ def _rows_by_actor(run_dir) -> dict:
     return out
 
 
-@pytest.mark.parametrize("rule", ["sgd", "fsgd"])
-def test_traffic_rows_per_actor_match_local(ray_cluster, tmp_path, rule):
+@pytest.mark.parametrize("rule,shards", [("sgd", 1), ("fsgd", 1), ("sgd", 2)])
+def test_traffic_rows_per_actor_match_local(ray_cluster, tmp_path, rule, shards):
     """The same schedule logs the same rows, but for messages the in-process scheduler drops as empty.
 
     On Ray the scheduler cannot see that a pending batch is empty (it fetches only the
@@ -135,15 +135,17 @@ def test_traffic_rows_per_actor_match_local(ray_cluster, tmp_path, rule):
     consumed. SGD sends each actor the whole sample in one message per direction: the
     very same rows. FSGD sends step-wise messages: the in-process rows are, in order, a
     subsequence of the Ray rows, and every other Ray row is empty (docs/traffic.md).
+    With 2 shards the replicas count the shards' outputs gathered without the merge sort
+    (``gather_parts``), and log the same rows.
     """
     from distspike.config import LoggingConfig
     cfg = _cfg("bfs", rule, True)
     X, y = _data()
     logging = LoggingConfig(flush_rows=50)
-    local = local_net(cfg, logging=logging, run_dir=str(tmp_path / "local"))
+    local = local_net(cfg, shards=shards, logging=logging, run_dir=str(tmp_path / "local"))
     _train(local, X, y)
     local.close()
-    with make_net(cfg, RuntimeConfig("ray_cluster", 1, address="auto"), logging=logging,
+    with make_net(cfg, RuntimeConfig("ray_cluster", shards, address="auto"), logging=logging,
                   run_dir=str(tmp_path / "ray")) as net:
         _train(net, X, y)
     want, got = _rows_by_actor(tmp_path / "local"), _rows_by_actor(tmp_path / "ray")
