@@ -41,6 +41,8 @@ from collections import defaultdict
 import ray
 from ray.dag import InputNode, MultiOutputNode
 
+from distspike.core.messages import Segments
+
 #: seconds one sample may take (Ray's default of 10 s is too short for the first sample, which
 #: compiles the kernels in every actor while the others busy-wait on their channels)
 GET_TIMEOUT_S = 600.0
@@ -50,7 +52,8 @@ class SampleGraph:
     """The compiled graph of one training sample, and how many messages it sends each actor.
 
     ``run(epoch, sample, bases, inputs, targets)``: ``bases`` are the numbers of the
-    next message of every actor; ``inputs`` and ``targets`` the ``T`` per-step batches.
+    next message of every actor; ``inputs`` and ``targets`` the sample's ``T`` steps, fed
+    to the graph step by step, or (``wide``) whole.
     """
 
     def __init__(self, actors: dict, fq: dict[int, list[str]], bq: dict[int, list[str]], steps: int,
@@ -64,9 +67,10 @@ class SampleGraph:
     def messages(self) -> int:
         return sum(self.sent.values())
 
-    def run(self, epoch: int, sample: int, bases: dict[str, int], inputs: list, targets: list) -> None:
+    def run(self, epoch: int, sample: int, bases: dict[str, int], inputs: Segments, targets: Segments) -> None:
         """Run one sample and wait for it (at most ``GET_TIMEOUT_S``); raises what any message raised."""
-        ref = self.dag.execute((epoch, sample, bases), *inputs, *targets)
+        args = [inputs, targets] if self.wide else [*inputs.parts, *targets.parts]
+        ref = self.dag.execute((epoch, sample, bases), *args)
         ray.get(ref, timeout=GET_TIMEOUT_S)
 
     def teardown(self) -> None:

@@ -70,12 +70,16 @@ class Pending:
         self.kind, self.refs = kind, refs
 
 
-def assemble(kind: tuple, parts: list):
-    """Rebuild a batch (or ``Segments``) from the resolved parts of a ``Pending``."""
+def assemble(kind: tuple, parts: list, gather: bool = False):
+    """Rebuild a batch (or ``Segments``) from the resolved parts of a ``Pending``.
+
+    ``gather``: for a receiver that only counts the events, shard outputs are gathered
+    without the merge sort (``gather_parts``).
+    """
     if kind[0] == "value":
         return parts[0]
     if kind[0] == "shards":
-        return merge_parts(list(parts)).plain()
+        return gather_parts(list(parts)) if gather else merge_parts(list(parts)).plain()
     n = kind[1]
     if kind[0] == "rooted":  # n (roots, mask) pairs of the output gate's shards (compiled sample graph)
         masks = [p[1] for p in parts[:n]]
@@ -168,29 +172,18 @@ class ShardActor:
                                f"with non-negative integers, got {pos!r}")
         self.shell.set_position(*pos)
 
-    def _batch(self, kind, parts):
+    def _batch(self, kind, parts, count: bool = False):
+        """The message's batch; ``count``: a batch this replica only counts (field 'counts'), whose
+        shard outputs are gathered without the merge sort: counts and the per-step sizes a count
+        message logs do not depend on the order."""
+        field = "counts" if count else "batch"
         try:
-            batch = assemble(kind, parts)
+            batch = assemble(kind, parts, gather=count)
         except (IndexError, KeyError, TypeError, ValueError, AttributeError) as err:
-            raise MessageError(f"actor {self.name}: field 'batch' cannot be assembled as {kind!r} from "
+            raise MessageError(f"actor {self.name}: field '{field}' cannot be assembled as {kind!r} from "
                                f"{len(parts)} part(s): {err}") from None
         if not isinstance(batch, (SpikeBatch, Segments)):
-            raise MessageError(f"actor {self.name}: field 'batch' must be a SpikeBatch or Segments, "
-                               f"got {type(batch).__name__}")
-        return batch
-
-    def _count_batch(self, kind, parts):
-        """A batch that this replica only counts: the shards' outputs gathered without the merge sort
-        (``gather_parts``: counts and the per-step sizes a count message logs do not depend on the order)."""
-        if kind != ("shards",):
-            return self._batch(kind, parts)
-        try:
-            batch = gather_parts(list(parts))
-        except (IndexError, KeyError, TypeError, ValueError, AttributeError) as err:
-            raise MessageError(f"actor {self.name}: field 'counts' cannot be gathered from {len(parts)} "
-                               f"part(s): {err}") from None
-        if not isinstance(batch, (SpikeBatch, Segments)):
-            raise MessageError(f"actor {self.name}: field 'counts' must be a SpikeBatch or Segments, "
+            raise MessageError(f"actor {self.name}: field '{field}' must be a SpikeBatch or Segments, "
                                f"got {type(batch).__name__}")
         return batch
 
@@ -258,7 +251,7 @@ class ShardActor:
 
     @_numbered
     def count(self, kind, *parts):
-        return self.shell.count(self._count_batch(kind, parts))
+        return self.shell.count(self._batch(kind, parts, count=True))
 
     def _count_batches(self, meta, parts: tuple, head_pos) -> tuple[list, tuple]:
         """Assemble and check deferred count batches ``meta = [(position, kind, n_parts), ...]``.
@@ -281,7 +274,7 @@ class ShardActor:
                                    f"message's sample {head_pos!r}")
             if at + n > len(parts):
                 raise MessageError(f"actor {self.name}: field 'counts' needs {at + n} parts, got {len(parts)}")
-            batch = self._count_batch(kind, parts[at:at + n])
+            batch = self._batch(kind, parts[at:at + n], count=True)
             self.shell._check(batch, "count")
             out.append((pos, batch))
             at += n
@@ -376,7 +369,7 @@ class ShardActor:
     @_numbered
     def graph_backward(self, count_kind, n_count, kind, *parts):
         """The step's count batch (spikes entering this layer), then the backward batch (breadth-first)."""
-        counted, batch = self._count_batch(count_kind, parts[:n_count]), self._batch(kind, parts[n_count:])
+        counted, batch = self._batch(count_kind, parts[:n_count], count=True), self._batch(kind, parts[n_count:])
         self.shell._check(counted, "count")
         self.shell._check(batch, "bwd")
         if len(counted):
@@ -421,7 +414,7 @@ class ShardActor:
     @_numbered
     def graph_backward_wide(self, count_kind, n_count, kind, *parts):
         """The sample's count batch (all spikes entering this layer), then the backward batch, if any."""
-        counted, batch = self._count_batch(count_kind, parts[:n_count]), self._wide_batch(kind, parts[n_count:])
+        counted, batch = self._batch(count_kind, parts[:n_count], count=True), self._wide_batch(kind, parts[n_count:])
         self.shell._check(counted, "count")
         if batch is not None:
             self.shell._check(batch, "bwd")
@@ -640,10 +633,7 @@ class RayBackend:
             self.seq[name] += n
         self.calls += self.graph.messages
         try:
-            if wide:
-                self.graph.run(self.pos[0], self.pos[1], bases, [inputs], [targets])
-            else:
-                self.graph.run(self.pos[0], self.pos[1], bases, inputs.parts, targets.parts)
+            self.graph.run(self.pos[0], self.pos[1], bases, inputs, targets)
         except BaseException:
             # a failed graph (e.g. a lost actor) is dropped at once: its surviving actors'
             # execution loops would otherwise block the messages of the recovery

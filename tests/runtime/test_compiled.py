@@ -7,6 +7,7 @@ compiled schedule (``runtime/compiled.py``) against the paper's breadth-first ro
 from __future__ import annotations
 
 from collections import Counter
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -36,6 +37,17 @@ def _compiled(shards: int) -> RuntimeConfig:
     return RuntimeConfig("ray_cluster", shards, address="auto", compiled=True)
 
 
+@contextmanager
+def _side_by_side(cfg: NetConfig, shards: int, X, y):
+    """``(net, local)``: a compiled Ray net and an in-process one, both trained on ``X, y``."""
+    local = local_net(cfg, shards=shards)
+    with make_net(cfg, _compiled(shards)) as net:
+        for k in range(len(X)):
+            local.train_sample(X[k], y[k])
+            net.train_sample(X[k], y[k])
+        yield net, local
+
+
 def _assert_same(net, local) -> None:
     for l, (a, b) in enumerate(zip(local.raw_weights(), net.raw_weights()), start=1):
         np.testing.assert_array_equal(b, a, err_msg=f"W_{l}")
@@ -52,11 +64,7 @@ def _assert_same(net, local) -> None:
 def test_compiled_fsgd_equals_in_process_bit_for_bit(ray_cluster, dtype, shards, column_read):
     cfg = _cfg("fsgd", dtype, column_read)
     X, y = _data()
-    local = local_net(cfg, shards=shards)
-    with make_net(cfg, _compiled(shards)) as net:
-        for k in range(len(X)):
-            local.train_sample(X[k], y[k])
-            net.train_sample(X[k], y[k])
+    with _side_by_side(cfg, shards, X, y) as (net, local):
         graph = net.backend.graph
         assert graph is not None, "the sample did not run as a compiled graph"
         # every message of the breadth-first schedule, every sample: T * (forward + gate + backward)
@@ -96,11 +104,7 @@ def test_compiled_sgd_equals_in_process_bit_for_bit(ray_cluster, dtype, shards):
     """SGD: one sample-wide message per actor and direction, as ``Scheduler._train_sample_wide`` sends."""
     cfg = _cfg("sgd", dtype)
     X, y = _data()
-    local = local_net(cfg, shards=shards)
-    with make_net(cfg, _compiled(shards)) as net:
-        for k in range(len(X)):
-            local.train_sample(X[k], y[k])
-            net.train_sample(X[k], y[k])
+    with _side_by_side(cfg, shards, X, y) as (net, local):
         graph = net.backend.graph
         assert graph is not None and graph.wide, "the sample did not run as a sample-wide compiled graph"
         # once per sample: forward, gate and backward of every layer (no backward of layer 1)
@@ -144,11 +148,7 @@ def test_depth_first_falls_back_to_plain_messages(ray_cluster):
     """Only held-error breadth-first schedules are static: depth-first runs as plain messages."""
     X, y = _data(2)
     cfg = NetConfig(_cfg().model, _cfg().training, routing="dfs", seed=7)
-    local = local_net(cfg)
-    with make_net(cfg, _compiled(1)) as net:
-        for k in range(len(X)):
-            local.train_sample(X[k], y[k])
-            net.train_sample(X[k], y[k])
+    with _side_by_side(cfg, 1, X, y) as (net, local):
         assert net.backend.graph is None
         _assert_same(net, local)
 
