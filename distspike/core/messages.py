@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from distspike.kernels.merge import merge_order
+
 
 class MessageError(ValueError):
     """A malformed spike batch; the message names the receiver and the field."""
@@ -86,19 +88,17 @@ def merge_shards(parts: list[SpikeBatch]) -> SpikeBatch:
     The unsharded herder emits, for input event ``off``, its spikes by descending
     ``|pot|`` with ties broken by the lower unit index; shards own disjoint unit
     blocks and compute each unit's potentials exactly as the whole layer would, so
-    sorting the union by ``(off, -|pot|, idx)`` reproduces the unsharded stream.
+    the union sorted by ``(off, -|pot|, idx)`` is the unsharded stream. Each shard's
+    output is sorted by that key already: their k-way merge (``kernels/merge.py``)
+    is that order, in linear time; a part out of order is a ``MessageError``.
     """
     parts = [p for p in parts if len(p)]
     if not parts:
         return SpikeBatch.empty()
     if len(parts) == 1:
         return parts[0]
-    idx = np.concatenate([p.idx for p in parts])
-    sign = np.concatenate([p.sign for p in parts])
-    off = np.concatenate([p.off for p in parts])
-    pot = np.concatenate([p.pot for p in parts])
-    order = np.lexsort((idx, -np.abs(pot), off))
-    return SpikeBatch(idx[order], sign[order], off[order], pot[order])
+    sizes = np.array([len(p) for p in parts], np.int64)
+    return _merged(parts, sizes.reshape(-1, 1) * np.array([0, 1], np.int64))
 
 
 class Segments:
@@ -191,18 +191,28 @@ class Segments:
 
 
 def merge_segments(parts: list[Segments]) -> Segments:
-    """``merge_shards`` segment by segment: sort by ``(segment, off, -|pot|, idx)``."""
+    """``merge_shards`` segment by segment: order by ``(segment, off, -|pot|, idx)``."""
     parts = [p for p in parts if len(p)] or parts[:1]
     if len(parts) == 1:
         return parts[0]
-    seg = np.concatenate([np.repeat(np.arange(p.n_parts), p.sizes()) for p in parts])
-    idx = np.concatenate([p.batch.idx for p in parts])
-    sign = np.concatenate([p.batch.sign for p in parts])
-    off = np.concatenate([p.batch.off for p in parts])
-    pot = np.concatenate([p.batch.pot for p in parts])
-    order = np.lexsort((idx, -np.abs(pot), off, seg))
-    bounds = np.sum([p.bounds for p in parts], axis=0)
-    return Segments(SpikeBatch(idx[order], sign[order], off[order], pot[order]), bounds, parts[0].steps)
+    part_bounds = np.stack([p.bounds for p in parts])
+    return Segments(_merged([p.batch for p in parts], part_bounds), part_bounds.sum(axis=0), parts[0].steps)
+
+
+def _merged(parts: list[SpikeBatch], bounds: np.ndarray) -> SpikeBatch:
+    """The k-way merge of shard outputs (``kernels/merge.py``); part ``j``'s segment ``p`` is
+    ``bounds[j, p]:bounds[j, p+1]``."""
+    starts = np.zeros(len(parts) + 1, np.int64)
+    np.cumsum([len(p) for p in parts], out=starts[1:])
+    idx = np.concatenate([p.idx for p in parts])
+    sign = np.concatenate([p.sign for p in parts])
+    off = np.concatenate([p.off for p in parts])
+    pot = np.concatenate([p.pot for p in parts])
+    try:
+        order = merge_order(off, pot, idx, starts, bounds)
+    except ValueError as err:
+        raise MessageError(f"cannot merge {len(parts)} shard outputs: {err}") from None
+    return SpikeBatch(idx[order], sign[order], off[order], pot[order])
 
 
 def gather_parts(parts: list):

@@ -1,10 +1,11 @@
-"""``core/messages.py``: gathering shard outputs for counting equals merging them, up to order."""
+"""``core/messages.py``: gathering shard outputs for counting equals merging them, up to order;
+merging rejects a shard output that is not in firing order."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from distspike.core.messages import Segments, SpikeBatch, gather_parts, merge_parts
+from distspike.core.messages import MessageError, Segments, SpikeBatch, gather_parts, merge_parts
 from distspike.kernels.updates import count_events
 
 N_UNITS, STEPS = 12, 4
@@ -14,10 +15,10 @@ def _shard_output(rng, lo: int, hi: int, sizes) -> Segments:
     """A shard's keyed output: per step, events of units ``[lo, hi)`` in merge-key order."""
     parts = []
     for n in sizes:
-        off = np.sort(rng.integers(0, 5, n)).astype(np.int64)
-        pot = rng.uniform(-2, 2, n)
-        parts.append(SpikeBatch(rng.integers(lo, hi, n).astype(np.int32), rng.choice([-1, 1], n).astype(np.int8),
-                                off, pot))
+        off, pot, idx = rng.integers(0, 5, n).astype(np.int32), rng.uniform(-2, 2, n), rng.integers(lo, hi, n)
+        order = np.lexsort((idx, -np.abs(pot), off))
+        parts.append(SpikeBatch(idx[order].astype(np.int32), rng.choice([-1, 1], n).astype(np.int8), off[order],
+                                pot[order]))
     return Segments.of(parts, steps=np.arange(len(sizes)))
 
 
@@ -53,3 +54,12 @@ def test_gathered_batches_count_like_merged_ones():
     gathered = gather_parts(parts)
     assert isinstance(gathered, SpikeBatch) and gathered.off is None and len(gathered) == 9
     np.testing.assert_array_equal(_counts(gathered), _counts(merge_parts(parts)))
+
+
+def test_merging_a_shard_output_out_of_firing_order_is_a_message_error():
+    rng = np.random.default_rng(4)
+    good, bad = _shard_output(rng, 0, 6, (4, 3)), _shard_output(rng, 6, 12, (2, 5))
+    bad.batch.off[bad.bounds[1]:] = bad.batch.off[bad.bounds[1]:][::-1].copy()  # step 1: inputs in reverse
+    bad.batch.off[bad.bounds[1]] += 1
+    with pytest.raises(MessageError, match="cannot merge 2 shard outputs: .*not in firing order"):
+        merge_parts([good, bad])
