@@ -21,7 +21,8 @@ placement), which would otherwise be read as the cost of logging.
 For each role the overhead of chunk ``c`` is ``time_c(role) / time_c(off) - 1``; the
 report gives the median over chunks, the quartiles and extremes (spread), and the
 ratio of total times. ``on - null`` is the recorder's own share (packing + Parquet).
-The last partial buffers written by ``close()`` are counted in ``on``'s last chunk.
+The last partial buffers written by ``close()`` are counted in ``on``'s last chunk (and
+reported on their own: a real run pays them once, after many more samples).
 
     python benchmarks/bench_logging.py [--rules sgd,fsgd] [--samples 1500] [--chunk 50]
                                        [--ray-samples 0] [--ray-chunk 10] [--write]
@@ -120,8 +121,9 @@ def cast(nets: dict, recorders: dict, c: int) -> dict:
     return out
 
 
-def interleave(nets: dict, X, y, warmup: int, chunk: int) -> dict[str, np.ndarray]:
-    """Per-chunk (wall, CPU) seconds of each role over ``X[warmup:]``, shape (chunks, 2).
+def interleave(nets: dict, X, y, warmup: int, chunk: int) -> tuple[dict[str, np.ndarray], float]:
+    """Per-chunk (wall, CPU) seconds of each role over ``X[warmup:]``, shape (chunks, 2), and the wall
+    seconds of the ``on`` net's final ``close()`` (included in its last chunk).
 
     Who goes first rotates; in-process the roles also rotate over the net objects (``cast``).
     """
@@ -141,8 +143,9 @@ def interleave(nets: dict, X, y, warmup: int, chunk: int) -> dict[str, np.ndarra
     t0, c0 = time.perf_counter(), time.process_time()
     playing["on"].close()  # writes the last partial buffers: counted as logging time
     last = times["on"][-1]
-    times["on"][-1] = (last[0] + time.perf_counter() - t0, last[1] + time.process_time() - c0)
-    return {k: np.array(v) for k, v in times.items()}
+    closing = time.perf_counter() - t0
+    times["on"][-1] = (last[0] + closing, last[1] + time.process_time() - c0)
+    return {k: np.array(v) for k, v in times.items()}, closing
 
 
 CLOCKS = ("wall", "cpu")
@@ -169,7 +172,7 @@ def run(rule: str, runtime: RuntimeConfig, X, y, warmup: int, chunk: int) -> dic
     nets = {}
     try:
         nets = make_nets(cfg, runtime, tmp)
-        t = interleave(nets, X, y, warmup, chunk)
+        t, closing = interleave(nets, X, y, warmup, chunk)
         files = part_files(tmp / "on")
         rows = read_traffic(tmp / "on", columns=["sample"]).num_rows
         size = sum(p.stat().st_size for p in files)
@@ -183,7 +186,8 @@ def run(rule: str, runtime: RuntimeConfig, X, y, warmup: int, chunk: int) -> dic
     return {"rule": rule, "runtime": f"{runtime.kind}:{runtime.shards}", "samples": samples,
             "chunks": len(t["off"]), "chunk": chunk, "off_wall": float(t["off"][:, 0].sum()),
             "over": {c: summarize(t, k) for k, c in enumerate(clocks)},
-            "trained": len(X), "files": len(files), "rows": rows, "bytes": size}
+            "trained": len(X), "files": len(files), "rows": rows, "bytes": size, "close_s": closing,
+            "on_wall": float(t["on"][:, 0].sum())}
 
 
 def pct(x: float) -> str:
@@ -227,7 +231,9 @@ def report(results: list[dict], args, source: str) -> str:
         text.append(f"- {r['runtime']} {r['rule']}: {r['rows']} rows ({r['rows'] / r['trained']:.0f} per sample, "
                     f"warm-up included) "
                     f"in {r['files']} part files, {r['bytes'] / 1e6:.1f} MB "
-                    f"({r['bytes'] / max(r['rows'], 1):.1f} bytes per row)")
+                    f"({r['bytes'] / max(r['rows'], 1):.1f} bytes per row); the final `close()` took "
+                    f"{1e3 * r['close_s']:.0f} ms ({100 * r['close_s'] / r['on_wall']:.1f} % of the logging net's "
+                    f"time, in its last chunk and its ratio of totals)")
     return "\n".join(text)
 
 

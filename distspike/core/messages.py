@@ -216,7 +216,7 @@ def _merged(parts: list[SpikeBatch], bounds: np.ndarray) -> SpikeBatch:
 
 
 def gather_parts(parts: list):
-    """The events of all shards' outputs, without the merge sort: for consumers that only count.
+    """The events of all shards' outputs, without the k-way merge: for consumers that only count.
 
     Counting (``c_i += s``, paper Alg. 8's updater input) is a sum per unit, so the order of
     the events does not change it. ``Segments`` keep their segments (each shard's events of

@@ -74,7 +74,7 @@ def assemble(kind: tuple, parts: list, gather: bool = False):
     """Rebuild a batch (or ``Segments``) from the resolved parts of a ``Pending``.
 
     ``gather``: for a receiver that only counts the events, shard outputs are gathered
-    without the merge sort (``gather_parts``).
+    without the k-way merge (``gather_parts``).
     """
     if kind[0] == "value":
         return parts[0]
@@ -174,7 +174,7 @@ class ShardActor:
 
     def _batch(self, kind, parts, count: bool = False):
         """The message's batch; ``count``: a batch this replica only counts (field 'counts'), whose
-        shard outputs are gathered without the merge sort: counts and the per-step sizes a count
+        shard outputs are gathered without the k-way merge: counts and the per-step sizes a count
         message logs do not depend on the order."""
         field = "counts" if count else "batch"
         try:
