@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import ray
 
-from distspike.core.messages import MessageError, SpikeBatch
+from distspike.core.messages import MessageError, Segments, SpikeBatch
 from distspike.config import ModelConfig, NetConfig, RuntimeConfig, TrainingConfig
 from distspike.runtime import make_net
 from distspike.runtime.local import local_net
@@ -99,6 +99,30 @@ def test_malformed_counts_are_rejected_before_anything_is_applied(ray_cluster):
         after = b.state()
         for k in before:
             np.testing.assert_array_equal(before[k], after[k], err_msg=k)
+
+
+def test_a_sample_wide_output_gate_takes_only_segments(ray_cluster):
+    """The compiled SGD graph's output gate (``graph_root_gate_wide``) rejects a plain batch as its
+    output or target before anything is applied; its message number stays unused."""
+    cfg = _cfg("bfs", "sgd", True)
+    X, y = _data(2)
+    with make_net(cfg, RuntimeConfig("ray_cluster", 1, address="auto")) as net:
+        net.train_sample(X[0], y[0])
+        b = net.backend
+        before = b.state()
+        name, layer = "forward.3.0", len(SIZES) - 1
+        steps = Segments.of([SpikeBatch.of([0], [1])], steps=[0])
+        pos = (0, 1, 0, True)
+        for out, target in ((SpikeBatch.of([0], [1]), steps), (steps, SpikeBatch.of([1], [-1]))):
+            ref = b.actors[name].graph_root_gate_wide.remote((b.seq[name], layer), pos, 1, ("value",), out, target)
+            with pytest.raises(ray.exceptions.RayTaskError) as err:
+                ray.get(ref)
+            assert isinstance(err.value.as_instanceof_cause(), MessageError)
+            assert "must be Segments" in str(err.value)
+        after = b.state()
+        for k in before:
+            np.testing.assert_array_equal(before[k], after[k], err_msg=k)
+        net.train_sample(X[1], y[1])  # the next numbered message is still the expected one
 
 
 def test_two_nets_share_one_ray_instance(ray_cluster):
