@@ -37,6 +37,18 @@ def _compiled(shards: int) -> RuntimeConfig:
     return RuntimeConfig("ray_cluster", shards, address="auto", compiled=True)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _warm_kernel_cache():
+    """Compile the modules' kernels here first (numba caches them on disk for the actors): on a cold
+    cache, every actor of a live graph would compile while the others' channel reads busy-wait on the
+    same cores, which took past the graph's timeout on 2 cores. A sharded in-process net takes the
+    per-message kernels the actors use."""
+    X, y = _data(1)
+    for rule in ("fsgd", "sgd"):
+        for dtype in ("float64", "int"):
+            local_net(_cfg(rule, dtype), shards=2).train_sample(X[0], y[0])
+
+
 @contextmanager
 def _side_by_side(cfg: NetConfig, shards: int, X, y):
     """``(net, local)``: a compiled Ray net and an in-process one, both trained on ``X, y``."""
