@@ -98,7 +98,7 @@ def merge_shards(parts: list[SpikeBatch]) -> SpikeBatch:
     if len(parts) == 1:
         return parts[0]
     sizes = np.array([len(p) for p in parts], np.int64)
-    return _merged(parts, sizes.reshape(-1, 1) * np.array([0, 1], np.int64))
+    return _merged(parts, np.column_stack((np.zeros_like(sizes), sizes)))  # one segment per part
 
 
 class Segments:

@@ -32,9 +32,16 @@ def merge_order(off, pot, idx, starts, bounds):
     ``[starts[j], starts[j+1])``, and its segment ``p`` is ``bounds[j, p]:bounds[j, p+1]``
     relative to its start (``bounds`` is ``(k, P+1)``). Segment by segment, the next event
     is the smallest head among the parts; equal keys keep the parts' order (as a stable
-    sort of the concatenation would). Raises ``ValueError`` if a part is not sorted.
+    sort of the concatenation would). Raises ``ValueError`` if a part is not sorted, or if
+    its bounds do not rise from 0 to its length (checked first: no index leaves its part).
     """
     k = starts.shape[0] - 1
+    for j in range(k):
+        ok = bounds[j, 0] == 0 and bounds[j, bounds.shape[1] - 1] == starts[j + 1] - starts[j]
+        for p in range(bounds.shape[1] - 1):
+            ok = ok and bounds[j, p] <= bounds[j, p + 1]
+        if not ok:
+            raise ValueError("a part's segment bounds do not rise from 0 to its number of events")
     order = np.empty(starts[k], np.int64)
     pos = np.empty(k, np.int64)
     end = np.empty(k, np.int64)
@@ -56,6 +63,4 @@ def merge_order(off, pot, idx, starts, bounds):
             if a + 1 < end[best] and _before(off, pot, idx, a + 1, a):
                 raise ValueError("a shard's output is not in firing order (off, -|pot|, idx)")
             pos[best] = a + 1
-    if o != order.shape[0]:
-        raise ValueError("the parts' segment bounds do not cover their events")
     return order

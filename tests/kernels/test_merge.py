@@ -55,7 +55,10 @@ def test_a_part_sorted_by_potential_within_one_input_event():
         merge_order(off, np.array([2.0, 3.0, 1.0]), idx, starts, bounds)
 
 
-def test_bounds_that_miss_events_are_rejected():
+@pytest.mark.parametrize("bounds", [[[0, 2]], [[0, 4]], [[1, 3]], [[0, 2, 1, 3]]])
+def test_bounds_that_do_not_span_the_part_are_rejected(bounds):
+    """Missing events, events past the part (which would index the next part), a nonzero start,
+    falling bounds: all rejected before any event is merged."""
     off, pot, idx = np.zeros(3, np.int32), np.ones(3), np.arange(3, dtype=np.int32)
-    with pytest.raises(ValueError, match="do not cover"):
-        merge_order(off, pot, idx, np.array([0, 3]), np.array([[0, 2]]))
+    with pytest.raises(ValueError, match="do not rise from 0 to its number of events"):
+        merge_order(off, pot, idx, np.array([0, 3]), np.array(bounds))
