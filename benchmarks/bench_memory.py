@@ -11,7 +11,13 @@ for a gap, and reports the time per 4 KB page for the first and a second read.
 array of that size, and of two such processes at once: whether two shards on two cores
 can each read their weights as fast as one alone (the memory-bound forward pass).
 
+``--shards N`` streams weight rows as the forward pass does (7,700 random rows of an
+``N x N`` float32 matrix added into one vector per "sample"): one process holding all
+columns against two processes holding half the columns each, at once. The second
+figure over the first is the most 2 shards of a memory-bound layer can gain here.
+
     python benchmarks/bench_memory.py [--gaps 0,0.001,0.01,0.1,0.5] [--repeats 5] [--bandwidth 800]
+                                      [--shards 20000]
 """
 from __future__ import annotations
 
@@ -64,15 +70,61 @@ def bandwidth(mb: int, reps: int = 8) -> None:
         print(f"| {n} | {' + '.join(f'{r:.1f}' for r in rates)} | {sum(rates):.1f} |")
 
 
+def _rows(n: int, width: int, seed: int, seconds: float, out) -> None:
+    """(In a child process.) Samples/s of adding 7,700 random rows of an ``n x width`` float32 matrix."""
+    from numba import njit
+
+    @njit(cache=False)
+    def add_rows(W, idx, u):
+        for k in range(idx.shape[0]):
+            row = W[idx[k]]
+            for j in range(u.shape[0]):
+                u[j] += row[j]
+
+    W = np.ones((n, width), np.float32)
+    u = np.zeros(width, np.float32)
+    rng = np.random.default_rng(seed)
+    samples = [np.sort(rng.choice(n, min(7700, n), replace=False)) for _ in range(16)]
+    add_rows(W, samples[0], u)
+    done, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        add_rows(W, samples[done % 16], u)
+        done += 1
+    out.put(done / (time.perf_counter() - t0))
+
+
+def shard_split(n: int, seconds: float = 5.0) -> None:
+    """Print samples/s of one process streaming all ``n`` columns vs two streaming ``n/2`` each, twice."""
+    print(f"\n| {n}x{n} float32 rows, 7,700 per sample | samples/s | vs 1 process |")
+    print("|---|---|---:|")
+    for _ in range(2):
+        rates = {}
+        for procs in (1, 2):
+            out = mp.Queue()
+            ps = [mp.Process(target=_rows, args=(n, n // procs, k, seconds, out)) for k in range(procs)]
+            for p in ps:
+                p.start()
+            got = [out.get() for _ in ps]
+            for p in ps:
+                p.join()
+            rates[procs] = min(got)  # a sample waits for the slower shard
+        print(f"| 1 process, all columns | {rates[1]:.2f} | 1.00 |")
+        print(f"| 2 processes, half the columns each (the slower) | {rates[2]:.2f} | {rates[2] / rates[1]:.2f} |")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gaps", default="0,0.001,0.01,0.1,0.5", help="idle gaps in seconds, comma-separated")
     parser.add_argument("--repeats", type=int, default=5, help="trials per gap (each on a fresh slice)")
     parser.add_argument("--bandwidth", type=int, default=0, metavar="MB",
                         help="also measure the read bandwidth of 1 and 2 processes streaming MB each (0: skip)")
+    parser.add_argument("--shards", type=int, default=0, metavar="N",
+                        help="also stream rows of an N x N float32 matrix in 1 vs 2 processes (0: skip)")
     args = parser.parse_args(argv)
     if args.bandwidth < 0:
         parser.error(f"--bandwidth must be >= 0 MB, got {args.bandwidth}")
+    if args.shards < 0 or args.shards == 1:
+        parser.error(f"--shards must be 0 (skip) or at least 2 units, got {args.shards}")
     gaps = [float(g) for g in args.gaps.split(",")]
     a = np.ones(len(gaps) * args.repeats * SLICE // 8 + SLICE, np.int64)  # touched once, here
     print("| idle gap (s) | first read, µs per 4 KB page (median, max) | second read (median) |")
@@ -88,6 +140,8 @@ def main(argv=None) -> None:
         print(f"| {gap:g} | {np.median(first):.2f}, {max(first):.2f} | {np.median(second):.2f} |")
     if args.bandwidth:
         bandwidth(args.bandwidth)
+    if args.shards:
+        shard_split(args.shards)
 
 
 if __name__ == "__main__":
