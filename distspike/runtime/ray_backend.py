@@ -45,6 +45,7 @@ from distspike.core.messages import MessageError, Segments, SpikeBatch, gather_p
 from distspike.core.modules import ErrorCounter, Numerics
 from distspike.core.network import SpikingNet, init_weights
 from distspike.runtime.compiled import SampleGraph
+from distspike.runtime.connect import join
 from distspike.runtime.local import make_recorder, shard_plan
 from distspike.runtime.shell import Shell, make_module
 
@@ -473,7 +474,7 @@ def start_ray(runtime: RuntimeConfig, num_cpus: float) -> bool:
     if ray.is_initialized():
         return False
     if runtime.kind == "ray_cluster":
-        ray.init(address=runtime.address, log_to_driver=False)
+        join(runtime.address, log_to_driver=False)  # fails fast, naming the address, if nothing listens
         return False
     temp_dir = runtime.temp_dir or tempfile.mkdtemp(prefix="dsray-", dir="/tmp")
     os.makedirs(temp_dir, exist_ok=True)
