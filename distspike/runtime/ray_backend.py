@@ -43,6 +43,7 @@ from distspike.core.messages import Segments
 from distspike.core.network import SpikingNet, init_weights
 from distspike.core.modules import Numerics
 from distspike.runtime.compiled import SampleGraph
+from distspike.runtime.connect import join
 from distspike.runtime.local import shard_plan
 from distspike.runtime.ray_factory import ActorFactory
 from distspike.runtime.ray_placement import PlacementError, place  # noqa: F401 - PlacementError: re-exported
@@ -60,7 +61,7 @@ def start_ray(runtime: RuntimeConfig, num_cpus: float) -> bool:
     if ray.is_initialized():
         return False
     if runtime.kind == "ray_cluster":
-        ray.init(address=runtime.address, log_to_driver=False)
+        join(runtime.address, log_to_driver=False)  # fails fast, naming the address, if nothing listens
         return False
     temp_dir = runtime.temp_dir or tempfile.mkdtemp(prefix="dsray-", dir="/tmp")
     os.makedirs(temp_dir, exist_ok=True)
