@@ -22,9 +22,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from distspike.cli import CONF_DIR, outputs, schema, sweep
-from distspike.cli.argv import expand_resume
-from distspike.cli.errors import EXIT_FAILED, EXIT_USAGE, USER_ERRORS, full_errors, report
+from distspike.cli import CONF_DIR, outputs, rundir, schema, sweep
+from distspike.cli.argv import expand_resume, resume_value
+from distspike.cli.errors import EXIT_FAILED, EXIT_USAGE, USER_ERRORS, UserError, full_errors, report
 from distspike.cli.job import run_job
 from distspike.cli.preflight import parse_args, preflight
 from distspike.runtime.recovery import RecoveryError
@@ -35,6 +35,16 @@ def app(cfg: DictConfig) -> float:
     """One Hydra job; returns the final test error (for sweepers that optimize it)."""
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
+    try:  # held already (``main``) unless the directory could not be known before Hydra started
+        rundir.hold(run_dir, resume=True)
+        if cfg.get("resume"):
+            rundir.hold(Path(str(cfg.resume)).expanduser().resolve(), resume=True)
+    except UserError as ex:  # another run's directory: touch nothing in it
+        report(ex)
+        if hc.mode != RunMode.MULTIRUN:
+            raise SystemExit(EXIT_USAGE)
+        sweep.LAST["failed"] = True
+        return math.nan
     try:
         metrics = run_job(schema.to_checked_container(cfg), run_dir)
     except (*USER_ERRORS, OmegaConfBaseException, RecoveryError) as ex:
@@ -58,6 +68,26 @@ def command_line(argv: list[str]) -> list[str]:
     return flags + overrides
 
 
+def lock_run_dir(argv: list[str]) -> list[str]:
+    """Lock the run (or sweep) directory Hydra is about to use; ``argv`` with that directory pinned.
+
+    A resumed run also locks the directory it continues. Commands that run no job
+    (``--cfg``, ``--help``...) lock nothing.
+    """
+    args = parse_args(argv)
+    if args is None or args.cfg or any(getattr(args, f, None) for f in ("help", "hydra_help", "info",
+                                                                        "shell_completion")):
+        return argv
+    resume = resume_value(args.overrides)
+    directory, overrides = rundir.planned_dir(args.overrides, args.multirun)
+    if resume is not None:
+        rundir.hold(resume, resume=True)
+    if directory is not None:
+        rundir.hold(directory, resume=resume is not None and directory.resolve() == resume, sweep=args.multirun)
+    flags = [a for a in argv if a not in args.overrides]
+    return flags + overrides
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: expand ``resume``, check every job's config, then run Hydra."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -65,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         argv = command_line(argv)
         if not full_errors():
             preflight(argv)
+        argv = lock_run_dir(argv)
     except USER_ERRORS as ex:
         report(ex)
         return EXIT_USAGE

@@ -90,12 +90,12 @@ def ray_temp_dir(run_dir: Path) -> tuple[Path, bool]:
     """
     run_dir = Path(run_dir).resolve()
     inside = run_dir / RAY_TMP_LINK
+    if inside.is_symlink():  # left by an earlier invocation (resume), or planted: replaced, never followed
+        inside.unlink()
     if len(str(inside).encode()) + RAY_SOCKET_SUFFIX <= SOCKET_PATH_MAX:
         inside.mkdir(parents=True, exist_ok=True)
         return inside, False
     short = Path(tempfile.mkdtemp(prefix="dsrun-", dir="/tmp"))
-    if inside.is_symlink():  # left by an earlier invocation (resume)
-        inside.unlink()
     inside.symlink_to(short, target_is_directory=True)
     return short, True
 
