@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from distspike.cli import checkpoint, outputs
+from distspike.cli import checkpoint, curve_plot, outputs
 from distspike.cli.convert import RunSpec, identity, run_spec
 from distspike.cli.errors import UserError, full_errors, one_line
 from distspike.config import NetConfig, RuntimeConfig
@@ -116,6 +116,7 @@ class EpochSaver:
         self.mark = time.perf_counter()
         self.curve.append(asdict(rec))
         outputs.append_curve(self.run_dir, rec)
+        curve_plot.write(self.run_dir, self.curve)
 
     def save(self, snap: Snapshot) -> Path:
         """Write ``snap`` as a checkpoint (state, position, curve so far, traffic position, totals)."""
