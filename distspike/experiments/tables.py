@@ -1,9 +1,9 @@
 """One command per paper table / figure (the runs and files behind results/README.md).
 
-    python -m distspike.experiments.tables table1 --data /work/shared/data --out results
-    python -m distspike.experiments.tables table2 --runs /work/runs --data /work/shared/data --out results
-    python -m distspike.experiments.tables table3 --runs /work/runs --data /work/shared/data --out results
-    python -m distspike.experiments.tables fig3   --runs /work/runs --out results
+    python -m distspike.experiments.tables table1 --data "$DISTSPIKE_DATA" --out results
+    python -m distspike.experiments.tables table2 --runs "$RUNS" --data "$DISTSPIKE_DATA" --out results
+    python -m distspike.experiments.tables table3 --runs "$RUNS" --data "$DISTSPIKE_DATA" --out results
+    python -m distspike.experiments.tables fig3   --runs "$RUNS" --out results
 
 ``table2`` / ``table3`` start the missing ``distspike-train`` runs under
 ``<runs>/table2/`` and ``<runs>/table3/`` one after another, resume interrupted ones from
