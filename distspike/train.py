@@ -22,12 +22,15 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from distspike.cli import CONF_DIR, outputs, rundir, schema, sweep
-from distspike.cli.argv import expand_resume, resume_value
-from distspike.cli.errors import EXIT_FAILED, EXIT_USAGE, USER_ERRORS, UserError, full_errors, report
+from distspike.cli import CONF_DIR, checkpoint, outputs, rundir, schema, sweep
+from distspike.cli.argv import expand_resume, quote, resume_value
+from distspike.cli.errors import EXIT_FAILED, EXIT_USAGE, PROG, USER_ERRORS, UserError, full_errors, report
 from distspike.cli.job import run_job
 from distspike.cli.preflight import parse_args, preflight
+from distspike.runtime.interrupt import Interrupted
 from distspike.runtime.recovery import RecoveryError
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
@@ -47,6 +50,9 @@ def app(cfg: DictConfig) -> float:
         return math.nan
     try:
         metrics = run_job(schema.to_checked_container(cfg), run_dir)
+    except (Interrupted, KeyboardInterrupt) as ex:
+        print(f"{PROG}: {interrupted(ex, getattr(ex, 'run_dir', run_dir))}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_INTERRUPTED) from None
     except (*USER_ERRORS, OmegaConfBaseException, RecoveryError) as ex:
         if full_errors():
             raise
@@ -56,6 +62,14 @@ def app(cfg: DictConfig) -> float:
         outputs.write_metrics(run_dir, {"status": "failed", "error": msg})  # the sweep goes on
         return math.nan
     return metrics["final_test_error"]
+
+
+def interrupted(ex: BaseException, run_dir: Path) -> str:
+    """The line printed after Ctrl-C: where training stopped and the command that continues it."""
+    where = ex.where if isinstance(ex, Interrupted) else "Ctrl-C"
+    if checkpoint.latest(run_dir) is None:
+        return f"interrupted ({where}) before any checkpoint was saved: nothing to resume in {run_dir}"
+    return f"interrupted at {where}; continue with: {PROG} resume={quote(str(run_dir))}"
 
 
 def command_line(argv: list[str]) -> list[str]:

@@ -178,3 +178,11 @@ def test_conf_ships_inside_the_package():
     assert CONF_DIR == ROOT / "distspike" / "conf" and (CONF_DIR / "config.yaml").is_file()
     assert (ROOT / "conf").resolve() == CONF_DIR
     assert "recursive-include distspike/conf *.yaml" in (ROOT / "MANIFEST.in").read_text()
+
+
+def test_experiments_run_in_one_process_unless_told_otherwise():
+    """A paper experiment on the embedded Ray runs for hours (FSGD: ~8.6 samples/s): runtime=local by default."""
+    for name in EXPERIMENTS:
+        assert spec_of(f"experiment={name}").runtime.kind == "local", name
+    assert spec_of("experiment=table3_fsgd", "runtime=ray_local").runtime.kind == "ray_local"
+    assert spec_of("runtime=ray_local", "experiment=table3_fsgd").runtime.kind == "ray_local"

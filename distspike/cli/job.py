@@ -14,11 +14,11 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from distspike.cli import checkpoint, outputs
+from distspike.cli import checkpoint, curve_plot, outputs
 from distspike.cli.convert import RunSpec, identity, run_spec
 from distspike.cli.errors import UserError, full_errors, one_line
 from distspike.config import NetConfig, RuntimeConfig
-from distspike.runtime import make_net
+from distspike.runtime import interrupt, make_net
 from distspike.runtime.loop import EpochRecord, fit
 from distspike.runtime.recovery import Guard, Snapshot, rewind_traffic
 
@@ -116,6 +116,7 @@ class EpochSaver:
         self.mark = time.perf_counter()
         self.curve.append(asdict(rec))
         outputs.append_curve(self.run_dir, rec)
+        curve_plot.write(self.run_dir, self.curve)
 
     def save(self, snap: Snapshot) -> Path:
         """Write ``snap`` as a checkpoint (state, position, curve so far, traffic position, totals)."""
@@ -175,9 +176,19 @@ def train(net, data, spec: RunSpec, run_dir: Path, start: Start, digest: str) ->
     todo = max(net.cfg.training.epochs - start.epoch, 0)
     if start.epoch and not todo:
         log.info("nothing to train: %s already has %d epochs", run_dir, start.epoch)
+    elif todo:
+        log.info("training: %d epoch(s) of %d samples on runtime=%s", todo, data.n_train, spec.runtime.kind)
     fit(net, data.x_train, data.y_train, data.x_test, data.y_test, todo, progress=spec.progress,
-        eval_train=spec.eval_train, on_epoch=saver, start_epoch=start.epoch, start_index=start.index, guard=guard)
+        eval_train=spec.eval_train, on_epoch=saver, start_epoch=start.epoch, start_index=start.index, guard=guard,
+        hint=faster_runtime(spec.runtime))
     return saver, guard
+
+
+def faster_runtime(runtime: RuntimeConfig) -> str:
+    """The hint for a long run: on Ray, every spike batch is an actor call; in one process it is not."""
+    if runtime.kind == "local":
+        return ""
+    return "runtime=local trains in one process without actor calls, usually far faster on one machine"
 
 
 def run_job(cfg: dict, run_dir: Path) -> dict:
@@ -187,6 +198,7 @@ def run_job(cfg: dict, run_dir: Path) -> dict:
     """
     spec = run_spec(cfg)
     run_dir = Path(spec.resume).resolve() if spec.resume else Path(run_dir).resolve()
+    log.info("run directory: %s", run_dir)
     ck = find_checkpoint(spec, run_dir)
     data = spec.data.load()
     net_cfg = spec.net_config(data.n_features, data.n_classes)
@@ -197,12 +209,19 @@ def run_job(cfg: dict, run_dir: Path) -> dict:
     outputs.write_config(run_dir, resolved(cfg, net_cfg, runtime))
     outputs.write_curve(run_dir, start.curve)
     rewind_logs(ck, run_dir)
-    with open_net(net_cfg, runtime, spec, run_dir) as net:
-        saver, guard = train(net, data, spec, run_dir, start, digest)
-        metrics = collect_metrics(net, data, spec, runtime, saver, guard, run_dir)
+    try:
+        with interrupt.stop_on_sigint(), open_net(net_cfg, runtime, spec, run_dir) as net:
+            saver, guard = train(net, data, spec, run_dir, start, digest)
+            metrics = collect_metrics(net, data, spec, runtime, saver, guard, run_dir)
+    except (interrupt.Interrupted, KeyboardInterrupt) as ex:
+        ex.run_dir = run_dir  # for the resume line (train.py)
+        raise
+    finally:
+        if fallback_tmp is not None:
+            outputs.remove_ray_temp_dir(run_dir, fallback_tmp)
     outputs.write_metrics(run_dir, metrics)
-    if fallback_tmp is not None:
-        outputs.remove_ray_temp_dir(run_dir, fallback_tmp)
+    log.info("done: test error %.2f %% after %d epoch(s); run directory: %s", metrics["final_test_error"],
+             metrics["epochs"], run_dir)
     return metrics
 
 

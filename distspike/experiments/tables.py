@@ -1,9 +1,10 @@
 """One command per paper table / figure (the runs and files behind results/README.md).
 
-    python -m distspike.experiments.tables table1 --data /work/shared/data --out results
-    python -m distspike.experiments.tables table2 --runs /work/runs --data /work/shared/data --out results
-    python -m distspike.experiments.tables table3 --runs /work/runs --data /work/shared/data --out results
-    python -m distspike.experiments.tables fig3   --runs /work/runs --out results
+    python -m distspike.experiments.tables table1 --data "$DISTSPIKE_DATA" --out results
+    python -m distspike.experiments.tables table2 --runs "$RUNS" --data "$DISTSPIKE_DATA" --out results
+    python -m distspike.experiments.tables table3 --runs "$RUNS" --data "$DISTSPIKE_DATA" --out results
+    python -m distspike.experiments.tables fig3   --runs "$RUNS" --out results
+    python -m distspike.experiments.tables fig3-plot --out results   # redraw the figure from its CSVs
 
 ``table2`` / ``table3`` start the missing ``distspike-train`` runs under
 ``<runs>/table2/`` and ``<runs>/table3/`` one after another, resume interrupted ones from
@@ -71,12 +72,17 @@ def run_fig3(args) -> None:
     print_table(args.out, "fig3_relu_costs.csv", fig3.COST_COLUMNS)
 
 
+def run_fig3_plot(args) -> None:
+    print(f"wrote {fig3.replot(args.out)}")
+
+
 def run_readme(args) -> None:
     n = refresh_readme(args.out / "README.md", args.out)
     print(f"re-rendered {n} tables of {args.out / 'README.md'} from their CSVs")
 
 
-COMMANDS = {"readme": run_readme, "table1": run_table1, "table2": run_table2, "table3": run_table3, "fig3": run_fig3}
+COMMANDS = {"readme": run_readme, "table1": run_table1, "table2": run_table2, "table3": run_table3, "fig3": run_fig3,
+            "fig3-plot": run_fig3_plot}
 
 
 def main(argv=None) -> None:
