@@ -369,12 +369,16 @@ class TrafficRecorder:
         """Temporary hidden file, fsync, atomic rename: readers never see a partial part."""
         final = self.directory / f"part-{self.seq:06d}.parquet"
         temp = self.directory / f".{final.name}.tmp"
-        with open(temp, "wb") as f:  # created with the user's umask
-            pq.write_table(table, f, row_group_size=max(table.num_rows, 1), use_dictionary=_STRINGS,
-                           compression=COMPRESSION, store_schema=False, write_statistics=_STATISTICS)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, final)
+        try:
+            with open(temp, "wb") as f:  # created with the user's umask
+                pq.write_table(table, f, row_group_size=max(table.num_rows, 1), use_dictionary=_STRINGS,
+                               compression=COMPRESSION, store_schema=False, write_statistics=_STATISTICS)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temp, final)
+        except OSError as err:  # a full disk: no partial temp file is left; the error names the part
+            temp.unlink(missing_ok=True)
+            raise OSError(err.errno, err.strerror or str(err), str(final)) from err
         self.seq += 1
         self.files_written.append(final)
         return final
