@@ -385,12 +385,14 @@ class TrafficRecorder:
 
     def close(self) -> None:
         """Write what is staged and buffered; the recorder stays usable (a later message starts a new part)."""
-        self.flush()
-        if self.sample_rows is not None:
-            self.sample_rows.close()
-        if self._writer is not None:
-            self._writer.shutdown(wait=True)
-            self._writer = None
+        try:
+            self.flush()
+        finally:  # also after a failed write: no writer thread is left behind
+            if self.sample_rows is not None:
+                self.sample_rows.close()
+            if self._writer is not None:
+                self._writer.shutdown(wait=True)
+                self._writer = None
 
     def discard(self) -> int:
         """Drop the staged and buffered rows unwritten (a rollback to a checkpoint replays them); how many.
