@@ -12,6 +12,7 @@ the typed objects of ``distspike.config`` at once (``cli.convert``), and the job
 """
 from __future__ import annotations
 
+import logging
 import math
 import sys
 from pathlib import Path
@@ -24,7 +25,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from distspike.cli import CONF_DIR, checkpoint, outputs, rundir, schema, sweep
 from distspike.cli.argv import expand_resume, quote, resume_value
-from distspike.cli.errors import EXIT_FAILED, EXIT_USAGE, PROG, USER_ERRORS, UserError, full_errors, report
+from distspike.cli.errors import (EXIT_FAILED, EXIT_USAGE, PROG, USER_ERRORS, UserError, WriteError, full_errors,
+                                  report)
 from distspike.cli.job import run_job
 from distspike.cli.preflight import parse_args, preflight
 from distspike.runtime.interrupt import Interrupted
@@ -58,8 +60,11 @@ def app(cfg: DictConfig) -> float:
             raise
         msg = report(ex)
         if hc.mode != RunMode.MULTIRUN:
-            raise SystemExit(EXIT_FAILED if isinstance(ex, RecoveryError) else EXIT_USAGE)
-        outputs.write_metrics(run_dir, {"status": "failed", "error": msg})  # the sweep goes on
+            raise SystemExit(EXIT_FAILED if isinstance(ex, (RecoveryError, WriteError)) else EXIT_USAGE)
+        try:
+            outputs.write_metrics(run_dir, {"status": "failed", "error": msg})  # the sweep goes on
+        except USER_ERRORS as again:  # e.g. the disk is still full
+            report(again)
         return math.nan
     return metrics["final_test_error"]
 
@@ -105,6 +110,7 @@ def lock_run_dir(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: expand ``resume``, check every job's config, then run Hydra."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    logging.raiseExceptions = full_errors()  # a full disk must not make every log line print a traceback
     try:
         argv = command_line(argv)
         if not full_errors():
