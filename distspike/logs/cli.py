@@ -1,13 +1,15 @@
 """``distspike-traffic``: summarise (and compare, and plot) a run's per-actor spike traffic.
 
-    distspike-traffic RUN_DIR [--compare RUN_DIR2] [--plot] [--by step|sample]
+    distspike-traffic RUN_DIR [--compare RUN_DIR2] [--plot] [--by step|sample] [--skip-bad]
 
 Prints plain aligned tables: per-actor and per-stage totals, per-layer events per
 sample and per time step (or over the run's samples with ``--by sample``),
 forward/backward ratios per layer, and the events delivered between stages. With
 ``--compare`` every table shows both runs and the ratio B/A. ``--plot`` writes PNGs
 to ``RUN_DIR/traffic/plots/``. Exit code 2 (one line on stderr) when a run has no
-readable traffic logs.
+readable traffic logs, or when one of its part files is not a traffic part (a foreign
+schema, corrupt bytes): the line names the file. ``--skip-bad`` reads the other parts
+instead and says on stderr how many parts (and rows) it skipped.
 
 Actor-to-actor traffic (``actor_matrix``) is derived from the per-actor rows: every
 message is broadcast to all shards of its destination stage, so the events that
@@ -37,7 +39,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from distspike.logs.traffic import TrafficError, layer_totals, layer_totals_by, read_traffic, traffic_dir
+from distspike.logs.traffic import TrafficError, layer_totals, layer_totals_by, read_traffic_checked, traffic_dir
 
 PROG = "distspike-traffic"
 SCHEDULER = "scheduler"
@@ -111,9 +113,19 @@ class Run:
         return np.bincount(self.actor[m], values[m].astype(np.float64), len(self.actors))
 
 
-def load_run(run_dir) -> Run:
-    """Read a run's logs; ``TrafficError`` (naming the path) when there are none."""
-    return Run(Path(run_dir), read_traffic(run_dir))
+def load_run(run_dir, skip_bad: bool = False) -> Run:
+    """Read a run's logs; ``TrafficError`` (naming the path) when there are none or a part is bad.
+
+    With ``skip_bad`` the bad parts are skipped, with one warning line on stderr saying how many.
+    """
+    table, bad = read_traffic_checked(run_dir, skip_bad=skip_bad)
+    if bad:
+        rows = sum(b.rows or 0 for b in bad)
+        unknown = sum(b.rows is None for b in bad)
+        extra = f" and {unknown} part(s) of unknown size" if unknown else ""
+        print(f"{PROG}: warning: {run_dir}: skipped {len(bad)} bad part(s) ({rows} rows{extra}); "
+              f"first: {bad[0].path}: {bad[0].reason}", file=sys.stderr)
+    return Run(Path(run_dir), table)
 
 
 # -- tables -------------------------------------------------------------------------------
@@ -485,6 +497,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--plot", action="store_true", help="write PNGs to RUN_DIR/traffic/plots/")
     parser.add_argument("--by", choices=("step", "sample"), default="step",
                         help="break per-layer events down by time step (default) or along the run's samples")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="skip part files that are not readable traffic parts (reports how many) instead of "
+                             "stopping at the first")
     return parser.parse_args(argv)
 
 
@@ -495,9 +510,9 @@ def _header(run: Run, tag: str | None = None) -> str:
 
 
 def report(args: argparse.Namespace) -> str:
-    run = load_run(args.run_dir)
+    run = load_run(args.run_dir, args.skip_bad)
     if args.compare:
-        other = load_run(args.compare)
+        other = load_run(args.compare, args.skip_bad)
         head = [_header(run, "A"), _header(other, "B")]
         tables = comparison(run, other, args.by)
     else:

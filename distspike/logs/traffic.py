@@ -29,6 +29,7 @@ import re
 import time
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
 
@@ -43,6 +44,7 @@ from distspike.kernels.traffic import (EVENT_BYTES, FLOAT_COLUMNS, HEADER_BYTES,
                                        put_segment_rows, put_staged_rows)
 
 __all__ = ["SCHEMA", "DIRECTIONS", "QUANTITIES", "TrafficError", "TrafficRecorder", "read_traffic",
+           "read_traffic_checked", "BadPart", "check_part",
            "traffic_dir", "part_files", "layer_totals", "layer_totals_by"]
 
 TRAFFIC_DIR = "traffic"
@@ -372,7 +374,8 @@ class TrafficRecorder:
         try:
             with open(temp, "wb") as f:  # created with the user's umask
                 pq.write_table(table, f, row_group_size=max(table.num_rows, 1), use_dictionary=_STRINGS,
-                               compression=COMPRESSION, store_schema=False, write_statistics=_STATISTICS)
+                               compression=COMPRESSION, store_schema=False, write_statistics=_STATISTICS,
+                               write_page_checksum=True)  # CRC32 per page: readers catch altered bytes
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(temp, final)
@@ -532,11 +535,82 @@ def part_files(run_dir) -> list[Path]:
     return sorted(p for p in root.glob("actor=*/part-*.parquet") if _PART.match(p.name))
 
 
-def read_traffic(run_dir, columns: list[str] | None = None) -> pa.Table:
-    """All traffic rows of a run as one table (``SCHEMA``), hive-partitioned by ``actor``.
+@dataclass(frozen=True)
+class BadPart:
+    """A part file that cannot be read as traffic: its path, why, and its rows if its footer says."""
 
-    ``columns`` reads only those columns. Raises ``TrafficError`` naming the directory when ``run_dir`` or its ``traffic/``
-    is missing, or holds no part file.
+    path: Path
+    reason: str
+    rows: int | None = None
+
+
+_ACTOR_DIR = re.compile(r"^actor=(forward|backward)\.\d+\.\d+$")
+
+
+def check_part(path: Path) -> str | None:
+    """Why ``path`` is not a traffic part of ``SCHEMA`` (its directory name, footer or schema), or None."""
+    if not _ACTOR_DIR.match(path.parent.name):
+        return f"its directory {path.parent.name!r} is not actor=<forward|backward>.<layer>.<shard>"
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError, ValueError) as err:
+        return f"not a readable Parquet file ({one_line(err)})"
+    names = SCHEMA.names
+    got = {f.name: f.type for f in schema}
+    missing = [n for n in names if n not in got]
+    wrong = [f"{n}: {got[n]}" for n in names if n in got and got[n] != SCHEMA.field(n).type]
+    extra = [n for n in got if n not in names]
+    if missing or wrong or extra:
+        parts = [f"missing {missing}" if missing else "", f"wrong types {wrong}" if wrong else "",
+                 f"unknown columns {extra}" if extra else ""]
+        return "a foreign schema (" + "; ".join(p for p in parts if p) + ")"
+    return None
+
+
+def _footer_rows(path: Path) -> int | None:
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except (pa.ArrowException, OSError, ValueError):
+        return None
+
+
+def _dataset(files: list[Path], root: Path) -> ds.Dataset:
+    partitioning = ds.partitioning(pa.schema([("actor", pa.string())]), flavor="hive")
+    fmt = ds.ParquetFileFormat(default_fragment_scan_options=ds.ParquetFragmentScanOptions(
+        page_checksum_verification=True))
+    return ds.dataset([str(p) for p in files], schema=SCHEMA, format=fmt, partitioning=partitioning,
+                      partition_base_dir=str(root))
+
+
+def _read(files: list[Path], root: Path, columns) -> pa.Table:
+    table = _dataset(files, root).to_table(columns=columns)
+    if columns is None or "direction" in columns:  # a value no recorder writes: the bytes were altered
+        bad = pc.invert(pc.is_in(table["direction"], pa.array(DIRECTIONS)))
+        if pc.any(bad).as_py():
+            raise pa.ArrowInvalid("a direction value that is not forward/backward")
+    return table
+
+
+def _unreadable(files: list[Path], root: Path, columns) -> list[BadPart]:
+    """The parts of ``files`` that fail to read on their own (after the dataset as a whole failed)."""
+    bad = []
+    for path in files:
+        try:
+            _read([path], root, columns)
+        except (pa.ArrowException, OSError, ValueError) as err:
+            bad.append(BadPart(path, f"corrupt data ({one_line(err)})", _footer_rows(path)))
+    return bad
+
+
+def read_traffic_checked(run_dir, columns: list[str] | None = None,
+                         skip_bad: bool = False) -> tuple[pa.Table, list[BadPart]]:
+    """``read_traffic``, and the bad parts it skipped (only with ``skip_bad``; else the first one raises).
+
+    Every part is checked before it is read: its directory name, its footer and its
+    schema (``check_part``); the pages' checksums are verified while reading (parts
+    written without checksums are read as they are), and a part that still fails to
+    read is found by reading the parts one by one. So one bad part is named, and with
+    ``skip_bad`` the others are read.
     """
     run_dir = Path(run_dir)
     root = traffic_dir(run_dir)
@@ -547,13 +621,31 @@ def read_traffic(run_dir, columns: list[str] | None = None) -> pa.Table:
     files = part_files(run_dir)
     if not files:
         raise TrafficError(f"no traffic logs: {str(root)!r} holds no actor=*/part-*.parquet file")
-    partitioning = ds.partitioning(pa.schema([("actor", pa.string())]), flavor="hive")
+    bad = [BadPart(p, why, _footer_rows(p)) for p in files for why in [check_part(p)] if why]
+    good = [p for p in files if p not in {b.path for b in bad}]
     try:
-        dataset = ds.dataset([str(p) for p in files], schema=SCHEMA, format="parquet",
-                             partitioning=partitioning, partition_base_dir=str(root))
-        return dataset.to_table(columns=columns)
-    except (pa.ArrowInvalid, OSError) as err:
-        raise TrafficError(f"cannot read traffic logs in {str(root)!r}: {err}") from None
+        table = _read(good, root, columns) if good else None
+    except (pa.ArrowException, OSError, ValueError):
+        bad += _unreadable(good, root, columns)
+        good = [p for p in good if p not in {b.path for b in bad}]
+        table = _read(good, root, columns) if good else None
+    if bad and not skip_bad:
+        more = f" (and {len(bad) - 1} more bad part(s))" if len(bad) > 1 else ""
+        raise TrafficError(f"traffic part {str(bad[0].path)!r}: {bad[0].reason}{more}; "
+                           f"distspike-traffic --skip-bad reads the other parts")
+    if table is None:
+        raise TrafficError(f"no readable traffic logs in {str(root)!r}: all {len(files)} part(s) are bad")
+    return table, bad
+
+
+def read_traffic(run_dir, columns: list[str] | None = None, skip_bad: bool = False) -> pa.Table:
+    """All traffic rows of a run as one table (``SCHEMA``), hive-partitioned by ``actor``.
+
+    ``columns`` reads only those columns. Raises ``TrafficError`` naming the directory when ``run_dir`` or its
+    ``traffic/`` is missing, or holds no part file, and naming the part when one is not a traffic part or is
+    corrupt; ``skip_bad`` reads the other parts instead (``read_traffic_checked`` says which were skipped).
+    """
+    return read_traffic_checked(run_dir, columns, skip_bad)[0]
 
 
 # -- per-layer totals, as the runtime counts them ------------------------------------
