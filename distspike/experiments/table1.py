@@ -165,7 +165,27 @@ def curves(ds, out: Path, protocol: str, epochs: int, seeds=SEEDS, eta: float = 
     rows = [{"model": name, "seed": seed, "eta": eta, "epoch": e, "test_error": te, "train_error": tr}
             for name, fn in CURVES.items() for seed in seeds for e, te, tr in fn(ds, eta, epochs, seed)]
     write_csv(rows, out / f"table1_{protocol}_curves.csv")
+    write_csv(curve_summary(rows), out / f"table1_{protocol}_curve_summary.csv")
     return rows
+
+
+def curve_summary(rows: list[dict]) -> list[dict]:
+    """Per net, means over the seeds: errors after ``EPOCHS`` and the last epoch, and each seed's lowest test error."""
+    out = []
+    for name in dict.fromkeys(r["model"] for r in rows):
+        runs = {}
+        for r in rows:
+            if r["model"] == name:
+                runs.setdefault(r["seed"], []).append((int(r["epoch"]), float(r["test_error"]), float(r["train_error"])))
+        last = min(max(p[0] for p in c) for c in runs.values())
+        at = (lambda e, k: float(np.mean([next(p[k] for p in c if p[0] == min(e, last)) for c in runs.values()])))
+        best = [min(c, key=lambda p: (p[1], p[0])) for c in runs.values()]
+        out.append({"model": name, "seeds": ";".join(map(str, runs)), "epochs": last,
+                    "test_at_20": at(EPOCHS, 1), "train_at_20": at(EPOCHS, 2),
+                    "test_at_last": at(last, 1), "train_at_last": at(last, 2),
+                    "lowest_test": float(np.mean([b[1] for b in best])),
+                    "lowest_test_epochs": ";".join(str(b[0]) for b in best)})
+    return out
 
 
 def svm(ds, C: float, epochs: int = 0, seed: int = 0):
@@ -243,6 +263,32 @@ def _merge(path: Path, new: list[dict]) -> list[dict]:
     return sorted(old + new, key=lambda r: order.index(r["model"]))
 
 
+def ranking(rows: list[dict]) -> list[dict]:
+    """One row per protocol: each model's mean test / train error and the mean |gap| to the paper's six figures."""
+    out = {}
+    for r in rows:
+        row = out.setdefault(r["protocol"], {"protocol": r["protocol"], "n_train": r["n_train"], "n_test": r["n_test"]})
+        short = {"spiking_regressor": "spiking", "one_layer_net": "one_layer", "linear_svm": "svm"}[r["model"]]
+        row[f"{short}_test"], row[f"{short}_train"] = float(r["test_mean"]), float(r["train_mean"])
+        row.setdefault("_gaps", []).extend(abs(float(r[k])) for k in ("test_gap", "train_gap"))
+    for row in out.values():
+        gaps = row.pop("_gaps")
+        row["mean_abs_gap"] = float(np.mean(gaps)) if len(gaps) == 6 else ""
+    return list(out.values())
+
+
+def draw_summary(draws: list[dict]) -> list[dict]:
+    """Per protocol and model: the seed-mean test / train errors over the split draws (mean, sd, range)."""
+    out = {}
+    for r in draws:
+        key = (re.sub(r"_split\d+", "", r["protocol"]), r["model"])
+        out.setdefault(key, []).append((float(r["test_mean"]), float(r["train_mean"])))
+    return [{"protocol": p, "model": m, "draws": len(v), "test_mean": float(np.mean([t for t, _ in v])),
+             "test_sd": float(np.std([t for t, _ in v], ddof=1)), "test_min": min(t for t, _ in v),
+             "test_max": max(t for t, _ in v), "train_mean": float(np.mean([t for _, t in v])),
+             "paper_test_error": PAPER[m][0], "paper_train_error": PAPER[m][1]} for (p, m), v in out.items()]
+
+
 def protocol_files(out: Path, protocol: str, suffix: str) -> list[Path]:
     """``table1_<protocol>[_split<seed>]<suffix>.csv`` in ``out``: the seed-1234 split first, then the others."""
     pattern = re.compile(rf"table1_{protocol}(_split\d+)?{suffix}\.csv")
@@ -251,9 +297,17 @@ def protocol_files(out: Path, protocol: str, suffix: str) -> list[Path]:
 
 
 def collect(out: Path) -> list[dict]:
-    """``table1_newsgroups.csv``: the rows of every protocol run so far, in PROTOCOLS then HYPERS order."""
-    files = [f for p in PROTOCOLS for h in HYPERS.values() for f in protocol_files(out, p, h)]
-    rows = [r for f in files for r in read_csv(f)]
-    if rows:
-        write_csv(rows, out / "table1_newsgroups.csv")
+    """``table1_newsgroups.csv``: the rows of every protocol run so far, in PROTOCOLS then HYPERS order.
+
+    Protocols that were also run on other draws of their split (``--split-seed``) get all
+    their draws, the seed-1234 one first, in ``table1_split_draws.csv``.
+    """
+    groups = [protocol_files(out, p, h) for p in PROTOCOLS for h in HYPERS.values()]
+    rows = [r for files in groups for r in read_csv(files[0]) if files and files[0].name.count("_split") == 0]
+    draws = [r for files in groups if len(files) > 1 for f in files for r in read_csv(f)]
+    summary = draw_summary(draws)
+    for name, table in (("table1_newsgroups.csv", rows), ("table1_split_draws.csv", draws),
+                        ("table1_split_summary.csv", summary), ("table1_protocols.csv", ranking(rows))):
+        if table:
+            write_csv(table, out / name)
     return rows

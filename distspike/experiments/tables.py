@@ -46,7 +46,9 @@ def run_table1(args) -> None:
                 ds = table1.load(args.data, protocol, split_seed)
                 name = protocol + ("" if split_seed is None else f"_split{split_seed}")
                 if args.curves:
-                    table1.curves(ds, args.out, name, args.curves, seeds)
+                    eta = args.curve_eta or table1.DEFAULT_GRIDS["one_layer_net"][0]
+                    table1.curves(ds, args.out, name + ("" if args.curve_eta is None else f"_eta{eta:g}"), args.curves,
+                                  seeds, eta)
                     continue
                 names.append(name + table1.HYPERS[args.hyper])
                 table1.table1(ds, args.out, names[-1], args.epochs or table1.EPOCHS, grids, seeds, models,
@@ -122,7 +124,8 @@ def main(argv=None) -> None:
     ap.add_argument("--split-seed", default=None,
                     help="table1: comma-separated seeds of other draws of a pooled split (written as <protocol>_split<seed>)")
     ap.add_argument("--curves", type=int, default=None, metavar="EPOCHS",
-                    help="table1: only the per-epoch test / train curves of both nets (eta 0.01), a diagnostic")
+                    help="table1: only the per-epoch test / train curves of the nets (a diagnostic)")
+    ap.add_argument("--curve-eta", type=float, default=None, help="table1 --curves: eta of the nets (default 0.01)")
     ap.add_argument("--models", default=None, help="table1: comma-separated subset of the three models")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on sklearn's digits (CI)")
     args = ap.parse_args(argv)

@@ -112,7 +112,7 @@ needs_data = pytest.mark.skipif(not (DATA / "mnist").exists(), reason=f"data not
 @pytest.mark.slow
 @needs_data
 def test_table1_full(tmp_path):
-    """About 10 minutes: the eta / C sweeps and the final fits on 20 Newsgroups."""
+    """A few minutes: the eta / C sweeps and the 3-seed final fits on 20 Newsgroups (protocol authors)."""
     tables.main(["table1", "--data", str(DATA), "--out", str(tmp_path)])
 
 
