@@ -317,3 +317,18 @@ def test_the_command_line_falls_back_with_a_warning_and_fails_in_one_line_when_n
     assert len(lines) == 1 and lines[0].startswith(f"distspike-train: error: resume='{run_dir}': none of the "), lines
     assert "Traceback" not in res.stdout + res.stderr
     assert lines[0].removeprefix("distspike-train: ") in (run_dir / "train.log").read_text()
+
+
+@pytest.mark.parametrize("which", ["npz", "json"])
+def test_links_and_oversized_files_are_not_read(base, tmp_path, which):
+    """A checkpoint file linked elsewhere (e.g. to /dev/zero), or larger than the model's, is refused unread."""
+    overrides, run_dir = copy_run(base, tmp_path)
+    path = paths(run_dir)[0 if which == "npz" else 1]
+    path.unlink()
+    path.symlink_to("/dev/zero")
+    with pytest.raises(checkpoint.CheckpointError, match=rf"{NEWEST}.{which} is not a regular file"):
+        load_newest(overrides, run_dir)
+    path.unlink()
+    path.write_bytes(b"\0" * (70 << 20 if which == "json" else 1 << 20))
+    with pytest.raises(checkpoint.CheckpointError, match=rf"{NEWEST}.{which} has \d+ bytes, more than a checkpoint"):
+        load_newest(overrides, run_dir)
