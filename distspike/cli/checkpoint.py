@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import re
+import stat
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
@@ -43,6 +44,7 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 #: ``name -> (shape, dtype)`` of every array a checkpoint must hold; shape None: any 1-D length
 Layout = dict[str, tuple[tuple[int, ...] | None, np.dtype]]
 _FREE_LENGTH_MAX = 1 << 16  # bytes of a 1-D array of free length (an RNG state as JSON text)
+_JSON_BYTES_MAX = 64 << 20
 
 
 class CheckpointError(ValueError):
@@ -194,6 +196,7 @@ def load(ckpt_dir: Path, epoch: int, index: int, layout: Layout,
          accept: Callable[[dict], None] = lambda meta: None) -> Checkpoint:
     """Read and validate one checkpoint (JSON, hash, arrays); ``CheckpointError`` says what is wrong."""
     npz, js = _paths(ckpt_dir, epoch, index)
+    _check_file(js, _JSON_BYTES_MAX)
     try:
         meta = json.loads(js.read_bytes())
     except (OSError, ValueError) as ex:
@@ -209,6 +212,7 @@ def load(ckpt_dir: Path, epoch: int, index: int, layout: Layout,
 
 def read_state(npz: Path, sha256: str | None, layout: Layout) -> dict[str, np.ndarray]:
     """The arrays of ``npz`` after checking its hash and every name, shape, dtype and value (no pickles)."""
+    _check_file(npz, sum(_member_bytes(shape, dtype) for shape, dtype in layout.values()) + 4096)
     try:
         data = npz.read_bytes()
     except OSError as ex:
@@ -233,6 +237,24 @@ def read_state(npz: Path, sha256: str | None, layout: Layout) -> dict[str, np.nd
     return state
 
 
+def _check_file(path: Path, max_bytes: int) -> None:
+    """A plain file (no link, device or FIFO: read only what a checkpoint can be) of at most ``max_bytes``."""
+    try:
+        st = path.lstat()
+    except OSError as ex:
+        raise CheckpointError(f"{path.name} cannot be read ({one_line(str(ex))})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise CheckpointError(f"{path.name} is not a regular file (a link, directory or device)")
+    if st.st_size > max_bytes:
+        raise CheckpointError(f"{path.name} has {st.st_size} bytes, more than a checkpoint of this model "
+                              f"({max_bytes} at most)")
+
+
+def _member_bytes(shape, dtype: np.dtype) -> int:
+    """The most bytes the ``.npy`` member of one array may take (data plus header and zip entries)."""
+    return (_FREE_LENGTH_MAX if shape is None else math.prod(shape) * dtype.itemsize) + 4096
+
+
 def _unreadable(npz: Path, ex: Exception) -> CheckpointError:
     return CheckpointError(f"{npz.name} does not read as an .npz of plain arrays ({type(ex).__name__}: "
                            f"{one_line(str(ex))})")
@@ -250,8 +272,7 @@ def check_names(file: str, names: list[str], layout: Layout) -> None:
 def _check_sizes(file: str, z, layout: Layout) -> None:
     """No member is larger than its array can be (before anything is decompressed)."""
     for name in z.files:
-        shape, dtype = layout[name]
-        limit = (_FREE_LENGTH_MAX if shape is None else math.prod(shape) * dtype.itemsize) + 4096
+        limit = _member_bytes(*layout[name])
         if z.zip.getinfo(f"{name}.npy").file_size > limit:
             raise CheckpointError(f"{file}: array {name!r} is larger than this model's ({limit} bytes at most)")
 

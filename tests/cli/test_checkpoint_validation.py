@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from distspike.runtime.local import local_net
 from distspike.runtime.recovery import state_layout
 
 from test_checkpoint import assert_same_state, final_state, job_config
+from test_train_cli import run
 
 BASE = ["runtime=local", "data=digits", "model.sizes=[64,30,10]", "data.n_train=40", "data.n_test=20",
         "eval_train=20", "checkpoint.every_samples=20", "checkpoint.keep=0", "logging.flush_rows=64"]
@@ -290,3 +292,43 @@ def test_state_layout_is_that_of_the_state_dict(sizes, shards, dtype):
     for name, a in state.items():
         shape, dt = layout[name]
         assert a.dtype == dt and (a.shape == shape if shape is not None else a.ndim == 1), name
+
+
+def test_the_command_line_falls_back_with_a_warning_and_fails_in_one_line_when_nothing_validates(base, tmp_path):
+    """The issue's repro: a broken newest checkpoint beside a valid one; then none valid (exit 2, one line,
+    the same line in train.log, no traceback)."""
+    overrides, run_dir = copy_run(base, tmp_path)
+    if "model.dtype=int" not in overrides:
+        pytest.skip("one dtype is enough for the command line")
+    npz = paths(run_dir)[0]
+    npz.write_bytes(npz.read_bytes()[:1000])
+    args = [*overrides, "training.epochs=2", f"resume={run_dir}"]
+    res = run(args, tmp_path)
+    assert res.returncode == 0, res.stderr
+    log = (run_dir / "train.log").read_text()
+    assert re.search(r"skipping checkpoint epoch_0001: epoch_0001.npz does not match its recorded sha256 .*"
+                     r"\(falling back to epoch_0000_plus_000000020\)", log), log
+    assert "Traceback" not in res.stdout + res.stderr
+    for p in (run_dir / "checkpoints").glob("*.npz"):
+        p.write_bytes(b"")
+    res = run(args, tmp_path)
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"distspike-train: error: resume='{run_dir}': none of the "), lines
+    assert "Traceback" not in res.stdout + res.stderr
+    assert lines[0].removeprefix("distspike-train: ") in (run_dir / "train.log").read_text()
+
+
+@pytest.mark.parametrize("which", ["npz", "json"])
+def test_links_and_oversized_files_are_not_read(base, tmp_path, which):
+    """A checkpoint file linked elsewhere (e.g. to /dev/zero), or larger than the model's, is refused unread."""
+    overrides, run_dir = copy_run(base, tmp_path)
+    path = paths(run_dir)[0 if which == "npz" else 1]
+    path.unlink()
+    path.symlink_to("/dev/zero")
+    with pytest.raises(checkpoint.CheckpointError, match=rf"{NEWEST}.{which} is not a regular file"):
+        load_newest(overrides, run_dir)
+    path.unlink()
+    path.write_bytes(b"\0" * (70 << 20 if which == "json" else 1 << 20))
+    with pytest.raises(checkpoint.CheckpointError, match=rf"{NEWEST}.{which} has \d+ bytes, more than a checkpoint"):
+        load_newest(overrides, run_dir)
