@@ -21,7 +21,7 @@ fixture in ``tests/cluster/conftest.py``. What the rig builds (``start``):
   is charged to it. The node's Ray ``memory`` resource is the cap less the object
   store and a reserve for the node's own daemons and idle workers
   (``--head-reserve-mb``, ``--reserve-mb``); ``start`` measures that baseline and fails if it exceeds the
-  reserve. The memory preflight (``runtime/preflight.py``) checks actors against
+  reserve. The memory preflight (``runtime/memplan.py``) checks actors against
   the ``memory`` resource, so the baseline is included in what it checks.
 - a custom resource ``node_<i>`` per node (``placement=one_per_node`` pins shard
   ``i`` of every layer to it), a temp dir per node under the rig dir, and
