@@ -217,16 +217,22 @@ class ActorResources:
 
 @dataclass(frozen=True)
 class PlacementConfig:
-    """Placement-group strategy and per-actor-group resources; ``timeout_s`` bounds the wait."""
+    """Placement-group strategy and per-actor-group resources; ``timeout_s`` bounds the wait.
+
+    ``pin_shards``: shard ``k`` of every layer also asks for custom resource ``node_<k>``
+    (``placement=one_per_node``; ``launch/emulated_cluster.sh`` gives node ``i`` ``node_<i>``).
+    """
 
     strategy: str = "PACK"
     forward: ActorResources = field(default_factory=ActorResources)
     backward: ActorResources = field(default_factory=ActorResources)
     timeout_s: float = 60.0
+    pin_shards: bool = False
 
     def __post_init__(self) -> None:
         _check_choice("placement.strategy", self.strategy, STRATEGIES)
         _check_positive("placement.timeout_s", self.timeout_s)
+        _check_bool("placement.pin_shards", self.pin_shards)
 
 
 @dataclass(frozen=True)
@@ -241,6 +247,8 @@ class RuntimeConfig:
     Graph where the schedule allows (breadth-first, held errors, not smooth; SGD as one
     sample-wide message per actor and direction, FSGD per time step;
     ``runtime/compiled.py``); actors then pass batches through shared-memory channels.
+    ``"auto"`` (the default): compiled graphs only where every actor has a physical core
+    of its machine to itself, plain calls otherwise (``runtime/cores.py``).
     """
 
     kind: str = "local"
@@ -248,14 +256,15 @@ class RuntimeConfig:
     address: str | None = None
     temp_dir: str | None = None
     placement: PlacementConfig = field(default_factory=PlacementConfig)
-    compiled: bool = False
+    compiled: bool | str = "auto"
 
     def __post_init__(self) -> None:
         _check_choice("runtime", self.kind, RUNTIMES)
         _check_positive("runtime.shards", self.shards, integer=True)
         _check_optional_str("runtime.address", self.address)
         _check_optional_str("runtime.temp_dir", self.temp_dir)
-        _check_bool("runtime.compiled", self.compiled)
+        if not isinstance(self.compiled, bool) and self.compiled != "auto":
+            raise ConfigError(f"runtime.compiled={self.compiled!r} must be true, false or auto")
         if self.kind == "ray_cluster" and not self.address:
             raise ConfigError("runtime.address=None: runtime=ray_cluster needs the address of the cluster to join")
 

@@ -17,7 +17,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "launch"
-SCRIPTS = ["local_cluster.sh", "slurm.sbatch", "submit_job.sh"]
+SCRIPTS = ["local_cluster.sh", "emulated_cluster.sh", "slurm.sbatch", "submit_job.sh"]
 BUILTIN_RESOURCES = {"CPU", "GPU", "memory", "object_store_memory"}
 
 

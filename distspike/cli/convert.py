@@ -125,7 +125,7 @@ def actor_resources(node: dict) -> ActorResources:
 def placement_config(node: dict) -> PlacementConfig:
     """``placement.strategy`` is accepted in any case (``spread`` -> ``SPREAD``)."""
     return PlacementConfig(str(node["strategy"]).upper(), actor_resources(node["forward"]),
-                           actor_resources(node["backward"]), node["timeout_s"])
+                           actor_resources(node["backward"]), node["timeout_s"], node.get("pin_shards", False))
 
 
 def runtime_config(node: dict, placement: dict) -> RuntimeConfig:

@@ -56,7 +56,7 @@ class RuntimeSchema:
     shards: int = 1
     address: Optional[str] = None
     temp_dir: Optional[str] = None
-    compiled: bool = False
+    compiled: Any = "auto"  # true, false or auto (runtime/cores.py)
 
 
 @dataclass
@@ -72,6 +72,7 @@ class PlacementSchema:
     forward: ActorSchema = field(default_factory=ActorSchema)
     backward: ActorSchema = field(default_factory=ActorSchema)
     timeout_s: float = 60.0
+    pin_shards: bool = False
 
 
 @dataclass

@@ -14,6 +14,7 @@ from distspike.config import LoggingConfig, NetConfig
 from distspike.core.messages import Segments, SpikeBatch, merge_parts
 from distspike.core.modules import Numerics
 from distspike.core.network import SpikingNet, init_weights, layer_specs
+from distspike.runtime.memplan import available_bytes, check_driver, driver_bytes
 from distspike.runtime.shell import Shell, make_module
 
 
@@ -198,17 +199,22 @@ class LocalBackend:
         return first
 
 
+def plan_specs(cfg: NetConfig, shards: int) -> list[tuple]:
+    """``(name, kind, spec)`` of every shard actor of the network (no weights: ``memplan`` sizes them)."""
+    plan, sizes = [], cfg.model.sizes
+    for layer in range(1, cfg.model.n_layers + 1):
+        for k, s in enumerate(layer_specs(cfg, layer, min(shards, sizes[layer]), backward=False)):
+            plan.append((f"forward.{layer}.{k}", "forward", s))
+        if layer >= 2:
+            for k, s in enumerate(layer_specs(cfg, layer, min(shards, sizes[layer - 1]), backward=True)):
+                plan.append((f"backward.{layer}.{k}", "backward", s))
+    return plan
+
+
 def shard_plan(cfg: NetConfig, weights: list[np.ndarray], shards: int):
     """``(name, kind, spec, weight block)`` of every shard actor of the network."""
-    plan = []
-    for layer in range(1, cfg.model.n_layers + 1):
-        w = weights[layer - 1]
-        for k, s in enumerate(layer_specs(cfg, layer, min(shards, w.shape[1]), backward=False)):
-            plan.append((f"forward.{layer}.{k}", "forward", s, w[:, s.lo:s.hi]))
-        if layer >= 2:
-            for k, s in enumerate(layer_specs(cfg, layer, min(shards, w.shape[0]), backward=True)):
-                plan.append((f"backward.{layer}.{k}", "backward", s, w[s.lo:s.hi, :]))
-    return plan
+    return [(name, kind, s, weights[s.layer - 1][:, s.lo:s.hi] if kind == "forward" else
+             weights[s.layer - 1][s.lo:s.hi, :]) for name, kind, s in plan_specs(cfg, shards)]
 
 
 def make_recorder(logging: LoggingConfig | None, run_dir: str | None, name: str):
@@ -237,5 +243,7 @@ def local_net(cfg: NetConfig, weights: list[np.ndarray] | None = None, shards: i
               logging: LoggingConfig | None = None, run_dir: str | None = None) -> SpikingNet:
     """A spiking MLP in this process, initialised from ``cfg.seed`` unless ``weights`` are given."""
     if weights is None:
+        check_driver(driver_bytes(cfg.model.sizes, cfg.model.dtype, in_process=True), available_bytes(),
+                     f"runtime=local ({cfg.model.n_layers} layers, {shards} shard(s) each, in this process)")
         weights = init_weights(cfg.model.sizes, cfg.model.w_init, cfg.seed)
     return SpikingNet(cfg, build_backend(cfg, weights, shards, logging, run_dir))

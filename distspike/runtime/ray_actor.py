@@ -17,6 +17,7 @@ import ray
 from distspike.config import LoggingConfig
 from distspike.core.messages import MessageError, Segments, SpikeBatch
 from distspike.core.modules import ErrorCounter, Numerics
+from distspike.runtime.cores import probe
 from distspike.runtime.local import make_recorder
 from distspike.runtime.ray_refs import assemble
 from distspike.runtime.shell import Shell, make_module
@@ -373,6 +374,10 @@ class ShardActor:
 
     def node_id(self):
         return ray.get_runtime_context().get_node_id()
+
+    def where(self) -> dict:
+        """Its node's address and what its process may really use (``cores.probe``): for ``compiled=auto``."""
+        return {"node": ray.util.get_node_ip_address(), **probe()}
 
 
 def _is_count(v) -> bool:

@@ -43,10 +43,12 @@ from distspike.core.messages import Segments
 from distspike.core.network import SpikingNet, init_weights
 from distspike.core.modules import Numerics
 from distspike.runtime.compiled import SampleGraph
+from distspike.runtime import memplan
 from distspike.runtime.connect import join
-from distspike.runtime.local import shard_plan
+from distspike.runtime.local import plan_specs, shard_plan
 from distspike.runtime.ray_factory import ActorFactory
-from distspike.runtime.ray_placement import PlacementError, place  # noqa: F401 - PlacementError: re-exported
+from distspike.runtime.ray_placement import PlacementError  # noqa: F401 - re-exported for callers
+from distspike.runtime.ray_placement import alive_nodes, choose_calls, place, shard_bundles
 from distspike.runtime.ray_refs import Pending, _as_args, _resolve, assemble
 
 
@@ -389,16 +391,17 @@ class RayBackend:
 
 def ray_net(cfg: NetConfig, runtime: RuntimeConfig, weights: list[np.ndarray] | None = None,
             logging: LoggingConfig | None = None, run_dir: str | None = None) -> SpikingNet:
-    """Start (or join) Ray, place one actor per layer shard, and return the net."""
+    """Start (or join) Ray, check that the actors fit, place one actor per layer shard, and return the net."""
     runtime.check_against(cfg.model)
-    if weights is None:
-        weights = init_weights(cfg.model.sizes, cfg.model.w_init, cfg.seed)
     num = Numerics.of(cfg)
-    plan = shard_plan(cfg, [num.encode(w) for w in weights], runtime.shards)
-    groups = {"forward": runtime.placement.forward, "backward": runtime.placement.backward}
-    bundles = [groups[kind].bundle() or {"CPU": 0.001} for _, kind, _, _ in plan]
+    specs = plan_specs(cfg, runtime.shards)
+    bundles = shard_bundles([p[0] for p in specs], [p[1] for p in specs], runtime.placement)
     owns = start_ray(runtime, sum(b.get("CPU", 0.0) for b in bundles))
     try:
+        memplan.check_ray(cfg, specs, bundles, alive_nodes(), memplan.available_bytes())
+        if weights is None:
+            weights = init_weights(cfg.model.sizes, cfg.model.w_init, cfg.seed)
+        plan = shard_plan(cfg, [num.encode(w) for w in weights], runtime.shards)
         pg = place(bundles, [p[0] for p in plan], runtime)
     except BaseException:
         if owns:
@@ -408,4 +411,13 @@ def ray_net(cfg: NetConfig, runtime: RuntimeConfig, weights: list[np.ndarray] | 
     factory = ActorFactory([(n, kind, spec, block.shape) for n, kind, spec, block in plan], bundles, pg, num,
                            logging, run_dir)
     actors = {name: factory.spawn(name, block) for name, _, _, block in plan}
-    return SpikingNet(cfg, RayBackend(actors, factory, owns, runtime.compiled))
+    try:
+        compiled = choose_calls(actors, runtime.compiled)  # waits for every actor to start
+    except BaseException:
+        for a in actors.values():
+            ray.kill(a)
+        remove_placement_group(pg)
+        if owns:
+            ray.shutdown()
+        raise
+    return SpikingNet(cfg, RayBackend(actors, factory, owns, compiled))

@@ -5,12 +5,16 @@
 """
 from __future__ import annotations
 
+import logging
 import uuid
 
 import ray
 from ray.util.placement_group import placement_group, remove_placement_group
 
-from distspike.config import RuntimeConfig
+from distspike.config import PlacementConfig, RuntimeConfig
+from distspike.runtime.cores import choose
+
+log = logging.getLogger(__name__)
 
 
 class PlacementError(RuntimeError):
@@ -58,3 +62,49 @@ def actor_options(bundle: dict) -> dict:
     if custom:
         opts["resources"] = custom
     return opts
+
+
+def shard_bundles(names: list[str], kinds: list[str], placement: PlacementConfig) -> list[dict]:
+    """One bundle per actor: its group's resources, plus ``node_<k>`` for shard ``k`` with ``pin_shards``.
+
+    Actor names are ``<kind>.<layer>.<shard>``. A bundle that would be empty asks for a
+    sliver of a CPU (Ray refuses empty bundles).
+    """
+    groups = {"forward": placement.forward, "backward": placement.backward}
+    bundles = []
+    for name, kind in zip(names, kinds):
+        b = groups[kind].bundle()
+        if placement.pin_shards:
+            b[f"node_{int(name.split('.')[2])}"] = 0.001
+        bundles.append(b or {"CPU": 0.001})
+    return bundles
+
+
+def where_actors(actors: dict) -> dict[str, dict]:
+    """Per actor: its node's address and what its process may really use (``ShardActor.where``)."""
+    names = list(actors)
+    return dict(zip(names, ray.get([actors[n].where.remote() for n in names])))
+
+
+def actors_per_node(where: dict[str, dict]) -> str:
+    """``"<node ip>: <actor> <actor>; ..."``, nodes in address order, actors in plan order."""
+    nodes: dict[str, list[str]] = {}
+    for name, w in where.items():
+        nodes.setdefault(w["node"], []).append(name)
+    order = sorted(nodes, key=lambda ip: tuple(int(p) if p.isdigit() else 0 for p in ip.split(".")))
+    return "; ".join(f"{ip}: {' '.join(nodes[ip])}" for ip in order)
+
+
+def alive_nodes() -> dict[str, dict]:
+    """Address -> Ray resources of every alive node (``memory`` in bytes)."""
+    return {n["NodeManagerAddress"]: dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")}
+
+
+def choose_calls(actors: dict, setting) -> bool:
+    """Compiled graphs or plain calls (``runtime.compiled``, ``cores.choose``); logs the choice and
+    where the actors run, one line each."""
+    where = where_actors(actors)
+    compiled, why = choose(setting, where)
+    log.info(why)
+    log.info("actors per node: %s", actors_per_node(where))
+    return compiled

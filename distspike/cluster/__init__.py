@@ -1,0 +1,1 @@
+"""Cluster tooling: an emulated multi-node Ray cluster on one machine (``emulated.py``)."""
