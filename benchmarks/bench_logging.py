@@ -74,8 +74,10 @@ class NullRecorder:
         pass
 
 
-def load_inputs(data_root: str, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+def load_inputs(data_root: str | None, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
     """``(X, y, source)``: the first ``n`` MNIST training samples, or random stand-ins."""
+    from distspike.data import default_data_root
+    data_root = str(default_data_root()) if data_root is None else data_root
     if (Path(data_root) / "mnist").is_dir():
         from distspike.data import load_dataset
         data = load_dataset("mnist", data_root)
@@ -247,7 +249,8 @@ def main(argv=None) -> None:
                         help="untimed samples per net first (numba, caches, a first spill of the fused rows)")
     parser.add_argument("--ray-samples", type=int, default=0, help="timed samples per net on Ray (0: skip Ray)")
     parser.add_argument("--ray-chunk", type=int, default=10, help="samples per turn on Ray")
-    parser.add_argument("--data", default="/work/shared/data", help="data root holding mnist/")
+    parser.add_argument("--data", default=None,
+                        help="data root holding mnist/ (default: $DISTSPIKE_DATA, else ~/.cache/distspike/data)")
     parser.add_argument("--write", action="store_true", help="write the figures to results/benchmarks.md")
     args = parser.parse_args(argv)
     args.argv = argv

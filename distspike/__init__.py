@@ -1,2 +1,33 @@
-"""distspike: Deep Spiking Networks as an actor-based distributed simulation."""
+"""distspike: Deep Spiking Networks as an actor-based distributed simulation.
+
+Importing the package points numba's on-disk cache at a per-user directory before any
+kernel is compiled, in every process that imports distspike (the driver, Ray actors,
+test workers). Left alone, numba writes its cache beside the source: into
+site-packages for an installed copy (where ``pip uninstall`` leaves it behind as an
+empty namespace package that hides a later editable install) or into the source tree.
+"""
+import os
+import sys
+from pathlib import Path
+
 __version__ = "0.1.0"
+
+
+def numba_cache_dir() -> Path:
+    """``$NUMBA_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/distspike/numba`` (default ``~/.cache``)."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return Path(os.environ["NUMBA_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "distspike" / "numba"
+
+
+def _use_numba_cache_dir() -> None:
+    """Set the cache dir for numba, also when numba was imported before distspike."""
+    path = str(numba_cache_dir())
+    os.environ["NUMBA_CACHE_DIR"] = path  # read by numba at import, inherited by child processes
+    if "numba" in sys.modules:
+        from numba.core import config
+        config.CACHE_DIR = path
+
+
+_use_numba_cache_dir()

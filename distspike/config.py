@@ -15,6 +15,10 @@ RULES = ("sgd", "fsgd")
 COLUMN_READS = ("before_update", "after_update")
 RESETS = ("none", "random", "zero")
 ROUTINGS = ("bfs", "dfs")
+#: a potential this many spike units above threshold means a diverged run (``kernels.herding.MAX_SPIKES_PER_UNIT``)
+SPIKES_PER_UNIT_MAX = 1e6
+INT64_MAX = 2 ** 63 - 1
+W_SIGMAS = 6  # |W| <= 6 * w_init: a draw of N(0, 1) beyond 6 has probability 2e-9
 
 
 class ConfigError(ValueError):
@@ -124,6 +128,7 @@ class NetConfig:
         _check_choice("routing", self.routing, ROUTINGS)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed={self.seed!r} must be a non-negative integer")
+        self._check_numerics()
         if self.model.dtype == "int":
             scale = self.training.steps ** 2 / self.training.eta
             if abs(scale - round(scale)) > 1e-9 * scale:
@@ -134,6 +139,29 @@ class NetConfig:
                 raise ConfigError(
                     "training.smooth=True is not supported with model.dtype='int': the smooth update "
                     "divides a scaled running sum by K, which is not an integer-only operation")
+
+    def _check_numerics(self) -> None:
+        """Refuse weights and scales that overflow or diverge at once, stating the limit.
+
+        One input spike adds a weight (at most ``6 * w_init``) to a potential; over the
+        ``T`` steps of a sample, from ``fan_in`` inputs of at most one spike per step each,
+        that is ``6 * w_init * fan_in * T`` spike units, which must stay below the
+        herding kernels' divergence limit of 1e6 units. In integer mode the potentials
+        are int64 multiples of ``K = T^2/eta``: up to 1e6 spikes of size ``K`` must fit.
+        """
+        T, fan_in = self.training.steps, max(self.model.sizes[:-1])
+        limit = SPIKES_PER_UNIT_MAX / (W_SIGMAS * fan_in * T)
+        if self.model.w_init >= limit:
+            raise ConfigError(
+                f"model.w_init={self.model.w_init!r} is too large: with fan-in {fan_in} and T={T} steps one sample can "
+                f"put 6*w_init*fan_in*T = {W_SIGMAS * self.model.w_init * fan_in * T:.3g} spike units on a potential, "
+                f"over the divergence limit of {SPIKES_PER_UNIT_MAX:.0e}; use model.w_init < {limit:.4g}")
+        k_max = INT64_MAX / SPIKES_PER_UNIT_MAX
+        if self.model.dtype == "int" and T ** 2 / self.training.eta > k_max:
+            raise ConfigError(
+                f"training.eta={self.training.eta!r} is too small for model.dtype='int': K = T^2/eta = "
+                f"{T ** 2 / self.training.eta:.3g} (T={T}) overflows int64 potentials (K <= {k_max:.3g}); "
+                f"use training.eta >= {T ** 2 / k_max:.3g}")
 
     @property
     def scale(self) -> int:

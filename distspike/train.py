@@ -12,6 +12,7 @@ the typed objects of ``distspike.config`` at once (``cli.convert``), and the job
 """
 from __future__ import annotations
 
+import logging
 import math
 import sys
 from pathlib import Path
@@ -22,12 +23,16 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from distspike.cli import CONF_DIR, outputs, rundir, schema, sweep
-from distspike.cli.argv import expand_resume, resume_value
-from distspike.cli.errors import EXIT_FAILED, EXIT_USAGE, USER_ERRORS, UserError, full_errors, report
+from distspike.cli import CONF_DIR, checkpoint, outputs, rundir, schema, sweep
+from distspike.cli.argv import expand_resume, quote, resume_value
+from distspike.cli.errors import (EXIT_FAILED, EXIT_USAGE, PROG, USER_ERRORS, UserError, WriteError, full_errors,
+                                  report)
 from distspike.cli.job import run_job
 from distspike.cli.preflight import parse_args, preflight
+from distspike.runtime.interrupt import Interrupted
 from distspike.runtime.recovery import RecoveryError
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
@@ -47,15 +52,29 @@ def app(cfg: DictConfig) -> float:
         return math.nan
     try:
         metrics = run_job(schema.to_checked_container(cfg), run_dir)
+    except (Interrupted, KeyboardInterrupt) as ex:
+        print(f"{PROG}: {interrupted(ex, getattr(ex, 'run_dir', run_dir))}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_INTERRUPTED) from None
     except (*USER_ERRORS, OmegaConfBaseException, RecoveryError) as ex:
         if full_errors():
             raise
         msg = report(ex)
         if hc.mode != RunMode.MULTIRUN:
-            raise SystemExit(EXIT_FAILED if isinstance(ex, RecoveryError) else EXIT_USAGE)
-        outputs.write_metrics(run_dir, {"status": "failed", "error": msg})  # the sweep goes on
+            raise SystemExit(EXIT_FAILED if isinstance(ex, (RecoveryError, WriteError)) else EXIT_USAGE)
+        try:
+            outputs.write_metrics(run_dir, {"status": "failed", "error": msg})  # the sweep goes on
+        except USER_ERRORS as again:  # e.g. the disk is still full
+            report(again)
         return math.nan
     return metrics["final_test_error"]
+
+
+def interrupted(ex: BaseException, run_dir: Path) -> str:
+    """The line printed after Ctrl-C: where training stopped and the command that continues it."""
+    where = ex.where if isinstance(ex, Interrupted) else "Ctrl-C"
+    if checkpoint.latest(run_dir) is None:
+        return f"interrupted ({where}) before any checkpoint was saved: nothing to resume in {run_dir}"
+    return f"interrupted at {where}; continue with: {PROG} resume={quote(str(run_dir))}"
 
 
 def command_line(argv: list[str]) -> list[str]:
@@ -91,6 +110,7 @@ def lock_run_dir(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: expand ``resume``, check every job's config, then run Hydra."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    logging.raiseExceptions = full_errors()  # a full disk must not make every log line print a traceback
     try:
         argv = command_line(argv)
         if not full_errors():

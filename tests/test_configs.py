@@ -145,7 +145,16 @@ def test_shuffle_seed_permutes_the_training_split_once():
     np.testing.assert_array_equal(a.y_train, b.y_train)  # the same permutation every time
     assert not np.array_equal(a.y_train, plain.y_train)
     assert sorted(a.y_train) == sorted(plain.y_train) and spec.identity()["shuffle_seed"] == 7
-    assert spec_of("experiment=table1_newsgroups").data.shuffle_seed == 1234
+    assert spec_of("experiment=table3_baseline", "data.shuffle_seed=1234").data.shuffle_seed == 1234
+
+
+def test_table1_experiment_is_the_reproduced_protocol():
+    from distspike.experiments import table1
+    spec = spec_of("experiment=table1_newsgroups")
+    protocol, hyper = table1.REPRODUCED
+    options, shuffle_seed = table1.PROTOCOLS[protocol]
+    assert spec.data.shuffle_seed == shuffle_seed and options.items() <= spec.data.options.items()
+    assert spec.training.eta == table1.DEFAULT_GRIDS["spiking_regressor"][0] and hyper == "defaults"
 
 
 def test_auto_sizes_come_from_the_data():
@@ -178,3 +187,11 @@ def test_conf_ships_inside_the_package():
     assert CONF_DIR == ROOT / "distspike" / "conf" and (CONF_DIR / "config.yaml").is_file()
     assert (ROOT / "conf").resolve() == CONF_DIR
     assert "recursive-include distspike/conf *.yaml" in (ROOT / "MANIFEST.in").read_text()
+
+
+def test_experiments_run_in_one_process_unless_told_otherwise():
+    """A paper experiment on the embedded Ray runs for hours (FSGD: ~8.6 samples/s): runtime=local by default."""
+    for name in EXPERIMENTS:
+        assert spec_of(f"experiment={name}").runtime.kind == "local", name
+    assert spec_of("experiment=table3_fsgd", "runtime=ray_local").runtime.kind == "ray_local"
+    assert spec_of("runtime=ray_local", "experiment=table3_fsgd").runtime.kind == "ray_local"

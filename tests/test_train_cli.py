@@ -85,6 +85,7 @@ def check_run_dir(run_dir: Path, epochs: int = 1, n_train: int = 300) -> dict:
     assert [int(r["epoch"]) for r in rows] == list(range(1, epochs + 1))
     assert set(rows[0]) == {"epoch", "train_error", "test_error", "samples_per_s", "seconds"}
     assert float(rows[-1]["test_error"]) == metrics["final_test_error"]
+    assert (run_dir / "curve.png").read_bytes().startswith(b"\x89PNG")
     meta = json.loads((run_dir / "checkpoints" / f"epoch_{epochs:04d}.json").read_text())
     assert meta["epoch"] == epochs and meta["config"]["model"]["sizes"] == [64, 50, 10]
     state = load_npz(run_dir / "checkpoints" / f"epoch_{epochs:04d}.npz")

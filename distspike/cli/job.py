@@ -14,13 +14,14 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from distspike.cli import checkpoint, outputs
+from distspike.cli import checkpoint, curve_plot, outputs
 from distspike.cli.convert import RunSpec, identity, run_spec
-from distspike.cli.errors import UserError, full_errors, one_line
+from distspike.cli.errors import UserError, full_errors, one_line, reports_disk_full
 from distspike.config import NetConfig, RuntimeConfig
-from distspike.runtime import make_net
+from distspike.runtime import interrupt, make_net
 from distspike.runtime.loop import EpochRecord, fit
-from distspike.runtime.recovery import Guard, Snapshot, rewind_traffic
+from distspike.runtime.recovery import Guard, Snapshot, rewind_traffic, state_layout
+from distspike.runtime.watch import watch_outputs
 
 log = logging.getLogger("distspike.train")
 
@@ -38,31 +39,39 @@ class Start:
     wall_time_s: float = 0.0
 
 
-def find_checkpoint(spec: RunSpec, run_dir: Path) -> checkpoint.Checkpoint | None:
-    """The newest complete checkpoint of the run to resume (None if not resuming)."""
+def find_checkpoint(spec: RunSpec, run_dir: Path, net_cfg: NetConfig, digest: str) -> checkpoint.Checkpoint | None:
+    """The newest checkpoint of the run to resume that validates against this model (None if not resuming).
+
+    Damaged or altered newer checkpoints are skipped with a warning (``checkpoint.newest_valid``);
+    one written by another config or on other data is refused (``check_resumable``).
+    """
     if not spec.resume:
         return None
     if not run_dir.is_dir():
         raise UserError(f"resume={spec.resume!r} is not an existing run directory")
-    ck = checkpoint.latest(run_dir)
+    layout = state_layout(net_cfg, spec.runtime.shards)
+    ck = checkpoint.newest_valid(run_dir, layout, lambda meta: check_resumable(meta, spec, net_cfg, run_dir, digest),
+                                 what=f"resume={spec.resume!r}")
     if ck is None:
         raise UserError(f"resume={spec.resume!r} has no complete checkpoint in {str(run_dir / checkpoint.CKPT_DIR)!r}")
     return ck
 
 
-def resume_point(ck: checkpoint.Checkpoint | None, spec: RunSpec, net_cfg: NetConfig, run_dir: Path,
-                 digest: str) -> Start:
-    """Epoch 0, or the checkpoint's state, curve and totals after a compatibility check."""
+def check_resumable(meta: dict, spec: RunSpec, net_cfg: NetConfig, run_dir: Path, digest: str) -> None:
+    """``UserError`` unless this run has the config and data that the checkpoint ``meta`` was trained with."""
+    checkpoint.check_compatible(meta["config"], identity(net_cfg, spec), run_dir)
+    if meta["data_sha256"] != digest:
+        raise UserError(f"resume={str(run_dir)!r}: the data differ from those the checkpoint was trained on "
+                        f"(sha256 {digest[:16]}..., checkpoint: {meta['data_sha256'][:16]}...)")
+
+
+def resume_point(ck: checkpoint.Checkpoint | None, run_dir: Path) -> Start:
+    """Epoch 0, or the (validated) checkpoint's state, curve and totals."""
     if ck is None:
         return Start()
-    checkpoint.check_compatible(ck.meta["config"], identity(net_cfg, spec), run_dir)
     m = ck.meta
-    if m.get("data_sha256", digest) != digest:
-        raise UserError(f"resume={str(run_dir)!r}: the data differ from those the checkpoint was trained on "
-                        f"(sha256 {digest[:16]}..., checkpoint: {m['data_sha256'][:16]}...)")
     log.info("resuming %s after epoch %d + %d samples", run_dir, ck.epoch, ck.index)
-    return Start(ck.epoch, ck.index, ck.load_state(), m["curve"], m["ray_calls"], m["train_seconds"],
-                 m["wall_time_s"])
+    return Start(ck.epoch, ck.index, ck.state, m["curve"], m["ray_calls"], m["train_seconds"], m["wall_time_s"])
 
 
 def rewind_logs(ck: checkpoint.Checkpoint | None, run_dir: Path) -> None:
@@ -116,6 +125,7 @@ class EpochSaver:
         self.mark = time.perf_counter()
         self.curve.append(asdict(rec))
         outputs.append_curve(self.run_dir, rec)
+        curve_plot.write(self.run_dir, self.curve)
 
     def save(self, snap: Snapshot) -> Path:
         """Write ``snap`` as a checkpoint (state, position, curve so far, traffic position, totals)."""
@@ -169,17 +179,29 @@ def train(net, data, spec: RunSpec, run_dir: Path, start: Start, digest: str) ->
     if start.state is not None:
         net.load_state_dict(start.state)
         net.epoch = start.epoch
+    watch_outputs(net)
     ck = spec.checkpoint
     saver = EpochSaver(net, run_dir, identity(net.cfg, spec), start, data.n_train, ck.keep, digest)
     guard = Guard(net, ck.every_samples, saver.save, ck.max_restarts, run_dir)
     todo = max(net.cfg.training.epochs - start.epoch, 0)
     if start.epoch and not todo:
         log.info("nothing to train: %s already has %d epochs", run_dir, start.epoch)
+    elif todo:
+        log.info("training: %d epoch(s) of %d samples on runtime=%s", todo, data.n_train, spec.runtime.kind)
     fit(net, data.x_train, data.y_train, data.x_test, data.y_test, todo, progress=spec.progress,
-        eval_train=spec.eval_train, on_epoch=saver, start_epoch=start.epoch, start_index=start.index, guard=guard)
+        eval_train=spec.eval_train, on_epoch=saver, start_epoch=start.epoch, start_index=start.index, guard=guard,
+        hint=faster_runtime(spec.runtime))
     return saver, guard
 
 
+def faster_runtime(runtime: RuntimeConfig) -> str:
+    """The hint for a long run: on Ray, every spike batch is an actor call; in one process it is not."""
+    if runtime.kind == "local":
+        return ""
+    return "runtime=local trains in one process without actor calls, usually far faster on one machine"
+
+
+@reports_disk_full
 def run_job(cfg: dict, run_dir: Path) -> dict:
     """Run one job from its resolved config; returns (and writes) its metrics.
 
@@ -187,22 +209,32 @@ def run_job(cfg: dict, run_dir: Path) -> dict:
     """
     spec = run_spec(cfg)
     run_dir = Path(spec.resume).resolve() if spec.resume else Path(run_dir).resolve()
-    ck = find_checkpoint(spec, run_dir)
+    log.info("run directory: %s", run_dir)
+    if spec.resume and not run_dir.is_dir():
+        raise UserError(f"resume={spec.resume!r} is not an existing run directory")
     data = spec.data.load()
     net_cfg = spec.net_config(data.n_features, data.n_classes)
     spec.runtime.check_against(net_cfg.model)
     digest = data.digest()
-    start = resume_point(ck, spec, net_cfg, run_dir, digest)
+    ck = find_checkpoint(spec, run_dir, net_cfg, digest)
+    start = resume_point(ck, run_dir)
     runtime, fallback_tmp = job_runtime(spec.runtime, run_dir)
     outputs.write_config(run_dir, resolved(cfg, net_cfg, runtime))
     outputs.write_curve(run_dir, start.curve)
     rewind_logs(ck, run_dir)
-    with open_net(net_cfg, runtime, spec, run_dir) as net:
-        saver, guard = train(net, data, spec, run_dir, start, digest)
-        metrics = collect_metrics(net, data, spec, runtime, saver, guard, run_dir)
+    try:
+        with interrupt.stop_on_sigint(), open_net(net_cfg, runtime, spec, run_dir) as net:
+            saver, guard = train(net, data, spec, run_dir, start, digest)
+            metrics = collect_metrics(net, data, spec, runtime, saver, guard, run_dir)
+    except (interrupt.Interrupted, KeyboardInterrupt) as ex:
+        ex.run_dir = run_dir  # for the resume line (train.py)
+        raise
+    finally:
+        if fallback_tmp is not None:
+            outputs.remove_ray_temp_dir(run_dir, fallback_tmp)
     outputs.write_metrics(run_dir, metrics)
-    if fallback_tmp is not None:
-        outputs.remove_ray_temp_dir(run_dir, fallback_tmp)
+    log.info("done: test error %.2f %% after %d epoch(s); run directory: %s", metrics["final_test_error"],
+             metrics["epochs"], run_dir)
     return metrics
 
 

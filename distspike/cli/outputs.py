@@ -22,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from distspike.cli.errors import write_failed
 from distspike.runtime.loop import EpochRecord
 
 CURVE = "curve.csv"
@@ -38,9 +39,23 @@ RAY_TMP_LINK = "ray_tmp"
 
 def write_text_atomically(path: Path, text: str) -> None:
     """Write ``text`` to a temp file beside ``path`` and move it into place (no torn files)."""
+    _write_atomically(path, lambda f: f.write(text))
+
+
+def _write_atomically(path: Path, write) -> None:
+    """``write(f)`` into a temp text file beside ``path``, then move it into place.
+
+    If that fails (a full disk) the temp file is removed, ``path`` keeps its old content and
+    the error is a ``WriteError`` naming ``path``.
+    """
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", newline="") as f:
+            write(f)
+        os.replace(tmp, path)
+    except OSError as ex:
+        tmp.unlink(missing_ok=True)
+        raise write_failed(ex, path) from ex
 
 
 def write_config(run_dir: Path, cfg: dict) -> None:
@@ -50,24 +65,25 @@ def write_config(run_dir: Path, cfg: dict) -> None:
 
 def write_curve(run_dir: Path, rows: list[dict]) -> None:
     """(Re)write ``curve.csv`` with ``rows`` (a resumed run truncates to its checkpoint)."""
-    path = Path(run_dir) / CURVE
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
+    def write(f) -> None:
         w = csv.DictWriter(f, CURVE_FIELDS)
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)
+    _write_atomically(Path(run_dir) / CURVE, write)
 
 
 def append_curve(run_dir: Path, rec: EpochRecord) -> None:
     """Append one epoch to ``curve.csv`` (creating it with a header)."""
     path = Path(run_dir) / CURVE
     new = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, CURVE_FIELDS)
-        if new:
-            w.writeheader()
-        w.writerow(asdict(rec))
+    try:
+        with open(path, "a", newline="") as f:
+            w = csv.DictWriter(f, CURVE_FIELDS)
+            if new:
+                w.writeheader()
+            w.writerow(asdict(rec))
+    except OSError as ex:
+        raise write_failed(ex, path) from ex
 
 
 def read_curve(run_dir: Path) -> list[dict]:

@@ -55,6 +55,25 @@ def _fetch_to(url: str, dest: Path, verify: Optional[Verifier], timeout: float) 
         raise
 
 
+def make_parents(directory: Path) -> list[Path]:
+    """Create ``directory`` and its missing parents; the ones created, deepest first."""
+    missing = [d for d in (directory, *directory.parents) if not d.exists()]
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create directory {str(directory)!r}: {exc}") from exc
+    return missing
+
+
+def remove_empty(directories: list[Path]) -> None:
+    """Remove those of ``directories`` (deepest first) that are still empty (a failed download's)."""
+    for d in directories:
+        try:
+            d.rmdir()
+        except OSError:  # not empty (or already gone): keep it, and its parents
+            return
+
+
 def download_file(
     urls: Sequence[str],
     dest: PathLike,
@@ -67,17 +86,15 @@ def download_file(
     ``dest``'s directory; ``verify(tmp_path)`` (if given) must raise to reject the
     content (e.g. bad checksum), in which case the temp file is deleted and the next
     mirror is tried.  Only a verified file is moved into place with ``os.replace``,
-    so ``dest`` is either absent or complete.  ``dest``'s parent is created if needed.
+    so ``dest`` is either absent or complete.  ``dest``'s parent is created if needed,
+and removed again if every mirror failed and it is still empty.
 
     Raises DataError listing every URL tried and why it failed if none succeeds.
     """
     dest = Path(dest)
     if not urls:
         raise DataError(f"no URLs given to download {str(dest)!r}")
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(f"cannot create directory {str(dest.parent)!r}: {exc}") from exc
+    created = make_parents(dest.parent)
     failures = []
     for url in urls:
         try:
@@ -85,6 +102,7 @@ def download_file(
             return dest
         except (OSError, ValueError, EOFError) as exc:  # URLError/HTTPError are OSErrors; DataError is a ValueError
             failures.append(f"  {url}: {type(exc).__name__}: {exc}")
+    remove_empty(created)
     raise DataError(
         f"could not download {str(dest)!r}; tried {len(urls)} URL(s):\n" + "\n".join(failures)
     )

@@ -133,25 +133,26 @@ def download_mnist_file(root: Path, name: str, mirrors: Optional[Tuple[str, ...]
 
 
 def _locate_all(root: Path, download: bool) -> Dict[str, Path]:
-    """Find (or download) the four files; DataError naming what is missing."""
+    """Find (or download) the four files; DataError naming what is missing (and why a download failed)."""
     if not root.is_dir() and not download:
         raise DataError(f"MNIST directory {str(root)!r} does not exist (and download=False)")
-    paths: Dict[str, Path] = {}
-    missing = []
-    for name in MNIST_MD5:
-        found = find_file(root, name)
-        if found is None and download:
-            found = download_mnist_file(root, name)
-        if found is None:
-            missing.append(name)
-        else:
-            paths[name] = found
-    if missing:
-        raise DataError(
-            f"MNIST files missing in {str(root)!r} (download=False): "
-            + ", ".join(f"{m}[.gz]" for m in missing)
-        )
+    paths = {name: found for name in MNIST_MD5 if (found := find_file(root, name)) is not None}
+    missing = [name for name in MNIST_MD5 if name not in paths]
+    if missing and not download:
+        raise DataError(f"MNIST files missing in {str(root)!r} (download=False): " + expected(missing))
+    for name in missing:
+        try:
+            paths[name] = download_mnist_file(root, name)
+        except DataError as exc:
+            what = "no MNIST files" if len(missing) == len(MNIST_MD5) else "MNIST files missing"
+            raise DataError(f"{what} in {str(root)!r} (expected {expected(missing)}) and the download failed: "
+                            f"{exc}") from exc
     return paths
+
+
+def expected(names) -> str:
+    """``"train-images-idx3-ubyte[.gz], ..."``."""
+    return ", ".join(f"{m}[.gz]" for m in names)
 
 
 def _split(images: np.ndarray, labels: np.ndarray, images_path: Path, labels_path: Path):

@@ -20,10 +20,30 @@ input as a firing rate, and 0/1 values lie in [0, 1] like MNIST pixels, so the
 same ``eta`` / ``w_init`` / threshold settings carry over.  Raw counts are
 heavy-tailed (one word can occur dozens of times in a post) and would send bursts
 of spikes from a few inputs.  ``binary=False, scale="max"`` gives counts scaled
-to [0, 1] instead; ``max_features=2000`` comes closer to the authors' loader.
+to [0, 1] instead.
+
+The authors' preprocessing -- ``preprocess="cachopo", max_features=2000``: Ana
+Cardoso-Cachopo's "stemmed" words (subject and body, letters only, no words under 3
+letters, no SMART stop words, Porter stems; :mod:`distspike.data.text`) and a
+vocabulary of the 2000 words with the most occurrences in the training part. One
+difference stays: the authors' loader counted the occurrences over the training posts
+of all 20 groups, this loader over those of ``groups``.
+
+Splits (``split``) -- ``bydate`` (default): the official train / test directories, in
+file order. The other two pool the ``n`` documents of both directories and test on
+``ceil(test_fraction * n)`` of them (1974 -> 395 at 0.2, 247 at 1/8):
+
+- ``random``: the pool in a random order (``numpy.random.default_rng(split_seed)``);
+  the test part is the last ``n_test`` of it.
+- ``ordered``: the training directory in a random order, then the test directory in
+  another one (the same generator, drawn in that order, as the authors' loader
+  shuffled its two files); the test part is the last ``n_test`` -- the latest posts,
+  since bydate's test posts are later than its training posts -- and the training
+  part keeps this order, so it ends on test-directory posts.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -36,6 +56,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import download as _download
+from . import text as _text
 from .base import DataError, Dataset
 
 PathLike = Union[str, os.PathLike]
@@ -47,6 +68,8 @@ SPLITS = (TRAIN_DIR, TEST_DIR)
 DEFAULT_GROUPS = ("sci.electronics", "sci.med")
 TOKEN_PATTERN = r"[a-z][a-z0-9_']+"
 SCALES = ("none", "max")
+PREPROCESSES = ("tokens", "cachopo")
+SPLIT_MODES = ("bydate", "random", "ordered")
 _GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 
@@ -130,6 +153,64 @@ def _vectorize(train: List[str], test: List[str], binary: bool, min_df, max_feat
         ) from exc
     x_test = vectorizer.transform(test).toarray()
     return x_train, x_test, tuple(vectorizer.get_feature_names_out())
+
+
+def _vectorize_cachopo(train: List[str], test: List[str], binary: bool, max_features):
+    """Cachopo's stemmed words, the ``max_features`` most frequent training words as vocabulary."""
+    train_docs = [_text.stemmed_terms(t) for t in train]
+    test_docs = [_text.stemmed_terms(t) for t in test]
+    vocab = _text.top_words(train_docs, max_features)
+    if not vocab:
+        raise DataError("cannot build a vocabulary: the training documents hold no words")
+    return _text.count_matrix(train_docs, vocab, binary), _text.count_matrix(test_docs, vocab, binary), vocab
+
+
+def _features(train, test, preprocess, binary, min_df, max_features):
+    """``(x_train, x_test, vocabulary)`` of the texts under ``preprocess``."""
+    if preprocess == "tokens":
+        return _vectorize(train, test, binary, min_df, max_features)
+    if min_df != 1:
+        raise DataError(f"min_df={min_df!r} applies to preprocess='tokens' only; use max_features with 'cachopo'")
+    if max_features is not None and (isinstance(max_features, bool) or not isinstance(max_features, int)
+                                     or max_features < 1):
+        raise DataError(f"max_features={max_features!r} must be a positive integer or null")
+    return _vectorize_cachopo(train, test, binary, max_features)
+
+
+# ----------------------------------------------------------------------------- splits
+
+def n_test_of(n: int, test_fraction: float) -> int:
+    """Test documents of a pooled split: ``ceil(test_fraction * n)`` (1974 at 0.2 -> 395)."""
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
+        raise DataError(f"test_fraction={test_fraction!r} must be a number strictly between 0 and 1")
+    n_test = math.ceil(round(test_fraction * n, 9))
+    if not 0 < n_test < n:
+        raise DataError(f"test_fraction={test_fraction!r} leaves no training or no test document of {n}")
+    return n_test
+
+
+def split_order(n_train: int, n_test: int, split: str, seed: int) -> np.ndarray:
+    """Indices into the pool (training directory, then test directory) in the split's order."""
+    rng = np.random.default_rng(seed)
+    if split == "random":
+        return rng.permutation(n_train + n_test)
+    first = rng.permutation(n_train)  # (n_train,)
+    return np.concatenate([first, n_train + rng.permutation(n_test)])
+
+
+def resplit(train, y_train, test, y_test, split: str, test_fraction: float, seed: int):
+    """``(train, y_train, test, y_test)`` of ``split`` (see module docstring); 'bydate' as given."""
+    if split not in SPLIT_MODES:
+        raise DataError(f"unknown split {split!r}; expected one of {SPLIT_MODES}")
+    if split == "bydate":
+        return train, y_train, test, y_test
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise DataError(f"split_seed={seed!r} must be a non-negative integer")
+    texts, labels = train + test, np.concatenate([y_train, y_test])
+    order = split_order(len(train), len(test), split, seed)
+    cut = len(order) - n_test_of(len(order), test_fraction)
+    tr, te = order[:cut], order[cut:]
+    return [texts[i] for i in tr], labels[tr], [texts[i] for i in te], labels[te]
 
 
 def _scale(x_train: np.ndarray, x_test: np.ndarray, scale: str) -> None:
@@ -232,6 +313,10 @@ def load_newsgroups(
     max_features: Optional[int] = None,
     scale: str = "none",
     download: bool = True,
+    preprocess: str = "tokens",
+    split: str = "bydate",
+    test_fraction: float = 0.2,
+    split_seed: int = 1234,
 ) -> Dataset:
     """Load the 20 Newsgroups bydate train/test split for ``groups`` as bag-of-words.
 
@@ -246,14 +331,20 @@ def load_newsgroups(
             training-set max; test values clipped to 1) -> values in [0, 1].
         download: if group directories are missing, fetch the official archive
             into ``root`` and extract only ``groups``.
+        preprocess: 'tokens' (lowercase matches of ``[a-z][a-z0-9_']+``, headers
+            included) or 'cachopo' (the authors' stemmed words, module docstring;
+            ``max_features`` then ranks words by occurrences, ``min_df`` must be 1).
+        split: 'bydate', 'random' or 'ordered' (module docstring); ``test_fraction``
+            and ``split_seed`` apply to the last two.
 
-    The vocabulary (``feature_names``) comes from the training split only, tokens
-    are lowercase matches of ``[a-z][a-z0-9_']+`` (headers included).  Documents
-    are ordered by group then numeric doc id.
+    The vocabulary (``feature_names``) comes from the training part only.  Under
+    'bydate', documents are ordered by group then numeric doc id.
     """
     groups = _check_groups(groups)
-    if scale not in SCALES:
-        raise DataError(f"unknown scale {scale!r}; expected one of {SCALES}")
+    for key, value, allowed in (("scale", scale, SCALES), ("preprocess", preprocess, PREPROCESSES),
+                                ("split", split, SPLIT_MODES)):
+        if value not in allowed:
+            raise DataError(f"unknown {key} {value!r}; expected one of {allowed}")
     root = Path(root).expanduser()
     missing = _missing_dirs(root, groups)
     if missing and download:
@@ -266,6 +357,8 @@ def load_newsgroups(
         raise DataError(f"20 Newsgroups data not found ({where}; download={download})")
     train_texts, y_train = read_split(root / TRAIN_DIR, groups)
     test_texts, y_test = read_split(root / TEST_DIR, groups)
-    x_train, x_test, vocab = _vectorize(train_texts, test_texts, binary, min_df, max_features)
+    train_texts, y_train, test_texts, y_test = resplit(train_texts, y_train, test_texts, y_test, split,
+                                                       test_fraction, split_seed)
+    x_train, x_test, vocab = _features(train_texts, test_texts, preprocess, binary, min_df, max_features)
     _scale(x_train, x_test, scale)
     return Dataset("newsgroups", x_train, y_train, x_test, y_test, n_classes=len(groups), feature_names=vocab)

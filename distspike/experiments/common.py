@@ -2,7 +2,7 @@
 
 Run directories. Every MNIST experiment is a ``distspike-train`` run in
 ``<runs_root>/<group>/<experiment>/`` (``metrics.json``, ``curve.csv``,
-``checkpoints/``), e.g. ``/work/runs/table3/table3_fsgd``. :func:`ensure_run` starts a
+``checkpoints/``), e.g. ``$RUNS/table3/table3_fsgd``. :func:`ensure_run` starts a
 missing run, resumes an interrupted or too short one from its newest checkpoint
 (bit-exact, see docs/usage.md) and leaves a completed one alone, so a regenerate
 command can be stopped and rerun at any time and runs started by hand are reused.

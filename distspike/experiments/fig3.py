@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from distspike.analysis.early_guess import early_guess_curve, relu_costs
-from distspike.experiments.common import (load_run_data, plot_setup, read_run, run_config, run_dir, run_weights,
-                                          write_csv)
+from distspike.experiments.common import (load_run_data, plot_setup, read_csv, read_run, run_config, run_dir,
+                                          run_weights, write_csv)
 
 T_MAX = 32
 SUMMARY_T = (1, 2, 3, 4, 6, 8, 10, 16, 32)
@@ -64,6 +64,29 @@ def fig3(runs: Path, out: Path, t_max: int = T_MAX, n_test: int | None = None) -
     return rows
 
 
+def plain_log_ticks(ax) -> None:
+    """Log axes labelled as plain numbers at 1, 2, 5 x 10^k (only 10^k over more than two decades),
+    minor ticks unlabelled, so that labels never overlap."""
+    import math
+
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    for axis, (lo, hi) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+        decades = math.log10(hi / lo) if lo > 0 and hi > lo else 0.0
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if decades <= 2 else (1.0,)))
+        axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+        axis.set_minor_formatter(NullFormatter())
+
+
+def replot(out: Path) -> Path:
+    """Redraw ``fig3_early_guess.png`` from the CSVs ``fig3`` wrote into ``out`` (no runs needed)."""
+    rows = [{**r, "t": int(r["t"]), **{k: float(r[k]) for k in ("test_error", "ops_all", "ops_hidden")}}
+            for r in read_csv(out / "fig3_early_guess.csv")]
+    cost = {k: (v if k == "net" else float(v)) for k, v in read_csv(out / "fig3_relu_costs.csv")[0].items()}
+    path = out / "fig3_early_guess.png"
+    plot_fig3(rows, cost, path)
+    return path
+
+
 def plot_fig3(rows: list[dict], cost: dict, path: Path) -> None:
     """Left: all layers; right: layers >= 2. Lines: spiking nets over t; dots: ReLU dense / sparse."""
     plt = plot_setup()
@@ -78,6 +101,7 @@ def plot_fig3(rows: list[dict], cost: dict, path: Path) -> None:
                     label=f"ReLU net, {kind} forward pass")
         ax.set(xscale="log", yscale="log", xlabel="operations per image (millions)", ylabel="% test error",
                title="all layers" if part == "all" else "layers after the first weight layer")
+        plain_log_ticks(ax)
         ax.legend(fontsize=7)
     fig.suptitle("Fig. 3: early guessing, MNIST 784-300-300-10 (spiking net run for t = 1..%d steps)"
                  % max(r["t"] for r in rows), fontsize=10)

@@ -8,7 +8,7 @@ official 10k test set after the last epoch, training error on the first 10k trai
 images (``eval_train=10000``). Runs live in ``<runs>/table3/table3_<variant>/``.
 Two variants are not in the paper: ``fsgd_after_update``, FSGD with
 ``training.column_read=after_update`` (the order in which the authors' depth-first engine
-reads a column; README, "Why the authors' depth-first FSGD fails"), and ``dfs_fsgd``,
+reads a column; docs/semantics.md, "Why the authors' depth-first FSGD fails"), and ``dfs_fsgd``,
 depth-first routing with FSGD in our default order (semantics.md reports 87-88 % for it
 in the authors' engine).
 """

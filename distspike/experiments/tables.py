@@ -1,9 +1,10 @@
 """One command per paper table / figure (the runs and files behind results/README.md).
 
-    python -m distspike.experiments.tables table1 --data /work/shared/data --out results
-    python -m distspike.experiments.tables table2 --runs /work/runs --data /work/shared/data --out results
-    python -m distspike.experiments.tables table3 --runs /work/runs --data /work/shared/data --out results
-    python -m distspike.experiments.tables fig3   --runs /work/runs --out results
+    python -m distspike.experiments.tables table1 --data "$DISTSPIKE_DATA" --out results [--protocol authors,...]
+    python -m distspike.experiments.tables table2 --runs "$RUNS" --data "$DISTSPIKE_DATA" --out results
+    python -m distspike.experiments.tables table3 --runs "$RUNS" --data "$DISTSPIKE_DATA" --out results
+    python -m distspike.experiments.tables fig3   --runs "$RUNS" --out results
+    python -m distspike.experiments.tables fig3-plot --out results   # redraw the figure from its CSVs
 
 ``table2`` / ``table3`` start the missing ``distspike-train`` runs under
 ``<runs>/table2/`` and ``<runs>/table3/`` one after another, resume interrupted ones from
@@ -16,6 +17,7 @@ prints the README table(s) of its CSVs.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -26,14 +28,40 @@ SMOKE = ("data=digits", "model=digits_small", "data.n_train=120", "data.n_test=6
 
 
 def run_table1(args) -> None:
+    seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else table1.SEEDS
+    models = args.models.split(",") if args.models else None
     if args.smoke:
-        ds = _smoke_binary()
         grids = {name: grid[:2] for name, (_, _, grid) in table1.MODELS.items()}
-        table1.table1(ds, args.out, epochs=2, grids=grids)
+        protocols = ("smoke",)
+        table1.table1(_smoke_binary(), args.out, "smoke", 2, grids, seeds[:2], models, args.command)
     else:
-        table1.table1(table1.newsgroups(args.data), args.out, args.epochs or table1.EPOCHS)
-    print_table(args.out, "table1_newsgroups.csv", table1.COLUMNS)
-    print_table(args.out, "table1_validation.csv", table1.VAL_COLUMNS)
+        protocols = args.protocol.split(",")
+        for protocol in protocols:
+            if protocol not in table1.PROTOCOLS:
+                raise SystemExit(f"--protocol {protocol!r} is not one of {sorted(table1.PROTOCOLS)}")
+        grids = table1.DEFAULT_GRIDS if args.hyper == "defaults" else None
+        split_seeds = [int(s) for s in args.split_seed.split(",")] if args.split_seed else [None]
+        names = []
+        for protocol in protocols:
+            for split_seed in split_seeds:
+                ds = table1.load(args.data, protocol, split_seed)
+                name = protocol + ("" if split_seed is None else f"_split{split_seed}")
+                if args.curves:
+                    eta = args.curve_eta or table1.DEFAULT_GRIDS["one_layer_net"][0]
+                    table1.curves(ds, args.out, name + ("" if args.curve_eta is None else f"_eta{eta:g}"), args.curves,
+                                  seeds, eta)
+                    continue
+                names.append(name + table1.HYPERS[args.hyper])
+                table1.table1(ds, args.out, names[-1], args.epochs or table1.EPOCHS, grids, seeds, models,
+                              args.command)
+        if args.curves:
+            return
+        table1.collect(args.out)
+        protocols = names
+    for protocol in protocols:
+        print_table(args.out, f"table1_{protocol}.csv", table1.COLUMNS)
+        if (args.out / f"table1_{protocol}_validation.csv").exists():
+            print_table(args.out, f"table1_{protocol}_validation.csv", table1.VAL_COLUMNS)
 
 
 def _smoke_binary():
@@ -71,12 +99,17 @@ def run_fig3(args) -> None:
     print_table(args.out, "fig3_relu_costs.csv", fig3.COST_COLUMNS)
 
 
+def run_fig3_plot(args) -> None:
+    print(f"wrote {fig3.replot(args.out)}")
+
+
 def run_readme(args) -> None:
     n = refresh_readme(args.out / "README.md", args.out)
     print(f"re-rendered {n} tables of {args.out / 'README.md'} from their CSVs")
 
 
-COMMANDS = {"readme": run_readme, "table1": run_table1, "table2": run_table2, "table3": run_table3, "fig3": run_fig3}
+COMMANDS = {"readme": run_readme, "table1": run_table1, "table2": run_table2, "table3": run_table3, "fig3": run_fig3,
+            "fig3-plot": run_fig3_plot}
 
 
 def main(argv=None) -> None:
@@ -90,8 +123,19 @@ def main(argv=None) -> None:
     ap.add_argument("--n-test", type=int, default=None, help="fig3: first n test images (default: all)")
     ap.add_argument("--variants", default=None, help="table3: comma-separated subset (default: all)")
     ap.add_argument("--no-train", action="store_true", help="only collect completed runs")
+    ap.add_argument("--protocol", default="authors", help="table1: comma-separated data protocols (table1.PROTOCOLS)")
+    ap.add_argument("--seeds", default=None, help="table1: comma-separated seeds (default 1234,1235,1236)")
+    ap.add_argument("--hyper", choices=("validation", "defaults"), default="validation",
+                    help="table1: eta / C chosen on a validation split, or the authors' defaults (no tuning)")
+    ap.add_argument("--split-seed", default=None,
+                    help="table1: comma-separated seeds of other draws of a pooled split (written as <protocol>_split<seed>)")
+    ap.add_argument("--curves", type=int, default=None, metavar="EPOCHS",
+                    help="table1: only the per-epoch test / train curves of the nets (a diagnostic)")
+    ap.add_argument("--curve-eta", type=float, default=None, help="table1 --curves: eta of the nets (default 0.01)")
+    ap.add_argument("--models", default=None, help="table1: comma-separated subset of the three models")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on sklearn's digits (CI)")
     args = ap.parse_args(argv)
+    args.command = " ".join(["python -m distspike.experiments.tables", *(sys.argv[1:] if argv is None else argv)])
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     COMMANDS[args.item](args)

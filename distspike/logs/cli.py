@@ -86,6 +86,16 @@ class Run:
         return self.table["run_id"][0].as_py() if self.table.num_rows else self.path.name
 
     @cached_property
+    def title(self) -> str:
+        """The run's settings for figure titles: the overrides it was started with, else its label.
+
+        A sweep's job directories are named by job number ("0", "1", ...), which says nothing.
+        """
+        settings = run_overrides(self.path)
+        import textwrap
+        return textwrap.fill(" ".join(settings), 70) if settings else self.label
+
+    @cached_property
     def n_samples(self) -> int:
         return len(np.unique(self.col("sample")))
 
@@ -405,6 +415,18 @@ def _pyplot():
     return plt
 
 
+def run_overrides(run_dir: Path) -> list[str]:
+    """``RUN_DIR/.hydra/overrides.yaml`` without Hydra's own and ``resume`` keys (empty if none or unreadable)."""
+    import yaml
+    try:
+        items = yaml.safe_load((Path(run_dir) / ".hydra" / "overrides.yaml").read_text()) or []
+    except (OSError, yaml.YAMLError):
+        return []
+    if not isinstance(items, list):
+        return []
+    return [str(o) for o in items if not str(o).lstrip("+~").startswith(("hydra.", "resume="))]
+
+
 def plot_events_per_step(run: Run, path: Path) -> Path:
     """Mean events per sample at each time step, per layer: forward spikes and error spikes."""
     plt = _pyplot()
@@ -415,7 +437,7 @@ def plot_events_per_step(run: Run, path: Path) -> Path:
         line, = ax.plot(keys, sums["fwd"][l] / n, marker="o", label=f"layer {l} fwd out" + (" (input)" if not l else ""))
         if l:
             ax.plot(keys, sums["err_in"][l] / n, ls="--", marker="x", color=line.get_color(), label=f"layer {l} err in")
-    ax.set(xlabel="time step", ylabel="events per sample (mean)", title=f"{run.label}: events per layer per time step")
+    ax.set(xlabel="time step", ylabel="events per sample (mean)", title=f"{run.title}\nevents per layer per time step")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(fontsize="small", ncol=2)
     return _save(fig, path)
@@ -433,7 +455,7 @@ def plot_actor_traffic(run: Run, path: Path) -> Path:
                                                           vmax=max(M.max(), 1)))
     ax.set_xticks(range(len(nodes)), nodes, rotation=60, ha="right", fontsize="small")
     ax.set_yticks(range(len(nodes)), nodes, fontsize="small")
-    ax.set(xlabel="receiver", ylabel="sender", title=f"{run.label}: events delivered between actors")
+    ax.set(xlabel="receiver", ylabel="sender", title=f"{run.title}\nevents delivered between actors")
     fig.colorbar(image, ax=ax, label="events")
     return _save(fig, path)
 
@@ -445,7 +467,7 @@ def plot_events_per_sample(run: Run, path: Path) -> Path:
     for l in range(1, run.n_layers + 1):
         line, = ax.plot(keys, sums["fwd"][l], lw=0.8, label=f"layer {l} fwd out")
         ax.plot(keys, sums["err_in"][l], lw=0.8, ls="--", color=line.get_color(), label=f"layer {l} err in")
-    ax.set(xlabel="sample", ylabel="events", title=f"{run.label}: events per sample")
+    ax.set(xlabel="sample", ylabel="events", title=f"{run.title}\nevents per sample")
     ax.legend(fontsize="small", ncol=2)
     return _save(fig, path)
 

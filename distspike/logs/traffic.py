@@ -371,25 +371,31 @@ class TrafficRecorder:
         """Temporary hidden file, fsync, atomic rename: readers never see a partial part."""
         final = self.directory / f"part-{self.seq:06d}.parquet"
         temp = self.directory / f".{final.name}.tmp"
-        with open(temp, "wb") as f:  # created with the user's umask
-            pq.write_table(table, f, row_group_size=max(table.num_rows, 1), use_dictionary=_STRINGS,
-                           compression=COMPRESSION, store_schema=False, write_statistics=_STATISTICS,
-                           write_page_checksum=True)  # CRC32 per page: readers catch altered bytes
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, final)
+        try:
+            with open(temp, "wb") as f:  # created with the user's umask
+                pq.write_table(table, f, row_group_size=max(table.num_rows, 1), use_dictionary=_STRINGS,
+                               compression=COMPRESSION, store_schema=False, write_statistics=_STATISTICS,
+                               write_page_checksum=True)  # CRC32 per page: readers catch altered bytes
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temp, final)
+        except OSError as err:  # a full disk: no partial temp file is left; the error names the part
+            temp.unlink(missing_ok=True)
+            raise OSError(err.errno, err.strerror or str(err), str(final)) from err
         self.seq += 1
         self.files_written.append(final)
         return final
 
     def close(self) -> None:
         """Write what is staged and buffered; the recorder stays usable (a later message starts a new part)."""
-        self.flush()
-        if self.sample_rows is not None:
-            self.sample_rows.close()
-        if self._writer is not None:
-            self._writer.shutdown(wait=True)
-            self._writer = None
+        try:
+            self.flush()
+        finally:  # also after a failed write: no writer thread is left behind
+            if self.sample_rows is not None:
+                self.sample_rows.close()
+            if self._writer is not None:
+                self._writer.shutdown(wait=True)
+                self._writer = None
 
     def discard(self) -> int:
         """Drop the staged and buffered rows unwritten (a rollback to a checkpoint replays them); how many.

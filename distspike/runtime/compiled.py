@@ -86,7 +86,7 @@ def build_sample_graph(actors: dict, fq: dict[int, list[str]], bq: dict[int, lis
     steps and the messages are the sample-wide ones: ``forward_wide``, ``root_gate_wide``,
     ``gate_wide``, ``backward_wide``). Batches between shards are described as
     in ``RayBackend``: ``("value",)``, ``("shards",)``, ``("gated", n, inner)`` and
-    ``("rooted", n)`` (``ray_backend.assemble``).
+    ``("rooted", n)`` (``ray_refs.assemble``).
     """
     L = max(fq)
     leaves = []

@@ -167,21 +167,35 @@ class LocalBackend:
             m.load_state({key: state[f"{name}.{key}"] for key in m.state()})
 
     def flush(self) -> None:
-        self._write_side_by_side()
+        first = self._write_side_by_side()
+        if first is not None:
+            raise first
         for _, shell in self.shells():
             shell.flush()
 
     def close(self) -> None:
-        self._write_side_by_side()
+        """Write the last parts and close every shell, all of them even if one fails (a full disk):
+        no writer thread is left running; the first error is raised at the end."""
+        first = self._write_side_by_side()
         for _, shell in self.shells():
-            shell.close()  # waits for the parts, writes nothing more
+            try:
+                shell.close()  # waits for the parts, writes nothing more
+            except Exception as err:  # noqa: BLE001 - re-raised below, after the other shells are closed
+                first = first or err
+        if first is not None:
+            raise first
 
-    def _write_side_by_side(self) -> None:
+    def _write_side_by_side(self) -> Exception | None:
         """Hand every recorder's last rows to its writer thread, so the parts are written at once (Parquet
-        writing releases the GIL); ``flush``/``close`` then wait for them."""
+        writing releases the GIL); ``flush``/``close`` then wait for them. Returns the first error, if any."""
+        first = None
         for _, shell in self.shells():
             if shell.recorder is not None:
-                shell.recorder.flush(wait=False)
+                try:
+                    shell.recorder.flush(wait=False)
+                except Exception as err:  # noqa: BLE001 - handed to the caller
+                    first = first or err
+        return first
 
 
 def shard_plan(cfg: NetConfig, weights: list[np.ndarray], shards: int):

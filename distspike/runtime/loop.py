@@ -1,6 +1,7 @@
 """Epoch loop shared by every runtime: online training, evaluation, learning curve.
 
-Progress bars (tqdm) show on a terminal and stay quiet when output is not one.
+Progress bars (tqdm) show on a terminal; elsewhere a line every ~10 % of an epoch
+(``distspike.runtime.progress``).
 """
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-from tqdm import tqdm
 
+from distspike.runtime import interrupt
+from distspike.runtime.progress import Tracker
 from distspike.runtime.recovery import Guard
 
 
@@ -45,7 +47,7 @@ def progress_enabled(progress: bool | None) -> bool:
 def fit(net, X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray, epochs: int,
         progress: bool | None = None, eval_train: int | None = None,
         on_epoch: Callable[[EpochRecord], None] | None = None, start_epoch: int = 0, start_index: int = 0,
-        guard: Guard | None = None) -> FitResult:
+        guard: Guard | None = None, hint: str = "") -> FitResult:
     """Train online for ``epochs`` passes in dataset order; evaluate after each.
 
     ``eval_train`` limits the training-error estimate to the first ``n`` training
@@ -54,20 +56,21 @@ def fit(net, X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarra
     many epochs and that many samples of the next (a checkpoint's position).
     ``guard`` takes the snapshots (mid-epoch at its cadence, and at each epoch end
     after ``on_epoch``) and restores one when an actor is lost; by default
-    snapshots are kept in memory only.
+    snapshots are kept in memory only. ``hint`` ends the one line logged when the run
+    will take long (``distspike.runtime.progress``): the faster runtime, if there is one.
     """
     result = FitResult()
     guard = guard if guard is not None else Guard(net)
     show = progress_enabled(progress)
     n_eval = X.shape[0] if eval_train is None else min(eval_train, X.shape[0])
+    tracker = Tracker(net, X.shape[0], epochs * X.shape[0] - start_index if epochs else 0, show, hint)
     guard.start(start_epoch, start_index)
     for epoch in range(start_epoch, start_epoch + epochs):
         t0 = time.perf_counter()
         net.epoch = epoch + 1
         first = start_index if epoch == start_epoch else 0
-        with tqdm(total=X.shape[0], initial=first, desc=f"epoch {epoch + 1}", unit="sample", disable=not show,
-                  leave=False) as bar:
-            sps = train_epoch(net, X, y, epoch, first, guard, bar.update)
+        with tracker.epoch(epoch + 1, first) as update:
+            sps = train_epoch(net, X, y, epoch, first, guard, update)
         train_s = time.perf_counter() - t0
         result.samples_seen += X.shape[0] - first
         result.train_seconds += train_s
@@ -92,6 +95,8 @@ def train_epoch(net, X: np.ndarray, y: np.ndarray, epoch: int, start: int, guard
     while True:
         try:
             while k < n:
+                if interrupt.requested():  # Ctrl-C: checkpoint here and stop (see runtime.interrupt)
+                    raise interrupt.stop_here(guard, epoch, k)
                 net.train_sample(X[k], y[k])
                 k += 1
                 progress(1)

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 log = logging.getLogger("distspike.recovery")
 
 ROLLED_BACK = "traffic.rolled_back"  # RUN_DIR/traffic.rolled_back/<label>/actor=.../part-*.parquet
@@ -52,6 +54,30 @@ class Snapshot:
         """``"epoch 2 + 150 samples (checkpoints/...)"``, for messages."""
         saved = self.path or "in memory only"
         return f"epoch {self.epoch} + {self.index} samples ({saved})"
+
+
+def state_layout(cfg, shards: int) -> dict[str, tuple[tuple[int, ...] | None, np.dtype]]:
+    """``name -> (shape, dtype)`` of every array of ``net.state_dict()`` for ``cfg`` on ``shards`` shards.
+
+    What a checkpoint of this model must hold, computed without allocating the model
+    (the modules' ``state()``: forward ``W`` and counters; backward ``WT``, ``phi``, the
+    reset RNG as JSON bytes of free length (shape None), ``last_sample`` and counters).
+    """
+    from distspike.core.modules import Numerics
+    from distspike.runtime.local import shard_plan
+    num, i64 = Numerics.of(cfg), np.dtype(np.int64)
+    sizes = cfg.model.sizes
+    blank = [np.broadcast_to(np.zeros((), num.dtype), (a, b)) for a, b in zip(sizes[:-1], sizes[1:])]
+    out = {"net.samples_seen": ((), i64), "net.input_spikes": ((), i64)}
+    for name, kind, spec, block in shard_plan(cfg, blank, shards):
+        if kind == "forward":
+            out[f"{name}.W"] = (block.shape, num.dtype)
+        else:
+            out.update({f"{name}.WT": ((spec.n_out, block.shape[0]), num.dtype),
+                        f"{name}.phi": ((block.shape[0],), num.dtype), f"{name}.rng": (None, np.dtype(np.uint8)),
+                        f"{name}.last_sample": ((), i64)})
+        out[f"{name}.counters"] = ((4,), i64)
+    return out
 
 
 def traffic_parts(run_dir) -> list[str]:

@@ -280,3 +280,24 @@ def test_download_file_atomic_and_scheme_check(tmp_path, monkeypatch):
     assert not (tmp_path / "x").exists()
     with pytest.raises(DataError, match="no URLs"):
         dl.download_file([], tmp_path / "y")
+
+
+def test_failed_download_says_what_is_expected_and_creates_no_directory(tmp_path, monkeypatch):
+    """No internet: one message naming the directory, the files and the download failure; no empty dirs."""
+    monkeypatch.setattr(dl, "urlopen", serve_from({}))
+    root = tmp_path / "cache" / "distspike" / "data" / "mnist"
+    with pytest.raises(DataError) as err:
+        mnist.load_mnist(root, download=True)
+    msg = str(err.value)
+    assert msg.startswith(f"no MNIST files in {str(root)!r} (expected train-images-idx3-ubyte[.gz], ")
+    assert "t10k-labels-idx1-ubyte[.gz]) and the download failed: " in msg and "URLError" in msg
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_download_keeps_an_existing_directory(tmp_path, monkeypatch):
+    _, blobs = _fake_mnist(monkeypatch)
+    (tmp_path / mnist.TRAIN_IMAGES).write_bytes(blobs[mnist.TRAIN_IMAGES])
+    monkeypatch.setattr(dl, "urlopen", serve_from({}))
+    with pytest.raises(DataError, match=r"^MNIST files missing in .*train-labels-idx1-ubyte\[\.gz\]"):
+        mnist.load_mnist(tmp_path, download=True)
+    assert _listing(tmp_path) == [mnist.TRAIN_IMAGES]

@@ -12,6 +12,8 @@ import pytest
 from distspike.data import DataError, Dataset, load_dataset
 from distspike.data import download as dl
 from distspike.data import newsgroups as ng
+from distspike.data import text
+from distspike.data.stopwords import SMART_STOP_WORDS
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 NEWS_DIR = DATA / "20news-bydate"
@@ -162,6 +164,116 @@ def test_bad_options(tmp_path):
         ng.load_newsgroups(root, groups=("../etc",), download=False)
     with pytest.raises(DataError, match="vocabulary"):
         ng.load_newsgroups(root, groups=("sci.med", "sci.electronics"), min_df=99, download=False)
+
+
+# --------------------------------------------------------------------------- Cachopo's preprocessing
+
+POST = ("From: someone@example.com (Some One)\nSubject: Re: The 3 oscillators!\nLines: 2\n\n"
+        "Hello, World's 2nd-best op-amp circuits.\nThey are running here.\n")
+
+
+def test_split_post_keeps_the_subject_and_the_body():
+    assert text.split_post(POST) == ("Re: The 3 oscillators!", "Hello, World's 2nd-best op-amp circuits.\nThey are running here.\n")
+    assert text.split_post("no header here\n\nsecond paragraph") == ("", "no header here\n\nsecond paragraph")
+    assert text.split_post("Subject: only headers") == ("", "Subject: only headers")
+    wrapped = "Subject: a long\n  subject\nFrom: x\n\nbody"
+    assert text.split_post(wrapped) == ("a long", "body")
+
+
+def test_all_terms_letters_only_lower_case_subject_first():
+    assert text.all_terms(POST) == ["re", "the", "oscillators", "hello", "world", "s", "nd", "best", "op", "amp",
+                                    "circuits", "they", "are", "running", "here"]
+    assert text.all_terms("caf\u00e9 na\u00efve\tx1y") == ["caf", "na", "ve", "x", "y"]  # non-ASCII letters split
+
+
+def test_stemmed_terms_drop_short_and_stop_words_then_stem():
+    # re, s, nd, op: under 3 letters; the, they, are, here: SMART stop words
+    assert text.stemmed_terms(POST) == ["oscil", "world", "amp", "circuit", "run"]  # hello, best: stop words too
+    assert text.stemmed_terms("Subject: x\n\nResources caresses ponies generalization") == [
+        "resourc", "caress", "poni", "gener"]
+
+
+def test_smart_stop_list_is_the_524_entry_list():
+    assert len(SMART_STOP_WORDS) == 523  # 524 entries, "would" twice
+    assert {"would", "the", "yourselves", "zero", "a"} <= SMART_STOP_WORDS
+    assert not any("'" in w for w in SMART_STOP_WORDS) and "circuit" not in SMART_STOP_WORDS
+
+
+def test_top_words_rank_by_occurrences_ties_by_name():
+    docs = [["b", "a", "c", "c"], ["c", "b", "d"], ["a"]]
+    assert text.top_words(docs, 1) == ("c",)
+    assert text.top_words(docs, 2) == ("a", "c")  # a and b tie at 2: a wins
+    assert text.top_words(docs, None) == ("a", "b", "c", "d")
+    x = text.count_matrix(docs, ("a", "c"), binary=False)
+    np.testing.assert_array_equal(x, [[1, 2], [0, 1], [1, 0]])
+    np.testing.assert_array_equal(text.count_matrix(docs, ("a", "c"), binary=True), [[1, 1], [0, 1], [1, 0]])
+
+
+STEMMED = {
+    (TRAIN, "sci.med", 1): b"Subject: doctors\n\nThe doctors treated patients",
+    (TRAIN, "sci.med", 2): b"Subject: Re: doctor\n\npatient patient doctor",
+    (TRAIN, "sci.electronics", 3): b"Subject: circuits\n\ncircuit voltage voltages on it",
+    (TEST, "sci.med", 4): b"Subject: x\n\ndoctor zebra",
+    (TEST, "sci.electronics", 5): b"Subject: y\n\nvoltage unseen",
+}
+
+
+def test_cachopo_vocabulary_is_the_most_frequent_training_stems(tmp_path):
+    root = make_corpus(tmp_path, STEMMED)
+    d = ng.load_newsgroups(root, groups=("sci.med", "sci.electronics"), preprocess="cachopo", binary=False,
+                           max_features=3, download=False)
+    # doctor 4, patient 3, circuit 2, voltag 2 (tie: circuit wins), treat 1; from the training part only
+    assert d.feature_names == ("circuit", "doctor", "patient")
+    col = {w: i for i, w in enumerate(d.feature_names)}
+    assert d.x_train[:, col["doctor"]].tolist() == [2, 2, 0]
+    assert d.x_test.tolist() == [[0, 1, 0], [0, 0, 0]]
+    b = ng.load_newsgroups(root, groups=("sci.med", "sci.electronics"), preprocess="cachopo", download=False)
+    assert "zebra" not in b.feature_names and "voltag" in b.feature_names and b.x_train.max() == 1.0
+
+
+def test_pooled_splits_sizes_and_order():
+    train, test = [f"tr{i}" for i in range(10)], [f"te{i}" for i in range(5)]
+    y_train, y_test = np.zeros(10, np.int64), np.ones(5, np.int64)
+    assert ng.n_test_of(1974, 0.2) == 395 and ng.n_test_of(1974, 0.125) == 247 and ng.n_test_of(15, 0.2) == 3
+    tr, ytr, te, yte = ng.resplit(train, y_train, test, y_test, "ordered", 0.2, 1234)
+    assert len(tr) == 12 and len(te) == 3
+    assert all(t.startswith("te") for t in te) and all(t.startswith("tr") for t in tr[:10])  # test = the latest
+    assert sorted(tr[:10]) == sorted(train) and sorted(tr[10:] + te) == sorted(test)
+    assert (yte == 1).all() and ytr.tolist() == [0] * 10 + [1] * 2
+    order = ng.split_order(10, 5, "ordered", 1234)
+    rng = np.random.default_rng(1234)
+    np.testing.assert_array_equal(order, np.concatenate([rng.permutation(10), 10 + rng.permutation(5)]))
+    tr2, _, te2, _ = ng.resplit(train, y_train, test, y_test, "random", 0.2, 1234)
+    assert len(te2) == 3 and sorted(tr2 + te2) == sorted(train + test)
+    np.testing.assert_array_equal(ng.split_order(10, 5, "random", 1234), np.random.default_rng(1234).permutation(15))
+    assert ng.resplit(train, y_train, test, y_test, "random", 0.2, 1234)[0] == tr2  # deterministic
+    assert ng.resplit(train, y_train, test, y_test, "random", 0.2, 7)[0] != tr2
+    assert ng.resplit(train, y_train, test, y_test, "bydate", 0.2, 1234)[0] is train
+
+
+def test_bad_preprocess_and_split_options(tmp_path):
+    root = make_corpus(tmp_path, STEMMED)
+    kw = dict(groups=("sci.med", "sci.electronics"), download=False)
+    for bad, match in ((dict(preprocess="lemma"), "'lemma'"), (dict(split="kfold"), "'kfold'"),
+                       (dict(split="random", test_fraction=1.5), "test_fraction=1.5"),
+                       (dict(split="random", test_fraction=0.99), "leaves no"),
+                       (dict(split="random", split_seed=-1), "split_seed=-1"),
+                       (dict(preprocess="cachopo", min_df=2), "min_df=2"),
+                       (dict(preprocess="cachopo", max_features=0), "max_features=0")):
+        with pytest.raises(DataError, match=match):
+            ng.load_newsgroups(root, **kw, **bad)
+
+
+def test_real_cachopo_protocols():
+    root = _need_real_news()
+    real_tokens_2000 = ng.load_newsgroups(root, max_features=2000, download=False).feature_names
+    d = ng.load_newsgroups(root, preprocess="cachopo", max_features=2000, split="ordered", download=False)
+    assert (d.n_train, d.n_test, d.n_features) == (1579, 395, 2000)
+    assert set(np.unique(d.x_train).tolist()) == {0.0, 1.0}
+    assert np.bincount(np.concatenate([d.y_train, d.y_test])).tolist() == [591 + 393, 594 + 396]
+    assert {"circuit", "electron", "doctor", "patient", "medicin"} <= set(d.feature_names)
+    assert "the" not in d.feature_names  # a stop word
+    assert "edu" not in d.feature_names and "edu" in real_tokens_2000  # From: ...edu headers dropped
 
 
 # --------------------------------------------------------------------------- download

@@ -55,9 +55,23 @@ def test_render_table_formats_cells():
 
 def test_table1_command_smoke(tmp_path):
     tables.main(["table1", "--smoke", "--out", str(tmp_path)])
-    rows = read_csv(tmp_path / "table1_newsgroups.csv")
+    rows = read_csv(tmp_path / "table1_smoke.csv")
     assert [r["model"] for r in rows] == ["spiking_regressor", "one_layer_net", "linear_svm"]
-    assert len(read_csv(tmp_path / "table1_validation.csv")) == 6
+    assert [r["seeds"] for r in rows] == ["1234;1235", "1234;1235", ""]  # the SVM is deterministic
+    assert len(rows[0]["test_per_seed"].split(";")) == 2 and rows[0]["command"].endswith("table1 --smoke --out "
+                                                                                          + str(tmp_path))
+    assert len(read_csv(tmp_path / "table1_smoke_validation.csv")) == 6
+    # a later run of one model keeps the other rows
+    tables.main(["table1", "--smoke", "--out", str(tmp_path), "--models", "linear_svm", "--seeds", "7"])
+    assert read_csv(tmp_path / "table1_smoke.csv")[:2] == rows[:2]
+
+
+def test_table1_protocol_options(tmp_path):
+    from distspike.experiments import table1
+    assert table1.PROTOCOLS["ordered_4to1"][0]["split"] == "ordered" and table1.PROTOCOLS["authors"][1] == 1234
+    assert table1.sweep(lambda *a: pytest.fail("fitted"), None, (0.5,), 1, 1234) == (0.5, [])
+    with pytest.raises(SystemExit, match="'nope'"):
+        tables.main(["table1", "--protocol", "nope", "--out", str(tmp_path)])
 
 
 def test_table2_and_fig3_commands_smoke(tmp_path):
@@ -98,7 +112,7 @@ needs_data = pytest.mark.skipif(not (DATA / "mnist").exists(), reason=f"data not
 @pytest.mark.slow
 @needs_data
 def test_table1_full(tmp_path):
-    """About 10 minutes: the eta / C sweeps and the final fits on 20 Newsgroups."""
+    """A few minutes: the eta / C sweeps and the 3-seed final fits on 20 Newsgroups (protocol authors)."""
     tables.main(["table1", "--data", str(DATA), "--out", str(tmp_path)])
 
 

@@ -1,0 +1,35 @@
+"""Creates (and re-creates) the Ray runtime's shard actors in their placement-group bundles."""
+from __future__ import annotations
+
+import numpy as np
+import ray
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from distspike.config import LoggingConfig
+from distspike.core.modules import Numerics
+from distspike.runtime.ray_actor import ShardActor
+from distspike.runtime.ray_placement import actor_options
+
+
+class ActorFactory:
+    """Creates the shard actors of one network in their placement-group bundles (and re-creates lost ones).
+
+    ``plan`` rows are ``(name, kind, spec, weight shape)``; bundle ``k`` holds actor ``k``.
+    """
+
+    def __init__(self, plan: list, bundles: list[dict], pg, num: Numerics, logging: LoggingConfig | None,
+                 run_dir: str | None):
+        self.plan, self.bundles, self.pg, self.num = plan, bundles, pg, num
+        self.logging, self.run_dir = logging, run_dir
+        self.index = {row[0]: k for k, row in enumerate(plan)}
+        self.remote_cls = ray.remote(ShardActor)
+
+    def spawn(self, name: str, block: np.ndarray | None = None):
+        """Start actor ``name`` in its bundle; ``block`` its weights (zeros: a checkpoint is loaded next)."""
+        k = self.index[name]
+        _, kind, spec, shape = self.plan[k]
+        block = np.zeros(shape, self.num.dtype) if block is None else np.ascontiguousarray(block)
+        strategy = PlacementGroupSchedulingStrategy(placement_group=self.pg, placement_group_bundle_index=k)
+        return self.remote_cls.options(scheduling_strategy=strategy, max_concurrency=1,
+                                       **actor_options(self.bundles[k])).remote(
+            name, kind, spec, self.num, block, self.logging, self.run_dir)

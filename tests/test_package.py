@@ -1,0 +1,56 @@
+"""distspike/__init__.py: numba's cache goes to a per-user directory, never beside the package."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import distspike
+
+PACKAGE = Path(distspike.__file__).resolve().parent
+
+# where a compiled kernel's cache index would be written, as numba itself resolves it
+PROBE = """
+import json, sys
+if sys.argv[1] == "numba-first":
+    import numba  # imported before distspike: the package must still redirect the cache
+from distspike.kernels import herding
+print(json.dumps(herding.herd_segments._cache._cache_path))
+"""
+
+
+def cache_path(env_extra: dict, mode: str = "plain") -> Path:
+    """The cache directory numba uses for a distspike kernel in a fresh interpreter."""
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME")}
+    env.update(env_extra)
+    out = subprocess.run([sys.executable, "-c", PROBE, mode], env=env, capture_output=True, text=True,
+                         check=True)
+    return Path(json.loads(out.stdout.strip().splitlines()[-1])).resolve()
+
+
+def test_cache_goes_under_xdg_cache_home(tmp_path):
+    path = cache_path({"XDG_CACHE_HOME": str(tmp_path), "HOME": str(tmp_path / "home")})
+    assert path.is_relative_to(tmp_path / "distspike" / "numba")
+    assert not path.is_relative_to(PACKAGE)
+
+
+def test_cache_defaults_to_home_cache(tmp_path):
+    path = cache_path({"HOME": str(tmp_path)})
+    assert path.is_relative_to(tmp_path / ".cache" / "distspike" / "numba")
+
+
+def test_numba_cache_dir_wins(tmp_path):
+    path = cache_path({"NUMBA_CACHE_DIR": str(tmp_path / "nc"), "XDG_CACHE_HOME": str(tmp_path / "x")})
+    assert path.is_relative_to(tmp_path / "nc")
+
+
+def test_numba_imported_first(tmp_path):
+    path = cache_path({"XDG_CACHE_HOME": str(tmp_path)}, mode="numba-first")
+    assert path.is_relative_to(tmp_path / "distspike" / "numba")
+
+
+def test_cache_is_outside_the_package_and_source_tree():
+    """In this very process (the test session): not in site-packages, not in the checkout."""
+    cache = distspike.numba_cache_dir().resolve()
+    assert not cache.is_relative_to(PACKAGE)
+    assert not cache.is_relative_to(PACKAGE.parent)
