@@ -2,7 +2,7 @@
 # launch/local_cluster.sh - a two-node Ray cluster on this machine, for trying the
 # ray_cluster runtime and the two_nodes placement without a real cluster.
 #
-#   launch/local_cluster.sh start    # prints RAY_ADDRESS=<ip>:<port> as its last line
+#   launch/local_cluster.sh start    # prints RAY_ADDRESS=127.0.0.1:<port> as its last line
 #   distspike-train runtime=ray_cluster runtime.address=<ip>:<port> placement=two_nodes ...
 #   launch/local_cluster.sh status
 #   launch/local_cluster.sh stop
@@ -10,6 +10,16 @@
 # Node "a" (the head) offers the custom resource node_a, node "b" offers node_b,
 # matching conf/placement/two_nodes.yaml. Every port is a free one picked at start and
 # the cluster has its own temp dir, so it coexists with other Ray instances on the host.
+#
+# Loopback only: the cluster runs without authentication (RAY_AUTH_MODE=disabled), so
+# every server of it (GCS, raylets, object managers, workers, dashboard agents,
+# runtime-env agents, metrics exporters, the Ray client server) must be unreachable
+# from other hosts. Ray binds them all to the node address when that address is
+# loopback, but `ray start --node-ip-address=127.0.0.1` replaces a loopback address
+# by the host's routable one (services.resolve_ip_for_localhost) on Linux. So each
+# node is started by `ray start` run through a small Python wrapper (ray_start) that
+# keeps 127.0.0.1; tests/test_launch.py checks every listening socket of the cluster's
+# processes.
 #
 # Each `ray start` runs in a new session (setsid); all the daemons it spawns (GCS,
 # raylet, agents, and the raylet's worker processes) inherit that session id. The
@@ -25,7 +35,8 @@
 #   OBJECT_STORE_BYTES     object store size per node (default 200 MB)
 #   GRACE_S                seconds between SIGTERM and SIGKILL on stop (default 5)
 #   KEEP_LOGS=1            keep the Ray temp dir (logs) on stop
-#   PYTHON, RAY            interpreter and ray CLI to use (default: from PATH)
+#   PYTHON                 the interpreter with ray installed (it runs Ray's CLI; default
+#                          python3 from PATH)
 set -euo pipefail
 
 export RAY_AUTH_MODE=disabled          # no token auth for this throwaway local cluster
@@ -38,7 +49,6 @@ NUM_CPUS=${NUM_CPUS:-8}
 OBJECT_STORE_BYTES=${OBJECT_STORE_BYTES:-200000000}
 GRACE_S=${GRACE_S:-5}
 PYTHON=${PYTHON:-python3}
-RAY=${RAY:-ray}
 RAY_ADDRESS=""
 HEAD_SID=-1
 WORKER_SID=-1
@@ -52,7 +62,7 @@ free_ports() {
 import socket, sys
 socks = [socket.socket() for _ in range(int(sys.argv[1]))]
 for s in socks:
-    s.bind(("", 0))
+    s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
 }
 
@@ -88,12 +98,22 @@ PIDS="$PIDS"
 EOF
 }
 
+# Ray's CLI keeping loopback addresses (see the header): resolve_ip_for_localhost made
+# the identity, for --node-ip-address=127.0.0.1 and --address=127.0.0.1:PORT alike.
+RAY_LOOPBACK='
+import sys
+import ray._private.services as services
+services.resolve_ip_for_localhost = lambda host: host  # keep 127.0.0.1
+from ray.scripts.scripts import main
+sys.argv[0] = "ray"
+sys.exit(main())'
+
 # start_node NAME ARGS...: `ray start ARGS` in a new session whose id goes to NAME.sid.
 start_node() {
     local name=$1; shift
     local log=$STATE_DIR/$name.log sidfile=$STATE_DIR/$name.sid
     # the shell that setsid runs leads the new session; it records $$ and execs ray
-    if ! setsid bash -c 'echo $$ > "$0"; exec "$@"' "$sidfile" "$RAY" start "$@" \
+    if ! setsid bash -c 'echo $$ > "$0"; exec "$@"' "$sidfile" "$PYTHON" -c "$RAY_LOOPBACK" start "$@" \
             >"$log" 2>&1 </dev/null; then
         cat "$log" >&2
         echo "local_cluster.sh: ray start failed for node $name (log: $log)" >&2
@@ -105,7 +125,7 @@ start_node() {
 wait_for_node_b() {
     local _
     for _ in $(seq 30); do
-        if timeout 20 "$RAY" status --address="$RAY_ADDRESS" 2>/dev/null | grep -q node_b; then
+        if timeout 20 "$PYTHON" -c "$RAY_LOOPBACK" status --address="$RAY_ADDRESS" 2>/dev/null | grep -q node_b; then
             return 0
         fi
         sleep 2
@@ -121,12 +141,10 @@ start_cluster() {
     local common=(--node-ip-address=127.0.0.1 --num-cpus="$NUM_CPUS"
                   --object-store-memory="$OBJECT_STORE_BYTES" --disable-usage-stats)
     start_node head --head --port="$gcs" --ray-client-server-port="$client" \
-        --include-dashboard=false --dashboard-port="$dash" --temp-dir="$RAY_TMP" \
+        --include-dashboard=false --dashboard-host=127.0.0.1 --dashboard-port="$dash" --temp-dir="$RAY_TMP" \
         --dashboard-agent-listen-port="$a_http" --dashboard-agent-grpc-port="$a_grpc" \
         --resources='{"node_a": 1}' "${common[@]}" || return 1
-    # Ray replaces a loopback node address by the host's own IP; use the address it reports
-    RAY_ADDRESS=$(grep -o "ray start --address='[^']*'" "$STATE_DIR/head.log" | head -1 | cut -d"'" -f2 || true)
-    RAY_ADDRESS=${RAY_ADDRESS:-127.0.0.1:$gcs}
+    RAY_ADDRESS=127.0.0.1:$gcs
     write_state
     start_node worker --address="$RAY_ADDRESS" \
         --dashboard-agent-listen-port="$b_http" --dashboard-agent-grpc-port="$b_grpc" \
@@ -180,7 +198,7 @@ cmd_status() {
     echo "RAY_ADDRESS=$RAY_ADDRESS"
     echo "head session $HEAD_SID: $(session_pids "$HEAD_SID" | wc -l) processes"
     echo "worker session $WORKER_SID: $(session_pids "$WORKER_SID" | wc -l) processes"
-    timeout 30 "$RAY" status --address="$RAY_ADDRESS" || true
+    timeout 30 "$PYTHON" -c "$RAY_LOOPBACK" status --address="$RAY_ADDRESS" || true
 }
 
 case ${1:-} in

@@ -11,9 +11,15 @@
 # the job `runtime.address=auto` joins the cluster the job runs on. Arguments are
 # distspike-train overrides. Set ENTRYPOINT=distspike-train if the cluster's image has
 # distspike installed. The data must be readable on the head node (data.root=...).
+#
+# There is no default address: a guessed one could reach someone else's cluster, so
+# RAY_JOB_ADDRESS must be given. The cluster is expected to run with Ray token auth
+# (launch/README.md, "Token authentication"): `ray job submit` sends the token it finds
+# in RAY_AUTH_TOKEN, the file RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token.
 set -euo pipefail
 
-ADDRESS=${RAY_JOB_ADDRESS:-http://127.0.0.1:8265}
+ADDRESS=${RAY_JOB_ADDRESS:?"submit_job.sh: set RAY_JOB_ADDRESS=http://<head>:8265 (the cluster's job server); there is no default"}
+export RAY_AUTH_MODE=${RAY_AUTH_MODE:-token}
 ENTRYPOINT=${ENTRYPOINT:-python -m distspike.train}
 RUNTIME_ENV=$(cat <<'EOF'
 {

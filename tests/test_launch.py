@@ -71,6 +71,25 @@ def test_submit_job_uses_ray_job_submit():
     assert "runtime=ray_cluster" in text
 
 
+def test_submit_job_needs_an_explicit_address(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "RAY_JOB_ADDRESS"}
+    env["PATH"] = f"{tmp_path}:{env['PATH']}"
+    fake = tmp_path / "ray"  # would record a submission, if the script got that far
+    fake.write_text(f"#!/bin/sh\necho submitted >{tmp_path / 'called'}\n")
+    fake.chmod(0o755)
+    res = subprocess.run(["bash", str(LAUNCH / "submit_job.sh")], env=env, capture_output=True, text=True)
+    assert res.returncode != 0 and "RAY_JOB_ADDRESS" in res.stderr and not (tmp_path / "called").exists()
+
+
+def test_shared_cluster_templates_keep_token_auth_on():
+    slurm = [ln for ln in logical_lines((LAUNCH / "slurm.sbatch").read_text()) if not ln.startswith("#")]
+    assert "export RAY_AUTH_MODE=token" in slurm and not any("disabled" in ln for ln in slurm)
+    cluster = yaml.safe_load((LAUNCH / "cluster.yaml").read_text())
+    starts = [c for c in cluster["head_start_ray_commands"] + cluster["worker_start_ray_commands"] if "ray start" in c]
+    assert starts and all(c.startswith("RAY_AUTH_MODE=token ") for c in starts)
+    assert "~/.ray/auth_token" in cluster["file_mounts"]
+
+
 def test_local_cluster_script_never_stops_ray_globally():
     code = [ln for ln in logical_lines((LAUNCH / "local_cluster.sh").read_text()) if not ln.startswith("#")]
     assert not any(re.search(r'"?\$RAY"? stop|\bray stop\b', ln) for ln in code)
@@ -101,6 +120,47 @@ def session_pids(sids: list[int]) -> list[int]:
     return [int(p) for p, s, st in rows if int(s) in sids and not st.startswith("Z")]
 
 
+#: 127.0.0.0/8 and ::1 (and v4-mapped 127.x) as /proc/net/tcp{,6} print them (hex, host byte order words)
+def is_loopback(hex_addr: str) -> bool:
+    if len(hex_addr) == 8:
+        return hex_addr.endswith("7F")  # little-endian: the first octet is the last byte
+    return hex_addr == "00000000000000000000000001000000" or (
+        hex_addr.startswith("0000000000000000FFFF0000") and hex_addr.endswith("7F"))
+
+
+def listening(pids: list[int]) -> list[str]:
+    """``addr:port`` (hex, as /proc prints them) of every TCP socket in LISTEN state held by ``pids``."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+        except OSError:  # exited meanwhile
+            pass
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            f = line.split()
+            if f[3] == "0A" and f[9] in inodes:  # 0A: LISTEN
+                found.append(f[1])
+    return found
+
+
+def test_loopback_recognizer():
+    assert is_loopback("0100007F") and is_loopback("0200007F") and not is_loopback("00000000")
+    assert not is_loopback("0100A8C0") and is_loopback("00000000000000000000000001000000")
+    assert not is_loopback("00000000000000000000000000000000")
+
+
+def assert_loopback_only(pids: list[int]) -> None:
+    socks = listening(pids)
+    assert len(socks) >= 6, f"too few listening sockets to judge (GCS, 2 raylets, agents): {socks}"
+    outside = [s for s in socks if not is_loopback(s.split(":")[0])]
+    assert not outside, f"local_cluster.sh listens beyond loopback (RAY_AUTH_MODE=disabled): {outside}"
+
+
 @pytest.mark.ray
 def test_local_cluster_start_train_stop(tmp_path):
     """start -> distspike-train with placement=two_nodes -> stop; nothing it started survives."""
@@ -118,8 +178,11 @@ def test_local_cluster_start_train_stop(tmp_path):
         sids = [int(state["HEAD_SID"]), int(state["WORKER_SID"])]
         recorded = [int(p) for p in state["PIDS"].split()]
         assert recorded and set(live_pids(recorded)) <= set(session_pids(sids))
+        assert address.startswith("127.0.0.1:")
+        assert_loopback_only(session_pids(sids))
         skipped = train_on(address, tmp_path, env)
         during = session_pids(sids)  # includes the raylets' worker processes
+        assert_loopback_only(during)
     finally:
         stopped = cluster("stop", env)
     assert stopped.returncode == 0, stopped.stderr

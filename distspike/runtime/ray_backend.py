@@ -62,8 +62,10 @@ def start_ray(runtime: RuntimeConfig, num_cpus: float) -> bool:
     """
     if ray.is_initialized():
         return False
-    if runtime.kind == "ray_cluster":
-        join(runtime.address, log_to_driver=False)  # fails fast, naming the address, if nothing listens
+    if runtime.kind == "ray_cluster":  # a loopback-only cluster (launch/local_cluster.sh) is joined as such
+        loopback = str(runtime.address or "").rsplit(":", 1)[0] in ("127.0.0.1", "localhost", "[::1]")
+        with loopback_only() if loopback else contextlib.nullcontext():
+            join(runtime.address, log_to_driver=False)  # fails fast, naming the address, if nothing listens
         return False
     temp_dir = runtime.temp_dir or tempfile.mkdtemp(prefix="dsray-", dir="/tmp")
     os.makedirs(temp_dir, exist_ok=True)
