@@ -64,7 +64,8 @@ def porter_stemmer() -> Callable[[str], str]:
     try:
         import snowballstemmer
     except ImportError as exc:  # a dependency of the package; only a broken install lacks it
-        raise DataError("preprocess='cachopo' needs the 'snowballstemmer' package (pip install snowballstemmer)") from exc
+        raise DataError("preprocess='cachopo' needs the 'snowballstemmer' package "
+                        "(pip install snowballstemmer)") from exc
     stem = snowballstemmer.stemmer("porter").stemWord
     return lru_cache(maxsize=None)(stem)
 

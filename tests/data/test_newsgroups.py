@@ -173,7 +173,8 @@ POST = ("From: someone@example.com (Some One)\nSubject: Re: The 3 oscillators!\n
 
 
 def test_split_post_keeps_the_subject_and_the_body():
-    assert text.split_post(POST) == ("Re: The 3 oscillators!", "Hello, World's 2nd-best op-amp circuits.\nThey are running here.\n")
+    body = "Hello, World's 2nd-best op-amp circuits.\nThey are running here.\n"
+    assert text.split_post(POST) == ("Re: The 3 oscillators!", body)
     assert text.split_post("no header here\n\nsecond paragraph") == ("", "no header here\n\nsecond paragraph")
     assert text.split_post("Subject: only headers") == ("", "Subject: only headers")
     wrapped = "Subject: a long\n  subject\nFrom: x\n\nbody"
