@@ -33,7 +33,7 @@ from .base import DataError
 from .stopwords import SMART_STOP_WORDS
 
 NON_LETTERS = re.compile(r"[^A-Za-z]+")
-HEADER_LINE = re.compile(r"^([A-Za-z][A-Za-z0-9-]*):(.*)$")
+HEADER_LINE = re.compile(r"^([!-9;-~]+):(.*)$")  # a field name: printable, no space or colon (RFC 822)
 MIN_LENGTH = 3
 
 
