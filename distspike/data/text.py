@@ -33,7 +33,7 @@ from .base import DataError
 from .stopwords import SMART_STOP_WORDS
 
 NON_LETTERS = re.compile(r"[^A-Za-z]+")
-HEADER_LINE = re.compile(r"^([A-Za-z][A-Za-z0-9-]*):(.*)$")
+HEADER_LINE = re.compile(r"^([!-9;-~]+):(.*)$")  # a field name: printable, no space or colon (RFC 822)
 MIN_LENGTH = 3
 
 
@@ -64,7 +64,8 @@ def porter_stemmer() -> Callable[[str], str]:
     try:
         import snowballstemmer
     except ImportError as exc:  # a dependency of the package; only a broken install lacks it
-        raise DataError("preprocess='cachopo' needs the 'snowballstemmer' package (pip install snowballstemmer)") from exc
+        raise DataError("preprocess='cachopo' needs the 'snowballstemmer' package "
+                        "(pip install snowballstemmer)") from exc
     stem = snowballstemmer.stemmer("porter").stemWord
     return lru_cache(maxsize=None)(stem)
 

@@ -176,7 +176,8 @@ def curve_summary(rows: list[dict]) -> list[dict]:
         runs = {}
         for r in rows:
             if r["model"] == name:
-                runs.setdefault(r["seed"], []).append((int(r["epoch"]), float(r["test_error"]), float(r["train_error"])))
+                point = (int(r["epoch"]), float(r["test_error"]), float(r["train_error"]))
+                runs.setdefault(r["seed"], []).append(point)
         last = min(max(p[0] for p in c) for c in runs.values())
         at = (lambda e, k: float(np.mean([next(p[k] for p in c if p[0] == min(e, last)) for c in runs.values()])))
         best = [min(c, key=lambda p: (p[1], p[0])) for c in runs.values()]
@@ -221,11 +222,13 @@ def summary_row(protocol, ds, name, hyper, best, epochs, seeds, runs, command) -
     paper_test, paper_train = PAPER[name]
     return {"protocol": protocol, "n_train": ds.n_train, "n_test": ds.n_test, "model": name,
             "hyper": f"{hyper}={best:g}", "epochs": epochs if name != "linear_svm" else "",
-            "seeds": ";".join(map(str, seeds)) if name != "linear_svm" else "", "test_mean": float(test.mean()), "test_sd": sd(test),
+            "seeds": ";".join(map(str, seeds)) if name != "linear_svm" else "",
+            "test_mean": float(test.mean()), "test_sd": sd(test),
             "train_mean": float(train.mean()), "train_sd": sd(train),
             "test": f"{test.mean():.2f} ± {sd(test):.2f}", "train": f"{train.mean():.2f} ± {sd(train):.2f}",
             "paper_test_error": paper_test, "paper_train_error": paper_train,
-            "test_gap": round(float(test.mean()) - paper_test, 3), "train_gap": round(float(train.mean()) - paper_train, 3),
+            "test_gap": round(float(test.mean()) - paper_test, 3),
+            "train_gap": round(float(train.mean()) - paper_train, 3),
             "test_per_seed": _fmt(test), "train_per_seed": _fmt(train),
             "seconds": round(sum(r[2] for r in runs), 1), "command": command}
 
@@ -303,7 +306,7 @@ def collect(out: Path) -> list[dict]:
     their draws, the seed-1234 one first, in ``table1_split_draws.csv``.
     """
     groups = [protocol_files(out, p, h) for p in PROTOCOLS for h in HYPERS.values()]
-    rows = [r for files in groups for r in read_csv(files[0]) if files and files[0].name.count("_split") == 0]
+    rows = [r for files in groups if files and "_split" not in files[0].name for r in read_csv(files[0])]
     draws = [r for files in groups if len(files) > 1 for f in files for r in read_csv(f)]
     summary = draw_summary(draws)
     for name, table in (("table1_newsgroups.csv", rows), ("table1_split_draws.csv", draws),

@@ -128,7 +128,7 @@ def main(argv=None) -> None:
     ap.add_argument("--hyper", choices=("validation", "defaults"), default="validation",
                     help="table1: eta / C chosen on a validation split, or the authors' defaults (no tuning)")
     ap.add_argument("--split-seed", default=None,
-                    help="table1: comma-separated seeds of other draws of a pooled split (written as <protocol>_split<seed>)")
+                    help="table1: comma-separated seeds of other draws of a pooled split (<protocol>_split<seed>)")
     ap.add_argument("--curves", type=int, default=None, metavar="EPOCHS",
                     help="table1: only the per-epoch test / train curves of the nets (a diagnostic)")
     ap.add_argument("--curve-eta", type=float, default=None, help="table1 --curves: eta of the nets (default 0.01)")

@@ -173,11 +173,14 @@ POST = ("From: someone@example.com (Some One)\nSubject: Re: The 3 oscillators!\n
 
 
 def test_split_post_keeps_the_subject_and_the_body():
-    assert text.split_post(POST) == ("Re: The 3 oscillators!", "Hello, World's 2nd-best op-amp circuits.\nThey are running here.\n")
+    body = "Hello, World's 2nd-best op-amp circuits.\nThey are running here.\n"
+    assert text.split_post(POST) == ("Re: The 3 oscillators!", body)
     assert text.split_post("no header here\n\nsecond paragraph") == ("", "no header here\n\nsecond paragraph")
     assert text.split_post("Subject: only headers") == ("", "Subject: only headers")
     wrapped = "Subject: a long\n  subject\nFrom: x\n\nbody"
     assert text.split_post(wrapped) == ("a long", "body")
+    dotted = "From: x\nSubject: Re: dB\nArticle-I.D.: gap.1pkveuINNduk\n\nbody"  # field names may hold dots
+    assert text.split_post(dotted) == ("Re: dB", "body")
 
 
 def test_all_terms_letters_only_lower_case_subject_first():

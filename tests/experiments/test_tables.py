@@ -122,3 +122,37 @@ def test_table1_full(tmp_path):
 def test_mnist_items_full(item, tmp_path):
     """Hours on one core unless the runs under $DISTSPIKE_RUNS are complete (then minutes)."""
     tables.main([item, "--runs", str(RUNS), "--data", str(DATA), "--out", str(tmp_path)])
+
+
+def _row(protocol, model, test, train):
+    from distspike.experiments import table1
+    paper_test, paper_train = table1.PAPER[model]
+    return {"protocol": protocol, "n_train": 8, "n_test": 2, "model": model, "test_mean": test, "train_mean": train,
+            "test_gap": test - paper_test, "train_gap": train - paper_train}
+
+
+def test_table1_collect_ranks_protocols_and_summarises_split_draws(tmp_path):
+    from distspike.experiments import table1
+    from distspike.experiments.common import write_csv
+    models = list(table1.MODELS)
+    for name, shift in (("random_4to1_defaults", 0.0), ("random_4to1_split7_defaults", 2.0),
+                        ("authors", 5.0)):
+        write_csv([_row(name, m, table1.PAPER[m][0] + shift, table1.PAPER[m][1]) for m in models],
+                  tmp_path / f"table1_{name}.csv")
+    rows = table1.collect(tmp_path)
+    assert [r["protocol"] for r in rows] == ["authors"] * 3 + ["random_4to1_defaults"] * 3  # PROTOCOLS order
+    ranking = read_csv(tmp_path / "table1_protocols.csv")
+    assert [(r["protocol"], float(r["mean_abs_gap"])) for r in ranking] == [("authors", 2.5),
+                                                                            ("random_4to1_defaults", 0.0)]
+    summary = read_csv(tmp_path / "table1_split_summary.csv")
+    assert [(r["protocol"], r["draws"]) for r in summary] == [("random_4to1_defaults", "2")] * 3
+    assert [float(r["test_max"]) - float(r["test_min"]) for r in summary] == pytest.approx([2.0] * 3)
+
+
+def test_table1_curve_summary_picks_each_seeds_lowest_test_error():
+    from distspike.experiments.table1 import curve_summary
+    rows = [{"model": "m", "seed": s, "epoch": e, "test_error": te, "train_error": 1.0}
+            for s, curve in ((1, (5.0, 3.0, 4.0)), (2, (2.0, 2.0, 6.0))) for e, te in enumerate(curve, 1)]
+    (summary,) = curve_summary(rows)
+    assert summary["lowest_test"] == 2.5 and summary["lowest_test_epochs"] == "2;1"  # ties: the earlier epoch
+    assert summary["epochs"] == 3 and summary["test_at_last"] == 5.0 and summary["test_at_20"] == 5.0
