@@ -95,6 +95,9 @@ def test_a_held_directory_is_refused_and_a_dead_holder_releases_it(tmp_path):
 
 def test_a_new_run_into_a_directory_holding_a_run_is_refused(tmp_path):
     (tmp_path / "d" / "checkpoints").mkdir(parents=True)
+    rundir.hold(tmp_path / "d", resume=False)  # an empty directory holds no run (a mount point, say)
+    rundir.release(tmp_path / "d")
+    (tmp_path / "d" / "checkpoints" / "epoch_0001.json").write_text("{}")
     with pytest.raises(UserError, match="already holds a run .checkpoints.; continue it with resume="):
         rundir.hold(tmp_path / "d", resume=False)
     rundir.hold(tmp_path / "d", resume=True)

@@ -75,9 +75,13 @@ def planned_dir(overrides: list[str], multirun: bool) -> tuple[Path | None, list
 
 
 def holds_run(directory: Path, markers=RUN_MARKERS) -> str | None:
-    """The first file of ``markers`` in ``directory`` (it already holds a run), else None."""
+    """The first file of ``markers`` in ``directory`` (it already holds a run), else None.
+
+    An empty directory of that name (a mount point made ready for the run, say) holds nothing.
+    """
     for name in markers:
-        if os.path.lexists(directory / name):
+        path = directory / name
+        if os.path.lexists(path) and not (path.is_dir() and not path.is_symlink() and not any(path.iterdir())):
             return name
     return None
 
