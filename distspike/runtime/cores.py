@@ -32,14 +32,18 @@ def physical_cores(cpus) -> int:
     return len(cores)
 
 
-def cgroup_cpu_quota() -> float | None:
-    """Cores this process's cgroup allows (CFS quota / period; v1 or v2), None when unlimited or unknown."""
+def own_cgroups() -> list[tuple[str, str]]:
+    """``(controllers, path)`` of each line of ``/proc/self/cgroup`` (v2's line has no controllers); [] if unreadable."""
     try:
         with open("/proc/self/cgroup") as f:
-            lines = [line.rstrip("\n").split(":", 2) for line in f]
+            return [tuple(line.rstrip("\n").split(":", 2)[1:]) for line in f if line.count(":") >= 2]
     except OSError:
-        return None
-    for _, ctrls, path in lines:
+        return []
+
+
+def cgroup_cpu_quota() -> float | None:
+    """Cores this process's cgroup allows (CFS quota / period; v1 or v2), None when unlimited or unknown."""
+    for ctrls, path in own_cgroups():
         if "cpu" in ctrls.split(","):
             base = os.path.join("/sys/fs/cgroup/cpu", path.lstrip("/"))
             return _quota(os.path.join(base, "cpu.cfs_quota_us"), os.path.join(base, "cpu.cfs_period_us"))

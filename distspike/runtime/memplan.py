@@ -19,6 +19,8 @@ every block through its object store: ``8 + 2 x itemsize`` bytes per weight.
 """
 from __future__ import annotations
 
+from distspike.runtime.cores import own_cgroups
+
 #: a Ray worker process running a ShardActor of a small net: its anonymous resident memory (the
 #: ``RssAnon`` of a ``ray::ShardActor`` in ``/proc/<pid>/status`` was about 130 MB on this machine)
 WORKER_BYTES = 150 << 20
@@ -117,12 +119,8 @@ def available_bytes() -> int:
 
 def cgroup_room() -> float | None:
     """This process's memory cgroup limit less its usage, or None when unlimited or unknown."""
-    try:
-        with open("/proc/self/cgroup") as f:
-            lines = [line.rstrip("\n").split(":", 2) for line in f]
-    except OSError:
-        return None
-    for _, ctrls, path in lines:
+    lines = own_cgroups()
+    for ctrls, path in lines:
         base = None
         if "memory" in ctrls.split(","):
             base, files = f"/sys/fs/cgroup/memory{path}", ("memory.limit_in_bytes", "memory.usage_in_bytes")

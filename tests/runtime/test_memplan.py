@@ -77,7 +77,7 @@ def test_a_layer_too_large_for_this_machine_exits_2_with_one_line(tmp_path):
     """``model.sizes=[64,50000000,10]`` used to allocate until MemoryError or an OOM kill."""
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     res = subprocess.run(command() + ["runtime=local", "data=digits", "model=digits_small",
-                                      "model.sizes=[64,50000000,10]", "training.epochs=1", "data.n_train=10",
+                                      "model.sizes=[64,50000000,10]", "model.w_init=1e-4", "training.epochs=1", "data.n_train=10",
                                       "data.n_test=10", "logging=off", f"hydra.run.dir={tmp_path / 'run'}"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 2, res.stderr[-2000:]
