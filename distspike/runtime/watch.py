@@ -33,6 +33,9 @@ def watch_outputs(net, after: int = SAMPLES) -> None:
 
     def checked(x, label) -> None:
         train_sample(x, label)
+        if net.samples_seen < after:
+            return
+        net.train_sample = train_sample  # checked once: later samples go straight to the net
         if net.samples_seen == after:
             msg = silent_output_warning(net.stats.as_dict()["fwd"], net.cfg.model.w_init, after)
             if msg:
