@@ -86,9 +86,9 @@ class SpikingNet:
         """
         if not (isinstance(batch, (int, np.integer)) and not isinstance(batch, bool) and batch >= 1):
             raise ValueError(f"predict: batch must be a positive integer, got {batch!r}")
-        X = np.atleast_2d(X)
-        enc = [self.num.encode(x) for x in X]
-        parts = [self.scheduler.predict_many(enc[k:k + batch]) for k in range(0, len(enc), batch)]
+        X = X if getattr(X, "ndim", 0) == 2 else np.atleast_2d(X)  # a ScaledRows matrix stays one
+        parts = [self.scheduler.predict_many([self.num.encode(x) for x in X[k:k + batch]])
+                 for k in range(0, len(X), batch)]  # rows encoded batch by batch: no copy of all of X
         return np.concatenate(parts) if parts else np.zeros((0, self.cfg.model.sizes[-1]))
 
     def error(self, X: np.ndarray, y: np.ndarray) -> float:

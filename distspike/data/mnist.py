@@ -17,7 +17,7 @@ from typing import Dict, Optional, Tuple, Union
 import numpy as np
 
 from . import download as _download
-from .base import DataError, Dataset
+from .base import DataError, Dataset, ScaledRows
 
 PathLike = Union[str, os.PathLike]
 
@@ -56,6 +56,13 @@ def parse_idx(data: bytes, path: PathLike = "<bytes>", ndim: Optional[int] = Non
     dimensions), optionally that there are ``ndim`` dimensions, and that the payload
     size matches the header exactly.  Errors are DataErrors naming ``path``.
     """
+    dims, dtype, header_len = idx_header(data, path, ndim)
+    check_idx_size(len(data), dims, dtype, header_len, path)
+    return np.frombuffer(data, dtype=dtype, offset=header_len).reshape(dims)
+
+
+def idx_header(data: bytes, path: PathLike = "<bytes>", ndim: Optional[int] = None):
+    """``(dims, dtype, header_len)`` of the IDX header at the start of ``data`` (checks as ``parse_idx``)."""
     if len(data) < 4:
         raise DataError(f"{str(path)!r}: truncated IDX file ({len(data)} bytes, header needs 4)")
     zero, code, n_dims = int.from_bytes(data[:2], "big"), data[2], data[3]
@@ -67,14 +74,15 @@ def parse_idx(data: bytes, path: PathLike = "<bytes>", ndim: Optional[int] = Non
     if len(data) < header_len:
         raise DataError(f"{str(path)!r}: truncated IDX header ({len(data)} bytes, needs {header_len})")
     dims = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(n_dims))
-    dtype = _IDX_DTYPES[code]
+    return dims, _IDX_DTYPES[code], header_len
+
+
+def check_idx_size(size: int, dims: tuple, dtype: np.dtype, header_len: int, path: PathLike) -> None:
+    """DataError naming ``path`` unless a file of ``size`` bytes holds exactly the header's payload."""
     expected = header_len + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
-    if len(data) != expected:
-        problem = "truncated" if len(data) < expected else "has trailing bytes"
-        raise DataError(
-            f"{str(path)!r}: IDX file {problem}: header dims {dims} need {expected} bytes, got {len(data)}"
-        )
-    return np.frombuffer(data, dtype=dtype, offset=header_len).reshape(dims)
+    if size != expected:
+        problem = "truncated" if size < expected else "has trailing bytes"
+        raise DataError(f"{str(path)!r}: IDX file {problem}: header dims {dims} need {expected} bytes, got {size}")
 
 
 def read_bytes(path: PathLike, gzipped: Optional[bool] = None) -> bytes:
@@ -97,7 +105,11 @@ def read_bytes(path: PathLike, gzipped: Optional[bool] = None) -> bytes:
 
 def check_md5(data: bytes, expected: str, path: PathLike) -> None:
     """Raise DataError naming ``path`` if ``md5(data) != expected``."""
-    actual = hashlib.md5(data).hexdigest()
+    check_md5_hex(hashlib.md5(data).hexdigest(), expected, path)
+
+
+def check_md5_hex(actual: str, expected: str, path: PathLike) -> None:
+    """Raise DataError naming ``path`` if the content's MD5 ``actual`` is not ``expected``."""
     if actual != expected:
         raise DataError(
             f"{str(path)!r}: MD5 checksum mismatch (decompressed content md5 {actual}, expected {expected}); "
@@ -106,14 +118,62 @@ def check_md5(data: bytes, expected: str, path: PathLike) -> None:
 
 
 def load_idx_file(path: PathLike, name: str, gzipped: Optional[bool] = None) -> np.ndarray:
-    """Read, structurally check, then MD5-verify the MNIST file ``path`` (base name ``name``).
+    """Stream-read, structurally check, then MD5-verify the MNIST file ``path`` (base name ``name``).
 
-    ``gzipped`` as in :func:`read_bytes`.
+    ``gzipped`` as in :func:`read_bytes`. The content is decompressed chunk by chunk
+    straight into the result array, the MD5 updated as it goes: no copy of the file,
+    compressed or not, is held beside it. Same checks and messages as ``parse_idx``
+    and ``check_md5``.
     """
-    data = read_bytes(path, gzipped)
-    array = parse_idx(data, path, ndim=3 if "images" in name else 1)
-    check_md5(data, MNIST_MD5[name], path)
+    path = Path(path)
+    gz = path.suffix == ".gz" if gzipped is None else gzipped
+    try:
+        f = gzip.open(path, "rb") if gz else open(path, "rb")
+    except OSError as exc:
+        raise DataError(f"cannot read {str(path)!r}: {exc}") from exc
+    try:
+        with f:
+            array, md5 = _stream_idx(f, path, 3 if "images" in name else 1)
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise DataError(f"{str(path)!r}: not a valid gzip file ({exc})" if gz
+                        else f"cannot read {str(path)!r}: {exc}") from exc
+    check_md5_hex(md5.hexdigest(), MNIST_MD5[name], path)
     return array
+
+
+def _read_upto(f, n: int) -> bytes:
+    """``n`` bytes of ``f``, fewer only at its end."""
+    out = bytearray()
+    while len(out) < n:
+        chunk = f.read(n - len(out))
+        if not chunk:
+            break
+        out += chunk
+    return bytes(out)
+
+
+def _stream_idx(f, path: Path, ndim: int):
+    """``(array, md5)`` of the IDX stream ``f``: the header checked as ``parse_idx`` does, the payload read
+    in 1 MiB chunks straight into the array."""
+    head = _read_upto(f, 4)
+    if len(head) == 4:
+        head += _read_upto(f, 4 * head[3])
+    dims, dtype, header_len = idx_header(head, path, ndim)
+    array = np.empty(dims, dtype)
+    md5 = hashlib.md5(head)
+    view = memoryview(array.reshape(-1).view(np.uint8))
+    got = 0
+    while got < view.nbytes:
+        n = f.readinto(view[got:got + (1 << 20)])
+        if not n:
+            break
+        md5.update(view[got:got + n])
+        got += n
+    extra = len(f.read(1))
+    while extra and (chunk := f.read(1 << 20)):
+        extra += len(chunk)
+    check_idx_size(header_len + got + extra, dims, dtype, header_len, path)
+    return array, md5
 
 
 def find_file(root: Path, name: str) -> Optional[Path]:
@@ -156,16 +216,14 @@ def expected(names) -> str:
 
 
 def _split(images: np.ndarray, labels: np.ndarray, images_path: Path, labels_path: Path):
-    """Scale images to float64 [0, 1] rows and labels to int64, checking they agree."""
+    """Images as float64 [0, 1] rows (uint8 kept, scaled on read: ``ScaledRows``), labels as int64, checked."""
     if len(images) != len(labels):
         raise DataError(
             f"{str(images_path)!r} has {len(images)} images but {str(labels_path)!r} has {len(labels)} labels"
         )
     if labels.size and labels.max() > 9:
         raise DataError(f"{str(labels_path)!r}: label {labels.max()} is not a digit 0-9")
-    x = images.reshape(len(images), -1).astype(np.float64)
-    x /= 255.0
-    return x, labels.astype(np.int64)
+    return ScaledRows(images.reshape(len(images), -1), 255.0), labels.astype(np.int64)
 
 
 def load_mnist(root: PathLike, download: bool = True) -> Dataset:
@@ -176,7 +234,8 @@ def load_mnist(root: PathLike, download: bool = True) -> Dataset:
     problem is a DataError naming the file.  Missing files are downloaded (as
     ``.gz``, atomically, verified) when ``download`` is true.
 
-    Returns a Dataset with ``x`` float64 in [0, 1] of shape (n, 784), ``y`` int64.
+    Returns a Dataset with ``x`` float64 in [0, 1] of shape (n, 784) (``ScaledRows``: the images stay
+    uint8 and each row is scaled as it is read), ``y`` int64.
     """
     root = Path(root).expanduser()
     paths = _locate_all(root, download)
