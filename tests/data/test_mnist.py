@@ -301,3 +301,21 @@ def test_failed_download_keeps_an_existing_directory(tmp_path, monkeypatch):
     with pytest.raises(DataError, match=r"^MNIST files missing in .*train-labels-idx1-ubyte\[\.gz\]"):
         mnist.load_mnist(tmp_path, download=True)
     assert _listing(tmp_path) == [mnist.TRAIN_IMAGES]
+
+
+def test_images_stay_uint8_and_rows_scale_exactly(tmp_path, monkeypatch):
+    """The images are kept as uint8 (``ScaledRows``); every read gives the float64 values and digest that
+    scaling the whole matrix at once (``x = raw.astype(float64); x /= 255``) gave."""
+    arrays, blobs = _fake_mnist(monkeypatch)
+    for name, blob in blobs.items():
+        (tmp_path / f"{name}.gz").write_bytes(gzip.compress(blob))
+    d = mnist.load_mnist(tmp_path, download=False)
+    assert d.x_train.raw.dtype == np.uint8 and d.x_train.dtype == np.float64
+    x = arrays[mnist.TRAIN_IMAGES].reshape(5, -1).astype(np.float64)
+    x /= 255.0
+    assert np.array_equal(np.asarray(d.x_train), x)
+    assert all(np.array_equal(d.x_train[k], x[k]) and d.x_train[k].dtype == np.float64 for k in range(5))
+    assert np.array_equal(np.asarray(d.x_train[1:4]), x[1:4]) and np.array_equal(list(d.x_train), x)
+    assert d.x_train[2, 7] == x[2, 7] and d.x_train.max() == x.max()
+    plain = Dataset("mnist", x, d.y_train, np.asarray(d.x_test), d.y_test, n_classes=10)
+    assert plain.digest() == d.digest()
