@@ -7,7 +7,7 @@ Two nets from the same weights train MNIST samples ``0..first-1`` untimed, then 
 
 1. the plain net, with timing wrappers (``time.process_time_ns`` around each call) on the input and
    target quantizers (``VectorQuantizer.steps``), the fused kernel call (``kernels/fused.py``) and the
-   shells' SGD updates (``sgd_outer``, applied when a shell enters the next sample); what remains of
+   shells. SGD updates (``sgd_outer_counts``, applied when a shell enters the next sample); what remains of
    the sample is Python (scheduler, shells, arguments);
 2. the same net with the fused kernel replaced by ``timed_train_sample`` below: the kernel's code with
    clock reads (``clock_gettime(CLOCK_MONOTONIC)`` through ctypes: wall time, so run it alone on its core) between its
@@ -182,20 +182,20 @@ def python_breakdown(args, weights, X, y) -> tuple[dict, object]:
         net.train_sample(X[k], y[k])
     clocks = {name: Clock() for name in ("input herding (784 inputs x T, herd_vector_steps)",
                                          "target herding (herd_vector_steps)", "fused kernel call",
-                                         "SGD updates (update_delta + sgd_outer, 5 shells)")}
+                                         "SGD updates (sgd_outer_counts, 5 shells)")}
     c_in, c_tg, c_k, c_sgd = clocks.values()
     steps = modules.VectorQuantizer.steps
     n_in = args.sizes[0]
     modules.VectorQuantizer.steps = lambda self, v, T: (c_in if v.shape[0] == n_in else c_tg).wrap(steps)(self, v, T)
-    kernel, sgd = fused.train_sample, modules.sgd_outer
-    fused.train_sample, modules.sgd_outer = c_k.wrap(kernel), c_sgd.wrap(sgd)
+    kernel, sgd = fused.train_sample, modules.sgd_outer_counts
+    fused.train_sample, modules.sgd_outer_counts = c_k.wrap(kernel), c_sgd.wrap(sgd)
     try:
         t0 = time.process_time_ns()
         for k in range(args.first, args.first + args.n):
             net.train_sample(X[k], y[k])
         total = time.process_time_ns() - t0
     finally:
-        modules.VectorQuantizer.steps, fused.train_sample, modules.sgd_outer = steps, kernel, sgd
+        modules.VectorQuantizer.steps, fused.train_sample, modules.sgd_outer_counts = steps, kernel, sgd
     out = {name: c.ns / args.n for name, c in clocks.items()}
     out["Python: scheduler, shells, arguments (the rest)"] = total / args.n - sum(out.values())
     out["total per sample"] = total / args.n

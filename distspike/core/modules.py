@@ -28,7 +28,7 @@ from distspike.core.messages import Segments, SpikeBatch
 from distspike.kernels.herding import (NO_UPDATE, UPDATE_AFTER, UPDATE_BEFORE, herd_rows, herd_segments, herd_vector,
                                       herd_vector_steps)
 from distspike.kernels.updates import (count_events, gate_and_update, gate_segments, launch_errors, sgd_outer,
-                                       update_delta, update_rows)
+                                       sgd_outer_counts, update_delta, update_rows)
 
 
 @dataclass(frozen=True)
@@ -259,8 +259,13 @@ class ForwardQuantizer:
 
     def end_sample(self, smooth_input=None) -> None:
         """SGD: ``W -= outer(lr * relu(c), e)`` once per sample (eq. 6)."""
-        if not self.spec.fractional and self.e.any():
-            sgd_outer(self.W, self.delta(smooth_input), self.e)
+        if self.spec.fractional:
+            return
+        if self.spec.smooth:
+            if self.e.any():
+                sgd_outer(self.W, self.delta(smooth_input), self.e)
+        else:  # from the counts, in one compiled call
+            sgd_outer_counts(self.W, self.c, self.num.lr, self.e, False)
 
     def weights(self) -> np.ndarray:
         return self.W
@@ -373,8 +378,13 @@ class BackwardQuantizer:
         return Segments(SpikeBatch(idx, sign, off, pot), bounds, segs.steps)
 
     def end_sample(self, smooth_input=None) -> None:
-        if not self.spec.fractional and self.e.any():
-            sgd_outer(self.WT, self.delta(smooth_input), self.e, transposed=True)
+        if self.spec.fractional:
+            return
+        if self.spec.smooth:
+            if self.e.any():
+                sgd_outer(self.WT, self.delta(smooth_input), self.e, transposed=True)
+        else:  # from the counts, in one compiled call
+            sgd_outer_counts(self.WT, self.c, self.num.lr, self.e, True)
 
     def weights(self) -> np.ndarray:
         """This replica's block ``W_l[lo:hi, :]``."""

@@ -53,13 +53,34 @@ def _fire_order(pots, units):
 
 
 @njit(cache=True)
-def _fire_candidates(phi, cand, m, thresh, unit, signed, tmp_pot, tmp_idx):
+def _fire_order_into(pots, order):
+    """``order[:n]`` = ``_fire_order(pots, .)``, the same stable permutation, into a reused buffer.
+
+    Few spikes (the common case: one unit crossed, whose spikes are already in order)
+    are placed by a stable insertion sort, which allocates nothing; many by ``_fire_order``.
+    """
+    n = pots.shape[0]
+    if n > 32:
+        order[:n] = _fire_order(pots, pots)
+        return
+    for i in range(n):
+        key = abs(pots[i])
+        j = i
+        while j > 0 and abs(pots[order[j - 1]]) < key:  # strictly less: equal keys keep their order
+            order[j] = order[j - 1]
+            j -= 1
+        order[j] = i
+
+
+@njit(cache=True)
+def _fire_candidates(phi, cand, m, thresh, unit, signed, tmp_pot, tmp_idx, order):
     """Fire every spike of the candidate units ``cand[:m]`` (argmax loop of Alg. 1/2).
 
     For a candidate ``j`` with potential ``p``: while ``|p| > thresh`` (``p > thresh``
     when rectified) emit ``(j, sign(p))`` at potential ``p`` and set ``p -= sign(p) *
     unit``. Returns ``(n, order, tmp_pot, tmp_idx)``: ``n`` spikes listed in
-    ``tmp_*`` unit-ascending, and ``order`` the permutation giving firing order.
+    ``tmp_*`` unit-ascending, and ``order[:n]`` the permutation giving firing order
+    (``order`` is the buffer passed in, or a larger one).
 
     The spikes are counted first and the buffers grown once: a buffer that may be
     replaced inside the firing loop makes numba reload it at every store (~15x slower).
@@ -78,8 +99,10 @@ def _fire_candidates(phi, cand, m, thresh, unit, signed, tmp_pot, tmp_idx):
     if need > tmp_pot.shape[0]:
         tmp_pot = _grow(tmp_pot, need)
         tmp_idx = _grow(tmp_idx, need)
+    if need > order.shape[0]:
+        order = _grow(order, need)
     n = _fire_fill(phi, cand, m, thresh, unit, signed, tmp_pot, tmp_idx)
-    order = _fire_order(tmp_pot[:n], tmp_idx[:n])
+    _fire_order_into(tmp_pot[:n], order)
     return n, order, tmp_pot, tmp_idx
 
 
@@ -134,7 +157,8 @@ def herd_vector(phi, v, thresh, unit, signed, lo):
             m += 1
     tmp_pot = np.empty(max(2 * m, 16), phi.dtype)
     tmp_idx = np.empty(max(2 * m, 16), np.int32)
-    n, order, tmp_pot, tmp_idx = _fire_candidates(phi, cand, m, thresh, unit, signed, tmp_pot, tmp_idx)
+    order = np.empty(max(2 * m, 16), np.int64)
+    n, order, tmp_pot, tmp_idx = _fire_candidates(phi, cand, m, thresh, unit, signed, tmp_pot, tmp_idx, order)
     idx = np.empty(n, np.int32)
     sign = np.empty(n, np.int8)
     pot = np.empty(n, phi.dtype)
@@ -161,6 +185,7 @@ def herd_vector_steps(phi, total, v, steps, thresh, unit, signed):
     cand = np.empty(d, np.int64)
     tmp_pot = np.empty(max(2 * d, 16), phi.dtype)
     tmp_idx = np.empty(max(2 * d, 16), np.int32)
+    order = np.empty(max(2 * d, 16), np.int64)
     out_idx = np.empty(max(steps * d, 16), np.int32)
     out_sign = np.empty(max(steps * d, 16), np.int8)
     n = 0
@@ -173,7 +198,7 @@ def herd_vector_steps(phi, total, v, steps, thresh, unit, signed):
             if p > thresh or (signed and -p > thresh):
                 cand[m] = j
                 m += 1
-        k, order, tmp_pot, tmp_idx = _fire_candidates(phi, cand, m, thresh, unit, signed, tmp_pot, tmp_idx)
+        k, order, tmp_pot, tmp_idx = _fire_candidates(phi, cand, m, thresh, unit, signed, tmp_pot, tmp_idx, order)
         if n + k > out_idx.shape[0]:
             out_idx = _grow(out_idx, n + k)
             out_sign = _grow(out_sign, n + k)
@@ -275,6 +300,7 @@ def herd_rows(mat, phi, acc, in_idx, in_sign, thresh, unit, signed, lo, track_ac
     out_pot = np.empty(cap, phi.dtype)
     tmp_pot = np.empty(16, phi.dtype)
     tmp_idx = np.empty(16, np.int32)
+    order = np.empty(16, np.int64)
     n_out = 0
     for k in range(in_idx.shape[0]):
         if update == UPDATE_BEFORE:
@@ -284,7 +310,7 @@ def herd_rows(mat, phi, acc, in_idx, in_sign, thresh, unit, signed, lo, track_ac
             update_row(mat, delta, in_idx[k], in_sign[k])
         if m == 0:
             continue
-        n, order, tmp_pot, tmp_idx = _fire_candidates(phi, cand, m, thresh, unit, signed, tmp_pot, tmp_idx)
+        n, order, tmp_pot, tmp_idx = _fire_candidates(phi, cand, m, thresh, unit, signed, tmp_pot, tmp_idx, order)
         if n_out + n > out_off.shape[0]:
             out_off = _grow(out_off, n_out + n)
             out_idx = _grow(out_idx, n_out + n)

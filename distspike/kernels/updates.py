@@ -136,6 +136,37 @@ def _sgd_outer(W, delta, e, transposed):
 
 
 @njit(cache=True)
+def sgd_outer_counts(W, c, lr, e, transposed):
+    """``sgd_outer(W, update_delta(c, lr, W.dtype), e, transposed)`` in one call, allocating almost nothing.
+
+    The same values, rounded the same way: ``delta_i = dtype(max(c_i, 0)) * lr`` (``lr`` of ``W``'s
+    dtype; 1 in integer mode, where the product is exact), ``e_j`` cast to ``W``'s dtype, and
+    ``W[i, j] -= delta_i * e_j`` where both are nonzero (eq. 6). Nothing is done when ``e`` is all zero.
+    """
+    cols = np.flatnonzero(e)
+    if cols.shape[0] == 0:
+        return
+    ev = np.empty(cols.shape[0], W.dtype)
+    for k in range(cols.shape[0]):
+        ev[k] = e[cols[k]]
+    dv = np.empty(1, W.dtype)
+    for i in range(c.shape[0]):
+        if c[i] <= 0:
+            continue
+        dv[0] = c[i]
+        d = dv[0] * lr
+        if d == 0:
+            continue
+        for k in range(cols.shape[0]):
+            j = cols[k]
+            step = d * ev[k]
+            if transposed:
+                W[j, i] = W[j, i] - step
+            else:
+                W[i, j] = W[i, j] - step
+
+
+@njit(cache=True)
 def launch_errors(counts, out_idx, out_sign, out_bounds, tgt_idx, tgt_sign, tgt_bounds):
     """Held-error counter (semantics.md) over one or more time steps, in one call.
 

@@ -27,6 +27,8 @@ class LocalBackend:
         self._fused_state = None  # typed lists of the modules' arrays for ``train_fused``
         self._no_log = np.zeros((0, 7), np.int32)  # the fused kernel's traffic table when it logs nothing
         self._fused_actors = None  # the shells of the kernel's actor indices (``train_fused``)
+        # ``(name, shell)`` of every shard in ``shells()`` order: listed once, not sorted at every sample
+        self._shells = [(sh.name, sh) for groups in (fq, bq) for _, shards in sorted(groups.items()) for sh in shards]
 
     def can_fuse(self) -> bool:
         """Whether ``train_fused`` applies: one shard per layer, recorders (if any) take whole samples."""
@@ -44,8 +46,8 @@ class LocalBackend:
         rows are appended for all actors at once (``SampleRows``).
         Returns the per-step spike totals ``(T, 4, L+1)`` and adds them to the shells' counters.
         """
-        from distspike.kernels.fused import LOG_DEAD, LOG_LIVE, LOG_OFF, train_sample
-        for _, shell in self.shells():
+        from distspike.kernels import fused
+        for _, shell in self._shells:
             shell._enter()
         if self._fused_state is None:
             self._fused_state = self._fused_lists()
@@ -56,7 +58,7 @@ class LocalBackend:
         first = self.fq[1][0]
         logging = first.recorder is not None and first.recorder.keeps(first.position[1])
         # SGD's per-message path sends a whole sample per message (``Scheduler._train_sample_wide``)
-        mode = LOG_OFF if not logging else LOG_LIVE if fractional else LOG_DEAD
+        mode = fused.LOG_OFF if not logging else fused.LOG_LIVE if fractional else fused.LOG_DEAD
         if logging:  # the kernel appends the sample's rows for all actors to one table (``SampleRows``)
             sample_rows = first.recorder.sample_rows
             if sample_rows is None:
@@ -67,7 +69,7 @@ class LocalBackend:
             log, start = self._no_log, 0
         t0 = time.perf_counter_ns()
         try:
-            log, rows = train_sample(
+            log, rows = fused.train_sample(
                 *self._fused_state, inputs.batch.idx, inputs.batch.sign, inputs.bounds, targets.batch.idx,
                 targets.batch.sign, targets.bounds, counts, num.thresh, num.unit, num.lr, fractional, read_first,
                 stats, log, start, mode)
@@ -154,11 +156,8 @@ class LocalBackend:
         return {l: np.concatenate([m.weights() for m in self.bq[l]], axis=0) for l in sorted(self.bq)}
 
     def shells(self):
-        """``(name, shell)`` of every shard, e.g. ``("forward.2.0", shell)``."""
-        for groups in (self.fq, self.bq):
-            for layer, shards in sorted(groups.items()):
-                for shell in shards:
-                    yield shell.name, shell
+        """``(name, shell)`` of every shard, e.g. ``("forward.2.0", shell)``: forward layers, then backward ones."""
+        return iter(self._shells)
 
     def state(self) -> dict[str, np.ndarray]:
         return {f"{name}.{key}": np.array(a) for name, m in self.shells() for key, a in m.state().items()}
