@@ -113,3 +113,16 @@ def test_stochastic_sampler_is_unbiased():
     np.add.at(counts, idx, sign)
     np.testing.assert_allclose(counts / 20000, v, atol=0.02)
     assert 2 not in idx.tolist()
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 32, 33, 200])
+def test_firing_order_into_a_buffer_is_the_stable_sort(n):
+    """The allocation-free firing order (insertion sort for few spikes) is the mergesort's permutation,
+    ties (equal |potential|, also of opposite signs) included."""
+    from distspike.kernels.herding import _fire_order, _fire_order_into
+    rng = np.random.default_rng(n)
+    for _ in range(20):
+        pots = rng.choice([0.75, -0.75, 1.5, -1.25, 2.0, 0.625], n) + rng.integers(0, 2, n) * rng.random(n)
+        order = np.full(n + 3, -1, np.int64)
+        _fire_order_into(pots, order)
+        np.testing.assert_array_equal(order[:n], _fire_order(pots, pots))
