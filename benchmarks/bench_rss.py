@@ -11,6 +11,7 @@ figures; ``--write`` refreshes the "rss" section of results/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import subprocess
@@ -50,6 +51,27 @@ def measure(cmd: list[str]) -> dict:
             "wall_s": time.perf_counter() - t0}
 
 
+IMPORTS = ("numpy", "numba", "pyarrow.parquet", "hydra", "omegaconf", "matplotlib.pyplot")
+_IMPORT_CHILD = """
+import importlib, json, resource, sys
+out = []
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+    out.append((name, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+print(json.dumps(out))
+"""
+
+
+def import_costs() -> str:
+    """Peak RSS of a fresh Python after importing each library a training run loads, one after another."""
+    out = subprocess.run([sys.executable, "-c", _IMPORT_CHILD, *IMPORTS], capture_output=True, text=True, check=True)
+    prev, parts = None, []
+    for name, mib in json.loads(out.stdout):
+        parts.append(f"`{name}` {mib - prev:+.0f}" if prev is not None else f"Python + `{name}` {mib:.0f}")
+        prev = mib
+    return "Peak RSS of a fresh Python importing, in turn (MiB): " + ", ".join(parts) + "."
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="mnist_300")
@@ -69,12 +91,14 @@ def main() -> None:
             f"**{res['rss_mib']:.0f}** | {res['cpu_s']:.1f} | {res['wall_s']:.1f} |")
     table = ("| run | training samples | test samples | peak RSS (MiB) | CPU s | wall s |\n"
              "|---|---:|---:|---:|---:|---:|\n" + line)
+    imports = import_costs()
     print(table)
+    print(imports)
     if args.write:
         cmd = "python benchmarks/bench_rss.py " + " ".join(a for a in sys.argv[1:] if a != "--write")
         write_section("rss", f"## Peak memory of a training run (target <= 250 MiB)\n\n{head}\n\n"
                              f"Command: `{cmd.strip()}`, which runs `distspike-train {shown}` after a 50-sample "
-                             f"warm-up run (numba cache warm). Peak RSS is the child's `ru_maxrss`.\n\n{table}\n")
+                             f"warm-up run (numba cache warm). Peak RSS is the child's `ru_maxrss`.\n\n{table}\n\n{imports}\n")
 
 
 if __name__ == "__main__":
