@@ -53,11 +53,14 @@ def measure(cmd: list[str]) -> dict:
 
 IMPORTS = ("numpy", "numba", "pyarrow.parquet", "hydra", "omegaconf", "matplotlib.pyplot")
 _IMPORT_CHILD = """
-import importlib, json, resource, sys
+import importlib, json, sys
+def peak():  # VmHWM: this address space's own high-water mark (ru_maxrss keeps the forking parent's)
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) / 1024
 out = []
 for name in sys.argv[1:]:
     importlib.import_module(name)
-    out.append((name, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    out.append((name, peak()))
 print(json.dumps(out))
 """
 
