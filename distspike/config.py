@@ -373,15 +373,32 @@ class CheckpointConfig:
                 raise ConfigError(f"checkpoint.{key}={value!r} must be a non-negative integer{hint}")
 
 
+class Tracker(Choice):
+    """Experiment tracker of a run (``distspike/cli/tracking.py``; extra ``distspike[track]``)."""
+
+    none = "none"
+    mlflow = "mlflow"
+    tensorboard = "tensorboard"
+
+
 @dataclass(frozen=True)
 class LoggingConfig:
-    """Per-actor spike traffic logs: on/off, every k-th sample, rows buffered per flush."""
+    """Per-actor spike traffic logs (on/off, every k-th sample, rows buffered per flush) and the tracker.
+
+    ``tracker`` logs the config, each epoch's errors and the final results to MLflow or
+    TensorBoard; ``tracking_uri`` is the MLflow tracking URI or the TensorBoard log dir
+    (None: under the run's, or the sweep's, directory). The runtimes ignore both.
+    """
 
     traffic: bool = True
     every: int = 1
     flush_rows: int = 50_000
+    tracker: Tracker = Tracker.none
+    tracking_uri: str | None = None
 
     def __post_init__(self) -> None:
         _check_bool("logging.traffic", self.traffic)
         _check_positive("logging.every", self.every, integer=True)
         _check_positive("logging.flush_rows", self.flush_rows, integer=True)
+        _set_choice(self, "tracker", "logging.tracker", Tracker)
+        _check_optional_str("logging.tracking_uri", self.tracking_uri)

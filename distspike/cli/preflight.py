@@ -24,7 +24,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf.errors import OmegaConfBaseException
 
-from distspike.cli import CONF_DIR, schema
+from distspike.cli import CONF_DIR, schema, tracking
 from distspike.cli.convert import run_spec
 from distspike.cli.errors import USER_ERRORS, UserError, one_line
 
@@ -110,7 +110,7 @@ def explain(ex: BaseException) -> str:
 def check_job(config_name: str, overrides: list[str]) -> None:
     """Compose one job's config and convert it to the typed objects."""
     cfg = compose(config_name=config_name, overrides=overrides)
-    run_spec(schema.to_checked_container(cfg))
+    tracking.check_available(run_spec(schema.to_checked_container(cfg)).logging)
 
 
 def preflight(argv: list[str]) -> None:
