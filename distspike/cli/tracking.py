@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from distspike.cli.errors import UserError
+from distspike.cli.errors import UserError, full_errors, one_line
 from distspike.config import LoggingConfig, Tracker
 from distspike.runtime.interrupt import Interrupted
 
@@ -183,14 +183,24 @@ def _millis() -> int:
 
 
 def open_tracker(logging: LoggingConfig, ctx: TrackContext) -> NoTracker:
-    """The tracker ``logging.tracker`` names, on ``logging.tracking_uri`` or the context's default store."""
+    """The tracker ``logging.tracker`` names, on ``logging.tracking_uri`` or the context's default store.
+
+    A store that cannot be opened (a bad URI, no permission...) is one ``UserError`` line.
+    """
     check_available(logging)
-    if logging.tracker is Tracker.mlflow:
-        return MlflowTracker(logging.tracking_uri or (ctx.root / "mlruns").as_uri(), ctx)
-    if logging.tracker is Tracker.tensorboard:
+    if logging.tracker is Tracker.none:
+        return NoTracker()
+    try:
+        if logging.tracker is Tracker.mlflow:
+            return MlflowTracker(logging.tracking_uri or (ctx.root / "mlruns").as_uri(), ctx)
         base = Path(logging.tracking_uri).expanduser() if logging.tracking_uri else ctx.root / "tensorboard"
         return TensorBoardTracker(base / ctx.run)
-    return NoTracker()
+    except Exception as ex:  # noqa: BLE001 - whatever the tracker library raises, the user gets one line
+        if full_errors():
+            raise
+        where = logging.tracking_uri or ctx.root
+        raise UserError(f"logging.tracker={logging.tracker}: cannot open the store {str(where)!r}: "
+                        f"{type(ex).__name__}: {one_line(str(ex))}") from ex
 
 
 @contextlib.contextmanager

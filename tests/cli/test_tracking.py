@@ -111,6 +111,13 @@ def test_a_missing_tracker_package_is_one_line_naming_the_extra(monkeypatch, tmp
     assert "\n" not in msg and msg.startswith("logging.tracker=mlflow") and "distspike[track]" in msg
 
 
+def test_a_store_that_cannot_be_opened_is_one_line(tmp_path):
+    pytest.importorskip("mlflow")
+    logging = LoggingConfig(tracker="mlflow", tracking_uri="nosuchscheme://x")
+    with pytest.raises(UserError, match=r"^logging.tracker=mlflow: cannot open the store 'nosuchscheme://x': "):
+        tracking.open_tracker(logging, tracking.TrackContext.single(tmp_path))
+
+
 def test_bad_tracker_values_name_the_key():
     with pytest.raises(ConfigError, match=r"^logging.tracker='wandb' is not one of \['none', 'mlflow', 'tensorboard'\]"):
         LoggingConfig(tracker="wandb")
