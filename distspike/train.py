@@ -23,7 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from distspike.cli import CONF_DIR, checkpoint, outputs, rundir, schema, sweep, tracking
+from distspike.cli import CONF_DIR, checkpoint, completion, outputs, rundir, schema, sweep, tracking
 from distspike.cli.argv import expand_resume, quote, resume_value
 from distspike.cli.errors import (EXIT_FAILED, EXIT_USAGE, PROG, USER_ERRORS, UserError, WriteError, full_errors,
                                   report)
@@ -120,6 +120,8 @@ def lock_run_dir(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: expand ``resume``, check every job's config, then run Hydra."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if completion.answer(argv):  # -sc query=...: the choices of an enum-typed key
+        return 0
     logging.raiseExceptions = full_errors()  # a full disk must not make every log line print a traceback
     try:
         argv = command_line(argv)
