@@ -2,9 +2,9 @@
 
 Hydra stops at the entry point: ``run_spec`` turns the resolved config into a frozen
 ``RunSpec`` of typed objects (``build``, field for field: the tree Hydra composes is
-generated from these very classes, ``cli.schema``), and only those travel further. Layer sizes may contain
-``null`` in the first (input) and last (output) position; they are filled in from the
-dataset's feature and class counts by ``RunSpec.net_config``.
+generated from these very classes, ``cli.schema``), and only those travel further.
+Layer sizes may contain ``null`` in the first (input) and last (output) position; they
+are filled in from the dataset's feature and class counts by ``RunSpec.net_config``.
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from typing import Any, get_type_hints
 
 import numpy as np
 
-from distspike.config import (CheckpointConfig, Choice, ConfigError, LoggingConfig, ModelConfig, NetConfig, PlacementConfig,
-                              Routing, RuntimeConfig, TrainingConfig)
+from distspike.config import (CheckpointConfig, Choice, ConfigError, LoggingConfig, ModelConfig, NetConfig,
+                              PlacementConfig, Routing, RuntimeConfig, TrainingConfig)
 from distspike.data import DATASETS, Dataset, load_dataset
 
 
