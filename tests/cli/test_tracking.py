@@ -45,9 +45,9 @@ def scalars(evs: list) -> dict[str, list[tuple[int, float]]]:
 
 
 def texts(evs: list) -> dict[str, str]:
-    """``tag -> text`` of the text summaries."""
-    return {v.tag: v.tensor.string_val[0].decode() for ev in evs for v in ev.summary.value
-            if v.metadata.plugin_data.plugin_name == "text"}
+    """``tag -> text`` of the text summaries (tensorboardX stores tag ``T`` as ``T/text_summary``)."""
+    return {v.tag.removesuffix("/text_summary"): v.tensor.string_val[0].decode() for ev in evs
+            for v in ev.summary.value if v.metadata.plugin_data.plugin_name == "text"}
 
 
 def test_an_mlflow_sweep_is_one_experiment_with_a_run_per_job(tmp_path):
