@@ -50,8 +50,9 @@ def texts(evs: list) -> dict[str, str]:
             for v in ev.summary.value if v.metadata.plugin_data.plugin_name == "text"}
 
 
-def test_an_mlflow_sweep_is_one_experiment_with_a_run_per_job(tmp_path):
+def test_an_mlflow_sweep_is_one_experiment_with_a_run_per_job(tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow >= 3.7 reads file stores only when told
     from mlflow.tracking import MlflowClient
     sweep = tmp_path / "sweep"
     res = run(["-m", "runtime=local", *TINY, "training.epochs=2", "logging=off", "logging.tracker=mlflow",
