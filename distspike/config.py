@@ -1,33 +1,88 @@
 """Typed configuration objects of the spiking MLP.
 
-These are plain frozen dataclasses: Hydra builds them at the entry points, and only
-these objects (never an OmegaConf node) travel into the runtimes and across actor
-boundaries. Every constructor validates its fields and raises ``ConfigError`` with a
-message that names the key and quotes the offending value.
+These are plain frozen dataclasses: only these objects (never an OmegaConf node) travel
+into the runtimes and across actor boundaries. They are also the one config tree of the
+command line: ``distspike.cli.schema`` generates Hydra's structured config from their
+fields, so a choice (an ``Enum`` below) is checked by its type and an unknown key is
+refused by Hydra. Every constructor validates its fields and raises ``ConfigError``
+with a message that names the key and quotes the offending value.
+
+``metadata={"node": T}`` on a field gives the type its command-line node has where it
+differs from the runtime's (``sizes`` may hold ``null`` auto sizes until the data are
+known; ``resources`` is a mapping there, a tuple of pairs here).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-
-DTYPES = ("float32", "float64", "int")
-RULES = ("sgd", "fsgd")
-COLUMN_READS = ("before_update", "after_update")
-RESETS = ("none", "random", "zero")
-ROUTINGS = ("bfs", "dfs")
-#: a potential this many spike units above threshold means a diverged run (``kernels.herding.MAX_SPIKES_PER_UNIT``)
-SPIKES_PER_UNIT_MAX = 1e6
-INT64_MAX = 2 ** 63 - 1
-W_SIGMAS = 6  # |W| <= 6 * w_init: a draw of N(0, 1) beyond 6 has probability 2e-9
+from enum import Enum
+from typing import Any, Dict, List, Optional
 
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the key and the value."""
 
 
-def _check_choice(key: str, value, choices) -> None:
-    if value not in choices:
-        raise ConfigError(f"{key}={value!r} is not one of {list(choices)}")
+class Choice(str, Enum):
+    """A string choice: it compares, hashes, prints and serializes (JSON) as its value."""
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+    __repr__ = str.__repr__
+
+    @classmethod
+    def of(cls, key: str, value):
+        """The member named or valued ``value``; ``ConfigError`` naming ``key`` and the choices otherwise."""
+        try:
+            return value if isinstance(value, cls) else cls(value)
+        except (ValueError, TypeError):
+            raise ConfigError(f"{key}={value!r} is not one of {[m.value for m in cls]}") from None
+
+
+class DType(Choice):
+    """Number type of weights and potentials; ``int``: integer mode (paper section 5)."""
+
+    float32 = "float32"
+    float64 = "float64"
+    int = "int"
+
+
+class Rule(Choice):
+    """Weight update rule: spiking SGD or fractional SGD (paper section 3.7)."""
+
+    sgd = "sgd"
+    fsgd = "fsgd"
+
+
+class ColumnRead(Choice):
+    """FSGD: whether the backward weights read a passed error's column before or after its update."""
+
+    before_update = "before_update"
+    after_update = "after_update"
+
+
+class Reset(Choice):
+    """What the backward quantizers do at each sample start."""
+
+    none = "none"
+    random = "random"
+    zero = "zero"
+
+
+class Routing(Choice):
+    """Event routing: breadth-first (FIFO) or depth-first (LIFO, paper appendix F)."""
+
+    bfs = "bfs"
+    dfs = "dfs"
+#: a potential this many spike units above threshold means a diverged run (``kernels.herding.MAX_SPIKES_PER_UNIT``)
+SPIKES_PER_UNIT_MAX = 1e6
+INT64_MAX = 2 ** 63 - 1
+W_SIGMAS = 6  # |W| <= 6 * w_init: a draw of N(0, 1) beyond 6 has probability 2e-9
+
+
+def _set_choice(obj, name: str, key: str, cls: type[Choice]) -> None:
+    """Replace the field ``name`` of a frozen dataclass by its ``cls`` member (``ConfigError`` naming ``key``)."""
+    object.__setattr__(obj, name, cls.of(key, getattr(obj, name)))
 
 
 def _check_positive(key: str, value, integer: bool = False) -> None:
@@ -51,9 +106,9 @@ def _check_optional_str(key: str, value) -> None:
 class ModelConfig:
     """Topology ``n0-n1-...-nL`` and weight initialisation ``W ~ w_init * N(0, 1)``."""
 
-    sizes: tuple[int, ...] = (784, 200, 200, 10)
+    sizes: tuple[int, ...] = field(default=(784, 200, 200, 10), metadata={"node": List[Optional[int]]})
     w_init: float = 0.01
-    dtype: str = "float64"
+    dtype: DType = DType.float64
 
     def __post_init__(self) -> None:
         if not isinstance(self.sizes, (list, tuple)):
@@ -67,7 +122,7 @@ class ModelConfig:
         w = self.w_init
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < math.inf:
             raise ConfigError(f"model.w_init={w!r} must be a non-negative (finite) number")
-        _check_choice("model.dtype", self.dtype, DTYPES)
+        _set_choice(self, "dtype", "model.dtype", DType)
 
     @property
     def n_layers(self) -> int:
@@ -78,19 +133,19 @@ class ModelConfig:
 class TrainingConfig:
     """Training rule of the spiking net (paper sections 3.7-3.8, Table 3 switches)."""
 
-    rule: str = "sgd"
+    rule: Rule = Rule.sgd
     smooth: bool = False
     eta: float = 0.01
     steps: int = 10
     epochs: int = 1
     hold_error: bool = True
-    backward_reset: str = "none"
-    column_read: str = "before_update"
+    backward_reset: Reset = Reset.none
+    column_read: ColumnRead = ColumnRead.before_update
 
     def __post_init__(self) -> None:
-        _check_choice("training.rule", self.rule, RULES)
-        _check_choice("training.column_read", self.column_read, COLUMN_READS)
-        _check_choice("training.backward_reset", self.backward_reset, RESETS)
+        _set_choice(self, "rule", "training.rule", Rule)
+        _set_choice(self, "column_read", "training.column_read", ColumnRead)
+        _set_choice(self, "backward_reset", "training.backward_reset", Reset)
         _check_positive("training.eta", self.eta)
         _check_positive("training.steps", self.steps, integer=True)
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
@@ -121,11 +176,11 @@ class NetConfig:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
-    routing: str = "bfs"
+    routing: Routing = Routing.bfs
     seed: int = 1234
 
     def __post_init__(self) -> None:
-        _check_choice("routing", self.routing, ROUTINGS)
+        _set_choice(self, "routing", "routing", Routing)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed={self.seed!r} must be a non-negative integer")
         self._check_numerics()
@@ -178,9 +233,29 @@ class NetConfig:
         return self.training.eta / self.training.steps ** 2
 
 
-RUNTIMES = ("local", "ray_local", "ray_cluster")
-STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
-ACTOR_GROUPS = ("forward", "backward")
+class RuntimeKind(Choice):
+    """In this process, on an embedded local Ray, or on a running Ray cluster."""
+
+    local = "local"
+    ray_local = "ray_local"
+    ray_cluster = "ray_cluster"
+
+
+class Strategy(Choice):
+    """Ray placement-group strategy; the lower-case names are accepted too (``spread``)."""
+
+    PACK = "PACK"
+    SPREAD = "SPREAD"
+    STRICT_PACK = "STRICT_PACK"
+    STRICT_SPREAD = "STRICT_SPREAD"
+    pack = "PACK"
+    spread = "SPREAD"
+    strict_pack = "STRICT_PACK"
+    strict_spread = "STRICT_SPREAD"
+
+    @classmethod
+    def _missing_(cls, value):
+        return cls.__members__.get(value.upper()) if isinstance(value, str) else None
 
 
 @dataclass(frozen=True)
@@ -189,7 +264,7 @@ class ActorResources:
 
     num_cpus: float = 1.0
     memory: int = 0
-    resources: tuple[tuple[str, float], ...] = ()
+    resources: tuple[tuple[str, float], ...] = field(default=(), metadata={"node": Dict[str, float]})
 
     def __post_init__(self) -> None:
         c = self.num_cpus
@@ -223,14 +298,14 @@ class PlacementConfig:
     (``placement=one_per_node``; ``launch/emulated_cluster.sh`` gives node ``i`` ``node_<i>``).
     """
 
-    strategy: str = "PACK"
+    strategy: Strategy = Strategy.PACK
     forward: ActorResources = field(default_factory=ActorResources)
     backward: ActorResources = field(default_factory=ActorResources)
     timeout_s: float = 60.0
     pin_shards: bool = False
 
     def __post_init__(self) -> None:
-        _check_choice("placement.strategy", self.strategy, STRATEGIES)
+        _set_choice(self, "strategy", "placement.strategy", Strategy)
         _check_positive("placement.timeout_s", self.timeout_s)
         _check_bool("placement.pin_shards", self.pin_shards)
 
@@ -251,15 +326,15 @@ class RuntimeConfig:
     of its machine to itself, plain calls otherwise (``runtime/cores.py``).
     """
 
-    kind: str = "local"
+    kind: RuntimeKind = RuntimeKind.local
     shards: int = 1
     address: str | None = None
     temp_dir: str | None = None
-    placement: PlacementConfig = field(default_factory=PlacementConfig)
-    compiled: bool | str = "auto"
+    placement: PlacementConfig = field(default_factory=PlacementConfig, metadata={"node": None})  # own group
+    compiled: bool | str = field(default="auto", metadata={"node": Any})  # true, false or auto
 
     def __post_init__(self) -> None:
-        _check_choice("runtime", self.kind, RUNTIMES)
+        _set_choice(self, "kind", "runtime", RuntimeKind)
         _check_positive("runtime.shards", self.shards, integer=True)
         _check_optional_str("runtime.address", self.address)
         _check_optional_str("runtime.temp_dir", self.temp_dir)
@@ -298,15 +373,32 @@ class CheckpointConfig:
                 raise ConfigError(f"checkpoint.{key}={value!r} must be a non-negative integer{hint}")
 
 
+class Tracker(Choice):
+    """Experiment tracker of a run (``distspike/cli/tracking.py``; extra ``distspike[track]``)."""
+
+    none = "none"
+    mlflow = "mlflow"
+    tensorboard = "tensorboard"
+
+
 @dataclass(frozen=True)
 class LoggingConfig:
-    """Per-actor spike traffic logs: on/off, every k-th sample, rows buffered per flush."""
+    """Per-actor spike traffic logs (on/off, every k-th sample, rows buffered per flush) and the tracker.
+
+    ``tracker`` logs the config, each epoch's errors and the final results to MLflow or
+    TensorBoard; ``tracking_uri`` is the MLflow tracking URI or the TensorBoard log dir
+    (None: under the run's, or the sweep's, directory). The runtimes ignore both.
+    """
 
     traffic: bool = True
     every: int = 1
     flush_rows: int = 50_000
+    tracker: Tracker = Tracker.none
+    tracking_uri: str | None = None
 
     def __post_init__(self) -> None:
         _check_bool("logging.traffic", self.traffic)
         _check_positive("logging.every", self.every, integer=True)
         _check_positive("logging.flush_rows", self.flush_rows, integer=True)
+        _set_choice(self, "tracker", "logging.tracker", Tracker)
+        _check_optional_str("logging.tracking_uri", self.tracking_uri)

@@ -23,7 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from distspike.cli import CONF_DIR, checkpoint, outputs, rundir, schema, sweep
+from distspike.cli import CONF_DIR, checkpoint, completion, outputs, rundir, schema, sweep, tracking
 from distspike.cli.argv import expand_resume, quote, resume_value
 from distspike.cli.errors import (EXIT_FAILED, EXIT_USAGE, PROG, USER_ERRORS, UserError, WriteError, full_errors,
                                   report)
@@ -51,7 +51,7 @@ def app(cfg: DictConfig) -> float:
         sweep.LAST["failed"] = True
         return math.nan
     try:
-        metrics = run_job(schema.to_checked_container(cfg), run_dir)
+        metrics = run_job(schema.to_checked_container(cfg), run_dir, track_context(hc, run_dir))
     except (Interrupted, KeyboardInterrupt) as ex:
         print(f"{PROG}: {interrupted(ex, getattr(ex, 'run_dir', run_dir))}", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_INTERRUPTED) from None
@@ -67,6 +67,16 @@ def app(cfg: DictConfig) -> float:
             report(again)
         return math.nan
     return metrics["final_test_error"]
+
+
+def track_context(hc, run_dir: Path) -> tracking.TrackContext:
+    """A sweep is one experiment (named after its directory) with a run per job; a single run its own."""
+    tags = {"run_dir": str(run_dir.resolve()), "overrides": " ".join(hc.overrides.task), "job_name": hc.job.name}
+    if hc.mode != RunMode.MULTIRUN:
+        return tracking.TrackContext(hc.job.name, run_dir.resolve().name, run_dir.resolve(), tags)
+    sweep_dir = Path(str(hc.sweep.dir))
+    return tracking.TrackContext(str(sweep_dir), str(hc.job.num), sweep_dir.resolve(),
+                                 {**tags, "sweep_dir": str(sweep_dir.resolve()), "job_num": str(hc.job.num)})
 
 
 def interrupted(ex: BaseException, run_dir: Path) -> str:
@@ -110,6 +120,8 @@ def lock_run_dir(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: expand ``resume``, check every job's config, then run Hydra."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if completion.answer(argv):  # -sc query=...: the choices of an enum-typed key
+        return 0
     logging.raiseExceptions = full_errors()  # a full disk must not make every log line print a traceback
     try:
         argv = command_line(argv)

@@ -116,6 +116,11 @@ def test_placement_two_nodes_pins_actor_groups():
     ("training.eta=abc", "training.eta"),
     ("routing=xyz", "routing/xyz"),
     ("model.sizes=oops", "model.sizes"),
+    ("training.backward_reset=sometimes", "training.backward_reset"),  # a choice is refused by its Enum type
+    ("training.rule=1", "training.rule"),
+    ("model.dtype=int8", "model.dtype"),
+    ("runtime.kind=cloud", "runtime.kind"),
+    ("data.name=cifar", "data.name"),
 ])
 def test_schema_rejects_typos_and_wrong_types(override, key):
     with pytest.raises(ConfigCompositionException) as err:
@@ -126,7 +131,6 @@ def test_schema_rejects_typos_and_wrong_types(override, key):
 @pytest.mark.parametrize("overrides, key", [
     (["model.sizes=[784,-3,10]"], "model.sizes[1]"),
     (["runtime.shards=1000", "model=digits_small"], "runtime.shards"),
-    (["training.backward_reset=sometimes"], "training.backward_reset"),
     (["data=mnist", "data.root=/nonexistent"], "data.root"),
     (["+training.ruel=sgd"], "training.ruel"),
     (["checkpoint.keep=-1"], "checkpoint.keep"),
@@ -195,3 +199,50 @@ def test_experiments_run_in_one_process_unless_told_otherwise():
         assert spec_of(f"experiment={name}").runtime.kind == "local", name
     assert spec_of("experiment=table3_fsgd", "runtime=ray_local").runtime.kind == "ray_local"
     assert spec_of("runtime=ray_local", "experiment=table3_fsgd").runtime.kind == "ray_local"
+
+
+def test_the_tree_is_generated_from_the_runtime_config_objects():
+    """One tree: every field of the runtime's dataclasses is a node of the same name, choice type and default."""
+    import dataclasses
+    import typing
+
+    from omegaconf import OmegaConf
+    from omegaconf.errors import ValidationError
+
+    from distspike import config
+    from distspike.cli import schema
+    from distspike.cli.convert import DataSpec, RunSpec
+    node = OmegaConf.structured(schema.TrainNode)
+    for key, cls in [("model", config.ModelConfig), ("training", config.TrainingConfig), ("data", DataSpec),
+                     ("runtime", config.RuntimeConfig), ("placement", config.PlacementConfig),
+                     ("placement.forward", config.ActorResources), ("logging", config.LoggingConfig),
+                     ("checkpoint", config.CheckpointConfig), ("", RunSpec)]:
+        sub = OmegaConf.select(node, key) if key else node
+        names = [f.name for f in dataclasses.fields(cls) if f.metadata.get("node", ...) is not None]
+        assert list(sub.keys()) == names, key
+        hints, node_hints = typing.get_type_hints(cls), typing.get_type_hints(schema.node_class(cls))
+        for name in names:
+            if isinstance(hints[name], type) and issubclass(hints[name], config.Choice):
+                assert node_hints[name] is hints[name], (key, name)  # checked by type
+                with pytest.raises(ValidationError, match="expected one of"):
+                    setattr(sub, name, "not-a-choice")
+    choices = [h for h in typing.get_type_hints(config.TrainingConfig).values() if h is not bool and
+               isinstance(h, type) and issubclass(h, config.Choice)]
+    assert len(choices) == 3
+    assert node.training.rule == config.TrainingConfig.rule and node.seed == config.NetConfig.seed
+    assert node.placement.strategy == config.PlacementConfig.strategy and node.model.sizes == [784, 200, 200, 10]
+
+
+def test_choices_are_enums_and_keep_comparing_as_strings():
+    from distspike.config import PlacementConfig, Routing, Rule, Strategy, TrainingConfig
+    t = TrainingConfig(rule="fsgd")
+    assert t.rule is Rule.fsgd and t.rule == "fsgd" and f"{t.rule}" == "fsgd" and repr(t.rule) == "'fsgd'"
+    assert [r.value for r in Routing] == ["bfs", "dfs"] and [s.value for s in Strategy][:2] == ["PACK", "SPREAD"]
+    assert PlacementConfig("spread").strategy is Strategy.SPREAD
+    with pytest.raises(ConfigError, match=r"^training.rule='sgdd' is not one of \['sgd', 'fsgd'\]$"):
+        TrainingConfig(rule="sgdd")
+
+
+def test_the_cli_uses_only_hydras_public_api():
+    for path in (ROOT / "distspike").rglob("*.py"):
+        assert "hydra._internal" not in path.read_text(), path

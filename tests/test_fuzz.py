@@ -175,7 +175,7 @@ FIELDS = {  # class, defaults, field -> the key its errors name
     ModelConfig: ({}, {"sizes": "model.sizes", "w_init": "model.w_init", "dtype": "model.dtype"}),
     TrainingConfig: ({}, {k: f"training.{k}" for k in ("rule", "smooth", "eta", "steps", "epochs", "hold_error",
                                                         "backward_reset")}),
-    LoggingConfig: ({}, {k: f"logging.{k}" for k in ("traffic", "every", "flush_rows")}),
+    LoggingConfig: ({}, {k: f"logging.{k}" for k in ("traffic", "every", "flush_rows", "tracker", "tracking_uri")}),
     CheckpointConfig: ({}, {k: f"checkpoint.{k}" for k in ("keep", "every_samples", "max_restarts")}),
     PlacementConfig: ({}, {"strategy": "placement.strategy", "timeout_s": "placement.timeout_s"}),
     ActorResources: ({}, {"num_cpus": "num_cpus", "memory": "memory", "resources": "resources"}),

@@ -1,8 +1,9 @@
 """Entry-point support for ``distspike-train``: the Hydra schema, config conversion,
-run-directory outputs and checkpoints, and the sweep summary.
+run-directory outputs and checkpoints, experiment tracking, and the sweep summary.
 
-Only ``schema``, ``preflight`` and ``sweep`` import Hydra; the rest works on plain
-containers and the typed objects of ``distspike.config``.
+Only ``schema`` (generated from ``distspike.config``; ``argv`` and ``completion`` read
+it), ``preflight`` and ``sweep`` import Hydra; the rest works on plain containers and
+the typed objects of ``distspike.config``.
 """
 from pathlib import Path
 

@@ -7,8 +7,9 @@ given again on the command line wins), and Hydra's run directory is set to RUN_D
 The job then checks that the composed config matches the checkpoint.
 
 A run directory may come from someone else, so it is read as data, never as code:
-only distspike's own config keys are replayed (``allowed``: the schema's keys, the
-config groups with the options shipped in ``conf/``, and ``+``-additions only inside
+only distspike's own config keys are replayed (the keys of the config tree,
+``cli.schema``, which is generated from the runtime's config objects; the config
+groups with the options shipped in ``conf/``; and ``+``-additions only inside
 the open dictionaries such as ``+placement.forward.resources.gpu_node=1``). A line
 that sets ``hydra.*``, a ``_target_``, a resolver interpolation ``${...}``, a sweep or
 any other key is refused with one line naming it (``resume_refusal``), before Hydra
@@ -16,9 +17,7 @@ runs.
 """
 from __future__ import annotations
 
-import dataclasses
 import re
-import typing
 from pathlib import Path
 
 import yaml
@@ -26,12 +25,11 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType, ValueType
 from hydra.errors import HydraException
 
-from distspike.cli import CONF_DIR, checkpoint
+from distspike.cli import CONF_DIR, checkpoint, schema
 from distspike.cli.errors import UserError
-from distspike.cli.schema import TrainSchema
 
-#: config groups of ``conf/`` a saved override may choose an option of
-GROUPS = ("model", "training", "routing", "data", "runtime", "placement", "logging", "experiment")
+#: config groups of ``conf/`` a saved override may choose an option of (``hydra/`` is Hydra's own)
+GROUPS = tuple(sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra"))
 
 _PLAIN = re.compile(r"^[A-Za-z0-9_./~+\-:@]+$")
 
@@ -45,22 +43,6 @@ def quote(path: str) -> str:
 
 def _key(override) -> str:
     return override.key_or_group if override.package is None else f"{override.key_or_group}@{override.package}"
-
-
-def schema_keys(cls: type = TrainSchema, prefix: str = "") -> tuple[set[str], set[str]]:
-    """``(leaves, open)``: the schema's dotted keys, and those of its dict fields (which take any sub-key)."""
-    leaves, open_ = set(), set()
-    for f in dataclasses.fields(cls):
-        key, hint = prefix + f.name, typing.get_type_hints(cls)[f.name]
-        if dataclasses.is_dataclass(hint):
-            sub_leaves, sub_open = schema_keys(hint, key + ".")
-            leaves |= sub_leaves
-            open_ |= sub_open
-        else:
-            leaves.add(key)
-            if typing.get_origin(hint) is dict:
-                open_.add(key)
-    return leaves, open_
 
 
 def group_options(group: str) -> set[str]:
@@ -82,7 +64,7 @@ def _has_interpolation(value) -> bool:
 def resume_refusal(o: Override) -> str | None:
     """Why the saved override ``o`` may not be replayed, or None if it sets one of distspike's own keys."""
     key = o.key_or_group
-    leaves, open_ = schema_keys()
+    leaves, open_ = schema.keys()
     if o.package is not None or o.is_hydra_override() or key.split(".")[0] == "hydra" or "/" in key:
         return "it configures Hydra, not distspike"
     if "_target_" in key.split("."):

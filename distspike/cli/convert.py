@@ -1,28 +1,33 @@
 """Plain config containers (resolved Hydra config) -> the typed objects of ``distspike.config``.
 
 Hydra stops at the entry point: ``run_spec`` turns the resolved config into a frozen
-``RunSpec`` of typed objects, and only those travel further. Layer sizes may contain
-``null`` in the first (input) and last (output) position; they are filled in from the
-dataset's feature and class counts by ``RunSpec.net_config``.
+``RunSpec`` of typed objects (``build``, field for field: the tree Hydra composes is
+generated from these very classes, ``cli.schema``), and only those travel further.
+Layer sizes may contain ``null`` in the first (input) and last (output) position; they
+are filled in from the dataset's feature and class counts by ``RunSpec.net_config``.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 import numpy as np
 
-from distspike.config import (ActorResources, CheckpointConfig, ConfigError, LoggingConfig, ModelConfig, NetConfig,
-                              PlacementConfig, RuntimeConfig, TrainingConfig)
+from distspike.config import (CheckpointConfig, Choice, ConfigError, LoggingConfig, ModelConfig, NetConfig,
+                              PlacementConfig, Routing, RuntimeConfig, TrainingConfig)
 from distspike.data import DATASETS, Dataset, load_dataset
+
+
+#: the datasets ``data.name`` may choose (``distspike.data.DATASETS``)
+DataName = Choice("DataName", {name: name for name in sorted(DATASETS)}, module=__name__)
 
 
 @dataclass(frozen=True)
 class DataSpec:
     """Which dataset to load, from where, and which leading subsets to keep."""
 
-    name: str
+    name: DataName
     root: str | None = None
     download: bool = True
     n_train: int | None = None
@@ -31,8 +36,7 @@ class DataSpec:
     shuffle_seed: int | None = None
 
     def __post_init__(self) -> None:
-        if self.name not in DATASETS:
-            raise ConfigError(f"data.name={self.name!r} is not one of {sorted(DATASETS)}")
+        object.__setattr__(self, "name", DataName.of("data.name", self.name))
         for key in ("n_train", "n_test", "shuffle_seed"):
             n = getattr(self, key)
             if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
@@ -68,19 +72,30 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """A whole ``distspike-train`` job, typed; model sizes may still hold ``None``."""
+    """A whole ``distspike-train`` job, typed; model sizes may still hold ``None``.
 
-    model: dict
-    training: TrainingConfig
-    routing: str
-    seed: int
-    runtime: RuntimeConfig
-    logging: LoggingConfig
-    data: DataSpec
+    Its fields are the command line's top-level keys (``cli.schema`` generates Hydra's
+    tree from them). ``placement`` is a group of its own there; the runtime carries it.
+    """
+
+    model: dict = field(default_factory=lambda: asdict(ModelConfig()), metadata={"node": ModelConfig})
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    routing: Routing = NetConfig.routing
+    data: DataSpec = field(default_factory=lambda: DataSpec("mnist"))
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    placement: PlacementConfig = field(default_factory=PlacementConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    seed: int = NetConfig.seed
     resume: str | None = None
     progress: bool | None = None
     eval_train: int | None = None
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+
+    def __post_init__(self) -> None:
+        if self.eval_train is not None and (isinstance(self.eval_train, bool) or not isinstance(self.eval_train, int)
+                                            or self.eval_train <= 0):
+            raise ConfigError(f"eval_train={self.eval_train!r} must be a positive integer or null")
+        object.__setattr__(self, "runtime", replace(self.runtime, placement=self.placement))
 
     def net_config(self, n_features: int | None = None, n_classes: int | None = None) -> NetConfig:
         """The typed net; ``None`` counts (no data yet) leave auto sizes as placeholders."""
@@ -117,40 +132,24 @@ def resolve_sizes(sizes: list, n_features: int | None, n_classes: int | None, da
     return sizes
 
 
-def actor_resources(node: dict) -> ActorResources:
-    """``placement.forward`` / ``.backward`` -> ``ActorResources``."""
-    return ActorResources(node["num_cpus"], node["memory"], tuple(dict(node["resources"]).items()))
+def build(cls: type, node: dict):
+    """The frozen dataclass ``cls`` from its resolved config node (nested dataclasses too).
 
-
-def placement_config(node: dict) -> PlacementConfig:
-    """``placement.strategy`` is accepted in any case (``spread`` -> ``SPREAD``)."""
-    return PlacementConfig(str(node["strategy"]).upper(), actor_resources(node["forward"]),
-                           actor_resources(node["backward"]), node["timeout_s"], node.get("pin_shards", False))
-
-
-def runtime_config(node: dict, placement: dict) -> RuntimeConfig:
-    """``runtime`` + ``placement`` -> ``RuntimeConfig`` (placement is its own group for the CLI)."""
-    return RuntimeConfig(node["kind"], node["shards"], node["address"], node["temp_dir"],
-                         placement_config(placement), node["compiled"])
-
-
-def data_spec(node: dict) -> DataSpec:
-    """``data`` -> ``DataSpec``."""
-    return DataSpec(node["name"], node["root"], node["download"], node["n_train"], node["n_test"],
-                    dict(node["options"] or {}), node["shuffle_seed"])
+    Keys the node lacks keep their defaults; each constructor checks its values and
+    raises ``ConfigError`` naming the key.
+    """
+    hints = get_type_hints(cls)
+    kwargs = {}
+    for f in fields(cls):
+        if f.name in node:
+            value = node[f.name]
+            kwargs[f.name] = build(hints[f.name], value) if is_dataclass(hints[f.name]) else value
+    return cls(**kwargs)
 
 
 def run_spec(cfg: dict[str, Any]) -> RunSpec:
     """Typed ``RunSpec`` of a resolved config container; raises ``ConfigError`` naming the key."""
-    eval_train = cfg["eval_train"]
-    if eval_train is not None and eval_train <= 0:
-        raise ConfigError(f"eval_train={eval_train!r} must be a positive integer or null")
-    spec = RunSpec(model=dict(cfg["model"]), training=TrainingConfig(**cfg["training"]),
-                   routing=cfg["routing"], seed=cfg["seed"],
-                   runtime=runtime_config(cfg["runtime"], cfg["placement"]),
-                   logging=LoggingConfig(**cfg["logging"]), data=data_spec(cfg["data"]),
-                   resume=cfg["resume"], progress=cfg["progress"], eval_train=eval_train,
-                   checkpoint=CheckpointConfig(**cfg["checkpoint"]))
+    spec = build(RunSpec, cfg)
     spec.check()
     return spec
 

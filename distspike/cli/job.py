@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from distspike.cli import checkpoint, curve_plot, outputs
+from distspike.cli import checkpoint, curve_plot, outputs, tracking
 from distspike.cli.convert import RunSpec, identity, run_spec
 from distspike.cli.errors import UserError, full_errors, one_line, reports_disk_full
 from distspike.config import NetConfig, RuntimeConfig
@@ -101,8 +101,10 @@ def open_net(net_cfg: NetConfig, runtime: RuntimeConfig, spec: RunSpec, run_dir:
 class EpochSaver:
     """``fit``'s hooks: ``__call__`` logs an epoch and appends it to ``curve.csv``; ``save`` checkpoints."""
 
-    def __init__(self, net, run_dir: Path, ident: dict, start: Start, n_train: int, keep: int, digest: str):
+    def __init__(self, net, run_dir: Path, ident: dict, start: Start, n_train: int, keep: int, digest: str,
+                 tracker: tracking.NoTracker | None = None):
         self.net, self.run_dir, self.ident, self.n_train, self.keep = net, run_dir, ident, n_train, keep
+        self.tracker = tracker or tracking.NoTracker()
         self.start, self.curve, self.digest = start, list(start.curve), digest
         self.train_seconds = start.train_seconds
         self.t0 = self.mark = time.perf_counter()
@@ -126,6 +128,7 @@ class EpochSaver:
         self.curve.append(asdict(rec))
         outputs.append_curve(self.run_dir, rec)
         curve_plot.write(self.run_dir, self.curve)
+        self.tracker.log_epoch(rec)
 
     def save(self, snap: Snapshot) -> Path:
         """Write ``snap`` as a checkpoint (state, position, curve so far, traffic position, totals)."""
@@ -174,14 +177,15 @@ def collect_metrics(net, data, spec: RunSpec, runtime: RuntimeConfig, saver: Epo
     }
 
 
-def train(net, data, spec: RunSpec, run_dir: Path, start: Start, digest: str) -> tuple[EpochSaver, Guard]:
+def train(net, data, spec: RunSpec, run_dir: Path, start: Start, digest: str,
+          tracker: tracking.NoTracker | None = None) -> tuple[EpochSaver, Guard]:
     """Load the checkpoint state (if any) and run the remaining epochs, checkpointing at the cadence."""
     if start.state is not None:
         net.load_state_dict(start.state)
         net.epoch = start.epoch
     watch_outputs(net)
     ck = spec.checkpoint
-    saver = EpochSaver(net, run_dir, identity(net.cfg, spec), start, data.n_train, ck.keep, digest)
+    saver = EpochSaver(net, run_dir, identity(net.cfg, spec), start, data.n_train, ck.keep, digest, tracker)
     guard = Guard(net, ck.every_samples, saver.save, ck.max_restarts, run_dir)
     todo = max(net.cfg.training.epochs - start.epoch, 0)
     if start.epoch and not todo:
@@ -202,10 +206,12 @@ def faster_runtime(runtime: RuntimeConfig) -> str:
 
 
 @reports_disk_full
-def run_job(cfg: dict, run_dir: Path) -> dict:
+def run_job(cfg: dict, run_dir: Path, track: tracking.TrackContext | None = None) -> dict:
     """Run one job from its resolved config; returns (and writes) its metrics.
 
     With ``resume`` set, the job writes into the resumed run directory instead.
+    ``track``: the experiment and run a tracker (``logging.tracker``) logs to (default:
+    a run of its own, stored in the run directory).
     """
     spec = run_spec(cfg)
     run_dir = Path(spec.resume).resolve() if spec.resume else Path(run_dir).resolve()
@@ -219,13 +225,17 @@ def run_job(cfg: dict, run_dir: Path) -> dict:
     ck = find_checkpoint(spec, run_dir, net_cfg, digest)
     start = resume_point(ck, run_dir)
     runtime, fallback_tmp = job_runtime(spec.runtime, run_dir)
-    outputs.write_config(run_dir, resolved(cfg, net_cfg, runtime))
+    config = resolved(cfg, net_cfg, runtime)
+    outputs.write_config(run_dir, config)
     outputs.write_curve(run_dir, start.curve)
     rewind_logs(ck, run_dir)
+    track = track or tracking.TrackContext.single(run_dir)
     try:
-        with interrupt.stop_on_sigint(), open_net(net_cfg, runtime, spec, run_dir) as net:
-            saver, guard = train(net, data, spec, run_dir, start, digest)
+        with interrupt.stop_on_sigint(), tracking.tracked(spec.logging, track, config) as tracker, \
+                open_net(net_cfg, runtime, spec, run_dir) as net:
+            saver, guard = train(net, data, spec, run_dir, start, digest, tracker)
             metrics = collect_metrics(net, data, spec, runtime, saver, guard, run_dir)
+            tracker.finish(metrics)
     except (interrupt.Interrupted, KeyboardInterrupt) as ex:
         ex.run_dir = run_dir  # for the resume line (train.py)
         raise

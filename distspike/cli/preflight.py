@@ -5,38 +5,78 @@ several lines. ``preflight`` composes each job's config with Hydra's compose API
 and converts it to the typed objects, so a bad override - in any job of a sweep - stops
 the command before anything runs, with one line naming the key. What needs the data
 (auto sizes, subset sizes) or the cluster is checked by the job itself.
+
+Only Hydra's public API is used: the command line is parsed with the flags Hydra
+documents (``ARGS``), and a sweep is expanded as Hydra's basic sweeper does (the
+cartesian product of the discrete sweeps, a later override of a key replacing an
+earlier one) with the public override parser.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
+import itertools
 import re
 
 from hydra import compose, initialize_config_dir
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-from hydra._internal.utils import get_args_parser
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf.errors import OmegaConfBaseException
 
-from distspike.cli import CONF_DIR, schema
+from distspike.cli import CONF_DIR, schema, tracking
 from distspike.cli.convert import run_spec
 from distspike.cli.errors import USER_ERRORS, UserError, one_line
 
 _SKIP_FLAGS = ("help", "hydra_help", "shell_completion", "info", "config_path", "config_dir")
 
+#: Hydra 1.3's command-line flags (``distspike-train --help``): (names, ``add_argument`` keywords)
+ARGS = (
+    (("--help", "-h"), {"action": "store_true"}), (("--hydra-help",), {"action": "store_true"}),
+    (("--version",), {"action": "version", "version": "Hydra"}), (("overrides",), {"nargs": "*"}),
+    (("--cfg", "-c"), {"choices": ["job", "hydra", "all"]}), (("--resolve",), {"action": "store_true"}),
+    (("--package", "-p"), {}), (("--run", "-r"), {"action": "store_true"}),
+    (("--multirun", "-m"), {"action": "store_true"}), (("--shell-completion", "-sc"), {"action": "store_true"}),
+    (("--config-path", "-cp"), {}), (("--config-name", "-cn"), {}), (("--config-dir", "-cd"), {}),
+    (("--experimental-rerun",), {}),
+    (("--info", "-i"), {"const": "all", "nargs": "?",
+                        "choices": ["all", "config", "defaults", "defaults-tree", "plugins", "searchpath"]}),
+)
+
+
+def args_parser() -> argparse.ArgumentParser:
+    """A parser of the flags Hydra's ``@hydra.main`` accepts, with the same names and meanings."""
+    parser = argparse.ArgumentParser(add_help=False, prog="distspike-train")
+    for names, kwargs in ARGS:
+        parser.add_argument(*names, **kwargs)
+    return parser
+
 
 def parse_args(argv: list[str]):
-    """``argv`` parsed by Hydra's own parser (``-m``, ``--cfg``... mean what they mean to Hydra).
+    """``argv`` parsed as Hydra parses it (``-m``, ``--cfg``... mean what they mean to Hydra).
 
     None if it does not parse (or is ``--version``): Hydra itself reports that, once.
     """
     quiet = io.StringIO()
     try:
         with contextlib.redirect_stderr(quiet), contextlib.redirect_stdout(quiet):
-            return get_args_parser().parse_args(argv)
+            return args_parser().parse_args(argv)
     except SystemExit:
         return None
+
+
+def sweep_jobs(parsed: list) -> list[list[str]]:
+    """The jobs of a basic-sweeper multirun: one ``key=value`` list per point of the sweep's grid."""
+    choices: dict[str, list[str]] = {}
+    for o in parsed:
+        key = o.get_key_element()
+        if not o.is_sweep_override():
+            choices[key] = [f"{key}={o.get_value_element_as_str()}"]
+        elif o.is_discrete_sweep():
+            choices[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
+        else:
+            raise HydraException(f"{key}: the basic sweeper does not support sweep type {o.value_type.name}")
+    return [list(job) for job in itertools.product(*choices.values())]
 
 
 def job_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
@@ -50,7 +90,7 @@ def job_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
     parsed = [o for o in parsed if not o.is_hydra_override()]
     if not multirun:
         return [[o.input_line for o in parsed]]
-    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+    return sweep_jobs(parsed)
 
 
 def explain(ex: BaseException) -> str:
@@ -70,7 +110,7 @@ def explain(ex: BaseException) -> str:
 def check_job(config_name: str, overrides: list[str]) -> None:
     """Compose one job's config and convert it to the typed objects."""
     cfg = compose(config_name=config_name, overrides=overrides)
-    run_spec(schema.to_checked_container(cfg))
+    tracking.check_available(run_spec(schema.to_checked_container(cfg)).logging)
 
 
 def preflight(argv: list[str]) -> None:

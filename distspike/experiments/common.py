@@ -106,8 +106,8 @@ def net_config(cfg: dict, **training):
 
 def load_run_data(cfg: dict):
     """The dataset of a resolved run config (same samples, order and subsets as the run)."""
-    from distspike.cli.convert import data_spec
-    return data_spec(cfg["data"]).load()
+    from distspike.cli.convert import DataSpec, build
+    return build(DataSpec, cfg["data"]).load()
 
 
 # -- files -------------------------------------------------------------------------

@@ -23,8 +23,10 @@ class PlacementError(RuntimeError):
 
 def place(bundles: list[dict], names: list[str], runtime: RuntimeConfig):
     """Create the placement group and wait at most ``timeout_s`` for it; else name the bundle."""
-    # a name exists once per Ray namespace: each net's group gets its own, so nets can share a Ray
-    pg = placement_group(bundles, strategy=runtime.placement.strategy, name=f"distspike-{uuid.uuid4().hex[:12]}")
+    # a name exists once per Ray namespace: each net's group gets its own, so nets can share a Ray;
+    # the strategy goes to Ray's C++ layer as a plain str (it is a str Enum, config.Strategy)
+    strategy = str(runtime.placement.strategy)
+    pg = placement_group(bundles, strategy=strategy, name=f"distspike-{uuid.uuid4().hex[:12]}")
     ready = pg.ready()
     done, _ = ray.wait([ready], timeout=runtime.placement.timeout_s)
     if done:
