@@ -123,6 +123,9 @@ class Net:
         After each epoch the error (%) is measured on the first ``eval_train`` training samples
         (all by default) and on ``validation=(x_val, y_val)`` (default: the training data).
         """
+        for key, value, least in (("epochs", epochs, 0), ("eval_train", 1 if eval_train is None else eval_train, 1)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+                raise ValueError(f"fit: {key}={value!r} must be an integer >= {least}")
         data = _dataset("fit", x, y, validation, self.config.model.sizes)
         t0 = time.perf_counter()
         result = fit(self._net, data.x_train, data.y_train, data.x_test, data.y_test, epochs, progress=progress,
@@ -154,8 +157,8 @@ class Net:
 
     @property
     def stats(self) -> dict[str, np.ndarray]:
-        """Spike totals per layer (index 0: the input quantizer) since the net was built or loaded:
-        ``fwd``, ``err_in``, ``err_passed``, ``bwd_out`` (``docs/traffic.md``)."""
+        """Spike totals per layer (index 0: the input quantizer) over all training so far (a loaded net
+        continues the saved totals): ``fwd``, ``err_in``, ``err_passed``, ``bwd_out`` (``docs/traffic.md``)."""
         return {k: np.asarray(v) for k, v in self._net.stats.as_dict().items()}
 
     @property

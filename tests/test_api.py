@@ -119,9 +119,11 @@ def test_train_save_load_train_equals_training_straight_through(digits, tmp_path
     with distspike.Net(SIZES, seed=2, w_init=0.1, rule="fsgd", dtype="int") as first:
         first.fit(x, y, epochs=1)
         npz = first.save(tmp_path / "ck")
+        saved_stats = first.stats
     assert npz == tmp_path / "ck" / "checkpoints" / "epoch_0001.npz"
     with distspike.Net.load(tmp_path / "ck") as second:
         assert second.samples_seen == 100 and second.config == first.config
+        assert all(np.array_equal(second.stats[k], v) for k, v in saved_stats.items())
         second.fit(x, y, epochs=1)
         resumed = second._net.state_dict()
     assert resumed.keys() == state.keys()
@@ -189,6 +191,8 @@ def test_traffic_needs_a_run_dir(digits):
     (lambda net, d: net.fit(np.full((2, 64), np.nan), [0, 1]), DataError, "nan is not a finite number"),
     (lambda net, d: net.predict(d.x_train[0]), DataError, "must be 2-D"),
     (lambda net, d: net.evaluate(d.x_test[:3], d.y_test[:3].astype(float)), DataError, "integer dtype"),
+    (lambda net, d: net.fit(d.x_train[:5], d.y_train[:5], epochs=-1), ValueError, r"epochs=-1 must be an integer"),
+    (lambda net, d: net.fit(d.x_train[:5], d.y_train[:5], eval_train=0), ValueError, r"eval_train=0 must be"),
 ])
 def test_bad_arrays_are_one_line_errors_naming_the_value(digits, call, error, match):
     with distspike.Net(SIZES) as net:
