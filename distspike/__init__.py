@@ -5,12 +5,16 @@ kernel is compiled, in every process that imports distspike (the driver, Ray act
 test workers). Left alone, numba writes its cache beside the source: into
 site-packages for an installed copy (where ``pip uninstall`` leaves it behind as an
 empty namespace package that hides a later editable install) or into the source tree.
+
+``distspike.Net`` is the Python API (``distspike.api``, docs/api.md). It is imported on
+first use, so ``import distspike`` stays light (no numpy, numba or Ray).
 """
 import os
 import sys
 from pathlib import Path
 
 __version__ = "0.1.0"
+__all__ = ["Net", "numba_cache_dir"]
 
 
 def numba_cache_dir() -> Path:
@@ -31,3 +35,11 @@ def _use_numba_cache_dir() -> None:
 
 
 _use_numba_cache_dir()
+
+
+def __getattr__(name: str):
+    """``distspike.Net``, imported on first use."""
+    if name == "Net":
+        from distspike.api import Net
+        return Net
+    raise AttributeError(f"module 'distspike' has no attribute {name!r}")

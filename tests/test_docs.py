@@ -17,6 +17,22 @@ def test_readme_says_where_mnist_comes_from_and_what_a_run_leaves():
         assert needle in README, needle
 
 
+def test_readme_links_the_guides():
+    for target in ("docs/usage.md", "docs/api.md", "docs/semantics.md", "results/README.md",
+                   "results/benchmarks.md", "launch/README.md"):
+        assert f"]({target})" in README, target
+
+
+def test_the_quick_start_lines_keep_their_measured_times_in_usage():
+    """The README gives the two commands; docs/usage.md gives each, as written, beside its measured time."""
+    from test_ci import code, extractor
+    usage = (ROOT / "docs" / "usage.md").read_text()
+    for command in map(code, extractor().quick_start(README)):
+        rows = [r for r in usage.splitlines() if r.startswith(f"| `{command}` |")]
+        assert len(rows) == 1, command
+        assert re.search(r"\| [^|]*\b\d+ (s|min)\b[^|]*\|$", rows[0]), rows[0]
+
+
 def test_relative_links_resolve():
     for doc in DOCS:
         for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", doc.read_text()):

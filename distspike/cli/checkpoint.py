@@ -26,7 +26,7 @@ import math
 import os
 import re
 import stat
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable
 
@@ -374,6 +374,19 @@ def _flatten(d: dict, prefix: str = "") -> dict:
         key = f"{prefix}{k}"
         out.update(_flatten(v, key + ".") if isinstance(v, dict) and v else {key: v})
     return out
+
+
+def identity(net, data: dict, shards: int) -> dict:
+    """What a checkpoint must share with a run that continues it (JSON-ready): its ``config``.
+
+    Everything that changes the numbers: the ``NetConfig`` ``net`` (model, training rule
+    without the epoch count, routing, seed), the data samples (``data``: the data spec's
+    identity) and the sharding (module state is per shard).
+    """
+    net_d = asdict(net)
+    net_d["training"].pop("epochs")
+    net_d["model"]["sizes"] = list(net_d["model"]["sizes"])
+    return {**net_d, "data": data, "runtime": {"shards": shards}}
 
 
 def check_compatible(saved: dict, current: dict, run_dir: Path) -> None:

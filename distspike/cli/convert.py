@@ -14,6 +14,7 @@ from typing import Any, get_type_hints
 
 import numpy as np
 
+from distspike.cli import checkpoint
 from distspike.config import (CheckpointConfig, Choice, ConfigError, LoggingConfig, ModelConfig, NetConfig,
                               PlacementConfig, Routing, RuntimeConfig, TrainingConfig)
 from distspike.data import DATASETS, Dataset, load_dataset
@@ -155,12 +156,5 @@ def run_spec(cfg: dict[str, Any]) -> RunSpec:
 
 
 def identity(net: NetConfig, spec: RunSpec) -> dict:
-    """What a checkpoint must share with a run that resumes it (JSON-ready).
-
-    Everything that changes the numbers: model, training rule (not the epoch count),
-    routing, seed, the data samples, and the sharding (module state is per shard).
-    """
-    net_d = asdict(net)
-    net_d["training"].pop("epochs")
-    net_d["model"]["sizes"] = list(net_d["model"]["sizes"])
-    return {**net_d, "data": spec.data.identity(), "runtime": {"shards": spec.runtime.shards}}
+    """What a checkpoint must share with a run that resumes it (``checkpoint.identity``)."""
+    return checkpoint.identity(net, spec.data.identity(), spec.runtime.shards)
