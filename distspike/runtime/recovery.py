@@ -200,6 +200,8 @@ class Guard:
             t0 = time.perf_counter()
             try:
                 revived = self._restore()
+            except RecoveryError as stuck:  # no node has room for the lost actors (node_loss.ReviveError)
+                raise RecoveryError(f"{stuck}; last checkpoint: {self.last.where()}") from err
             except Exception as again:  # lost another actor while restoring
                 if not self.lost(again):
                     raise
