@@ -18,6 +18,7 @@ for them) it raises ``ReviveError``, naming the lost node(s), the actors and why
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 import ray
@@ -82,20 +83,31 @@ class LossHandling:
         return [n for n in self.actors if n in lost]
 
     def revive(self) -> list[str]:
-        """Re-create every actor that is dead or does not answer and wait (bounded) until they run; their names."""
+        """Re-create every actor that is dead or does not answer and wait (bounded) until they run; their names.
+
+        A new actor can fail at once (its bundle was still on a node not yet declared
+        dead): it is created again until ``revive_timeout_s`` is spent.
+        """
         self.drop_graph()
+        # every result downstream of a lost actor now holds an echo of the loss, which Ray would
+        # print as an "Unhandled error" when it is dropped; the loss is handled and logged once
+        os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
         lost = self.unanswered()
-        t0 = time.perf_counter()
-        for name in lost:
-            ray.kill(self.actors[name], no_restart=True)
-            self.actors[name] = self.factory.spawn(name)
-        failed, pending = wait_all({n: self.actors[n].ping.remote() for n in lost}, self.revive_timeout_s)
-        if failed or pending:
-            self.stranded = set(failed) | set(pending)
-            raise ReviveError(self.stranded_line(lost, sorted(self.stranded, key=lost.index)))
+        t0, todo = time.monotonic(), list(lost)
+        while todo:
+            for name in todo:
+                ray.kill(self.actors[name], no_restart=True)
+                self.actors[name] = self.factory.spawn(name)
+            left = self.revive_timeout_s - (time.monotonic() - t0)
+            failed, pending = wait_all({n: self.actors[n].ping.remote() for n in todo}, max(left, 0.0))
+            if pending or (failed and time.monotonic() - t0 >= self.revive_timeout_s):
+                self.stranded = set(failed) | set(pending)
+                raise ReviveError(self.stranded_line(lost, [n for n in lost if n in self.stranded]))
+            todo = failed
+            time.sleep(0.5 if todo else 0.0)
         self.stranded = set()
         moved = where_actors({n: self.actors[n] for n in lost})
-        log.warning("re-created %s in %.2f s: %s", ", ".join(lost) or "no actor", time.perf_counter() - t0,
+        log.warning("re-created %s in %.2f s: %s", ", ".join(lost) or "no actor", time.monotonic() - t0,
                     "; ".join(f"{n} on {moved[n]['node']} (was {self.nodes.get(n, '?')})" for n in lost))
         self.nodes.update({n: moved[n]["node"] for n in lost})
         return lost

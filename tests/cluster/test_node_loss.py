@@ -168,7 +168,7 @@ def test_a_partition_longer_than_the_health_checks_is_a_node_loss(rig, reference
 def test_no_room_for_the_lost_actors_is_one_line_and_the_run_dir_resumes(rig, reference, damaged, tmp_path):
     run = tmp_path / "run"
     proc = start_run(rig, run, "placement=one_per_node", "runtime.shards=3", "runtime.compiled=false",
-                     "placement.timeout_s=8")
+                     "placement.timeout_s=10")
     wait_mid_run(proc, run)
     damaged.append(2)
     faults.kill_node(rig.dir, 2)
@@ -177,7 +177,7 @@ def test_no_room_for_the_lost_actors_is_one_line_and_the_run_dir_resumes(rig, re
     errors = [ln for ln in err.splitlines() if "error" in ln]
     assert len(errors) == 1, err[-3000:]
     assert re.search(rf"node {re.escape(LOST_IP)} lost: actor\(s\) forward\.1\.2, forward\.2\.2, backward\.2\.2 "
-                     r"could not be re-created within 8 s .*no alive node offers node_2.*"
+                     r"could not be re-created within 10 s .*no alive node offers node_2.*"
                      r"last checkpoint: epoch 0 \+ \d+ samples \(.*checkpoints/epoch_0000_plus_\d+\.npz\)",
                      errors[0]), errors[0]
     assert "Traceback" not in err
