@@ -96,7 +96,9 @@ def main(argv=None) -> int:
     subprocess.run(["rm", "-rf", str(out)], check=True)
     ref = reference(out / "local")
     emulated.stop(args.dir, grace_s=1.0)
-    address = emulated.start(args.dir, 3)
+    # 2 logical CPUs per node whatever this process's affinity (taskset -c 0 gives 1): a survivor
+    # must have a free CPU for the lost node's bundle, else the run stops for want of room
+    address = emulated.start(args.dir, 3, num_cpus=2)
     print("health checks:", " ".join(f"{k}={v}" for k, v in emulated.HEALTH_CHECK.items()))
     print(f"{'case':<20} {'actor lost':<14} {'error':<16} {'detect s':>8} {'recover s':>9} {'run s':>6}  bit-identical")
     try:
