@@ -31,7 +31,7 @@ from distspike.cluster import emulated, faults
 
 RUN = ["data=digits", "model=digits_small", "model.dtype=int", "training.epochs=1", "data.n_train=120",
        "data.n_test=10", "eval_train=10", "logging=off", "checkpoint.every_samples=5"]
-LOST = re.compile(r"actor (\S+) lost \((\w+)\).*detected at unix time ([\d.]+), training again ([\d.]+) s later")
+LOST = re.compile(r"actor (\S+) lost \((.+?)\); revived.*detected at unix time ([\d.]+), training again ([\d.]+) s later")
 
 
 def train_cmd() -> list[str]:
@@ -100,14 +100,14 @@ def main(argv=None) -> int:
     # must have a free CPU for the lost node's bundle, else the run stops for want of room
     address = emulated.start(args.dir, 3, num_cpus=2)
     print("health checks:", " ".join(f"{k}={v}" for k, v in emulated.HEALTH_CHECK.items()))
-    print(f"{'case':<20} {'actor lost':<14} {'error':<16} {'detect s':>8} {'recover s':>9} {'run s':>6}  bit-identical")
+    print(f"{'case':<20} {'actor lost':<14} {'error':<30} {'detect s':>8} {'recover s':>9} {'run s':>6}  bit-identical")
     try:
         for r in range(args.repeat):
             for case in args.cases.split(","):
                 fault, calls = case.split(":")
                 run_dir = out / f"{fault}-{calls}-{r}"
                 f = one_case(args.dir, address, fault, calls, args.cut_s, run_dir)
-                print(f"{case:<20} {f['actor']:<14} {f['error']:<16} {f['detect']:>8.2f} {f['recover']:>9.2f} "
+                print(f"{case:<20} {f['actor']:<14} {f['error']:<30} {f['detect']:>8.2f} {f['recover']:>9.2f} "
                       f"{f['run']:>6.1f}  {same(ref, final_weights(run_dir))}", flush=True)
                 faults.restart_node(args.dir, 2)
                 emulated.wait_nodes(emulated.Rig.load(args.dir), 3)
