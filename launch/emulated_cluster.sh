@@ -7,6 +7,8 @@
 #   launch/emulated_cluster.sh run -- distspike-train runtime=ray_cluster \
 #       runtime.address=<ip>:<port> placement=one_per_node runtime.shards=3 ...
 #   launch/emulated_cluster.sh status
+#   launch/emulated_cluster.sh kill 2 | restart 2       # SIGKILL every process of worker node 2 / start it again
+#   launch/emulated_cluster.sh partition 2 25           # worker node 2's link down for 25 s
 #   launch/emulated_cluster.sh stop                     # also after a failed or crashed start
 #
 # Options go before the command: --dir DIR (default $DISTSPIKE_RIG_DIR or /tmp/dsr-<uid>).

@@ -46,6 +46,7 @@ from distspike.runtime.compiled import SampleGraph
 from distspike.runtime import memplan
 from distspike.runtime.connect import join
 from distspike.runtime.local import plan_specs, shard_plan
+from distspike.runtime.node_loss import LossHandling
 from distspike.runtime.ray_factory import ActorFactory
 from distspike.runtime.ray_placement import PlacementError  # noqa: F401 - re-exported for callers
 from distspike.runtime.ray_placement import alive_nodes, choose_calls, place, shard_bundles
@@ -107,7 +108,7 @@ def loopback_only():
 
 
 # -- the backend ------------------------------------------------------------------------
-class RayBackend:
+class RayBackend(LossHandling):
     """Dispatches the scheduler's batches to shard actors; same interface as ``LocalBackend``.
 
     Every message to an actor is numbered (``seq``); the last call submitted to each
@@ -116,11 +117,6 @@ class RayBackend:
     sample as one of ``failures``. ``revive`` re-creates lost actors, and
     ``load_state`` restores a checkpoint into every actor and resets the numbering.
     """
-
-    #: exceptions meaning an actor (or the node, or objects it held) was lost
-    failures = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError, ray.exceptions.NodeDiedError)
-    #: seconds an actor may take to answer a ping after a loss before it is counted as lost too
-    ping_timeout_s = 60.0
 
     def __init__(self, actors: dict[str, object], factory: ActorFactory, owns_ray: bool, compiled: bool = False):
         self.actors, self.factory, self.pg, self.owns_ray = actors, factory, factory.pg, owns_ray
@@ -137,6 +133,7 @@ class RayBackend:
         self.deferred: dict[str, list] = {}  # backward replica -> count batches not yet sent: (pos, kind, refs)
         self.pos = (0, 0, 0, True)
         self.calls = 0
+        self.remember_nodes()  # node_loss.LossHandling: failures, lost_actor, revive, ...
 
     def can_compile(self) -> bool:
         """Whether ``train_compiled`` is on (``runtime.compiled``); the scheduler decides where it applies."""
@@ -318,40 +315,6 @@ class RayBackend:
         self.tail.clear()  # calls before the restore: their results and errors are void
         self.deferred.clear()  # counts of the rolled-back sample
 
-    def lost_actor(self, err: BaseException) -> str:
-        """The name of the actor ``err`` reports lost, else of the actors that do not answer."""
-        actor_id = getattr(err, "actor_id", None)
-        for name, a in self.actors.items():
-            if actor_id and a._actor_id.hex() == actor_id:
-                return name
-        return ", ".join(self.unanswered()) or "unknown"
-
-    def explains_loss(self, err: BaseException) -> bool:
-        """A failed task (e.g. a message rejected as out of order), or a closed channel of the compiled
-        graph, while some actor is lost."""
-        echoes = (ray.exceptions.RayTaskError, ray.exceptions.RayChannelError)
-        return isinstance(err, echoes) and bool(self.unanswered())
-
-    def unanswered(self) -> list[str]:
-        """Actors that are dead or do not answer a ping within ``ping_timeout_s`` (after their queue)."""
-        pings = {n: a.ping.remote() for n, a in self.actors.items()}
-        lost = []
-        for name, ref in pings.items():
-            try:
-                ray.get(ref, timeout=self.ping_timeout_s)
-            except (*self.failures, ray.exceptions.GetTimeoutError):
-                lost.append(name)
-        return lost
-
-    def revive(self) -> list[str]:
-        """Re-create every actor that is dead or does not answer; their names."""
-        self.drop_graph()
-        lost = self.unanswered()
-        for name in lost:
-            ray.kill(self.actors[name], no_restart=True)
-            self.actors[name] = self.factory.spawn(name)
-        return lost
-
     def busy(self) -> dict[str, tuple[int, float]]:
         """Per actor: ``(messages applied, seconds spent applying them)`` (waits for queued calls)."""
         self.send_counts()
@@ -377,7 +340,7 @@ class RayBackend:
         try:
             self.drop_graph()
             self.send_counts()
-            for ref in [a.close.remote() for a in self.actors.values()]:
+            for ref in [a.close.remote() for n, a in self.actors.items() if n not in self.stranded]:
                 try:
                     ray.get(ref)
                 except self.failures:  # a lost actor has nothing left to flush
@@ -422,4 +385,6 @@ def ray_net(cfg: NetConfig, runtime: RuntimeConfig, weights: list[np.ndarray] | 
         if owns:
             ray.shutdown()
         raise
-    return SpikingNet(cfg, RayBackend(actors, factory, owns, compiled))
+    backend = RayBackend(actors, factory, owns, compiled)
+    backend.revive_timeout_s = runtime.placement.timeout_s
+    return SpikingNet(cfg, backend)

@@ -200,6 +200,8 @@ class Guard:
             t0 = time.perf_counter()
             try:
                 revived = self._restore()
+            except RecoveryError as stuck:  # no node has room for the lost actors (node_loss.ReviveError)
+                raise RecoveryError(f"{stuck}; last checkpoint: {self.last.where()}") from err
             except Exception as again:  # lost another actor while restoring
                 if not self.lost(again):
                     raise
@@ -228,11 +230,13 @@ class Guard:
         return revived
 
     def _note(self, actor: str, err: BaseException, revived: list[str], seconds: float, detected: float) -> None:
+        recovered = time.time() - detected  # from the error's arrival to training again
         self.restarts.append({"actor": actor, "error": type(err).__name__, "revived": revived,
-                              "restored": self.last.where(), "seconds": seconds, "detected_at": detected})
-        log.warning("actor %s lost (%s); revived %s and restored %s in %.2f s (restart %d of %d)", actor,
-                    type(err).__name__, revived or "no actor", self.last.where(), seconds, len(self.restarts),
-                    self.max_restarts)
+                              "restored": self.last.where(), "seconds": seconds, "detected_at": detected,
+                              "recovered_s": recovered})
+        log.warning("actor %s lost (%s); revived %s and restored %s in %.2f s (restart %d of %d; detected at "
+                    "unix time %.3f, training again %.2f s later)", actor, type(err).__name__, revived or "no actor",
+                    self.last.where(), seconds, len(self.restarts), self.max_restarts, detected, recovered)
 
 
 def _first_line(err: BaseException) -> str:
