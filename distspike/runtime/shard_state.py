@@ -71,8 +71,8 @@ def read_part(path: Path, sha256: str, layout: dict[str, tuple], into: dict[str,
               headers_only: bool = False) -> dict[str, np.ndarray]:
     """The arrays of part ``path`` after checking its hash and every name, shape, dtype and value.
 
-    Arrays named in ``into`` are read straight into those arrays (no second copy); the
-    others are returned. ``headers_only``: check the file, hash, names, shapes and dtypes
+    Arrays named in ``into`` are read straight into those arrays (no second copy: a part
+    found bad after that leaves them overwritten, and the run stops); the others are returned. ``headers_only``: check the file, hash, names, shapes and dtypes
     without reading any data (what the driver checks before it chooses a checkpoint).
     Raises ``CheckpointError`` naming the file and what is wrong.
     """
@@ -109,7 +109,7 @@ def _sha256(path: Path) -> str:
 
 def _read_member(zf, member: str, file: str, name: str, expected: tuple, target, headers_only: bool):
     """One array of a part: header checked against ``expected``; data into ``target`` or returned."""
-    from distspike.cli.checkpoint import CheckpointError, _member_bytes, check_array
+    from distspike.cli.checkpoint import CheckpointError, _check_rng, _member_bytes, check_array
     if zf.getinfo(member).file_size > _member_bytes(*expected):
         raise CheckpointError(f"{file}: array {name!r} is larger than this model's")
     try:
@@ -130,6 +130,8 @@ def _read_member(zf, member: str, file: str, name: str, expected: tuple, target,
         raise CheckpointError(f"{file}: array {name!r} is shorter than its header says")
     a = np.frombuffer(data, dtype).reshape(shape).copy()
     check_array(file, name, a, expected)
+    if name == "rng":  # (``check_array`` recognises an RNG state by its prefixed name)
+        _check_rng(file, name, a)
     return a
 
 
