@@ -81,6 +81,8 @@ def test_a_damaged_part_is_skipped_naming_it(runs, tmp_path, caplog):
 
 @pytest.mark.parametrize("change, why", [
     (lambda d: shard_state.write_part(d / "backward.2.0.npz", {"WT": np.zeros((3, 3), np.int64)}), "missing"),
+    (lambda d: _replace(d / "backward.2.0.npz", rng=np.frombuffer(b'{"bit_generator": "MT"}', np.uint8)),
+     "'rng' is not an RNG state"),
     (lambda d: (d / "forward.1.0.npz").unlink(), "cannot be read"),
     (lambda d: shutil.rmtree(d), "not a directory of parts"),
 ])
@@ -111,6 +113,13 @@ def test_the_ray_runtimes_get_the_parts_unread(runs, tmp_path):
     assert isinstance(ck.state, shard_state.SavedState) and ck.state.dir.name == "epoch_0001.parts"
     assert set(ck.state.net) == {"net.samples_seen", "net.input_spikes"}  # only the driver's counters read
     assert int(ck.state.net["net.samples_seen"]) == ck.meta["samples_seen"] == 40
+
+
+def _replace(part: Path, **arrays) -> str:
+    """Rewrite ``part`` with some arrays replaced; its new sha256."""
+    with np.load(part) as z:
+        state = {k: z[k] for k in z.files}
+    return shard_state.write_part(part, {**state, **arrays})
 
 
 def _layout(overrides):

@@ -36,7 +36,7 @@ def test_actors_draw_the_blocks_of_the_in_process_init(ray_cluster):
     for a, b in zip(got, init_weights(cfg.model.sizes, 0.5, 11)):
         assert a.dtype == np.float32 and a.tobytes() == num.encode(b).tobytes()
     for layer, w in back.items():
-        assert w.tobytes() == num.encode(init_weights(cfg.model.sizes, 0.5, 11)[layer - 1]).T.tobytes()
+        assert w.tobytes() == num.encode(init_weights(cfg.model.sizes, 0.5, 11)[layer - 1]).tobytes()  # W_l rows
 
 
 def _driver_peak(width: int, tmp_path) -> int:
