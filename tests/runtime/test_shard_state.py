@@ -19,8 +19,8 @@ from distspike.runtime.local import local_net
 pytestmark = pytest.mark.ray
 
 
-def _cfg(sizes, dtype="int"):
-    return NetConfig(ModelConfig(sizes, 0.5, dtype), TrainingConfig(rule="sgd", steps=5, eta=0.25), seed=11)
+def _cfg(sizes, dtype="int", w_init=0.5):
+    return NetConfig(ModelConfig(sizes, w_init, dtype), TrainingConfig(rule="sgd", steps=5, eta=0.25), seed=11)
 
 
 def _sample(n_in: int, k: int = 0):
@@ -43,7 +43,8 @@ def _driver_peak(width: int, tmp_path) -> int:
     """Peak bytes the driver allocates (tracemalloc) to build a net, train a sample, save and restore it."""
     tracemalloc.start()
     try:
-        with make_net(_cfg((16, width, 4), "float64"), RuntimeConfig("ray_cluster", 2, address="auto")) as net:
+        cfg = _cfg((16, width, 4), "float64", w_init=0.01)
+        with make_net(cfg, RuntimeConfig("ray_cluster", 2, address="auto")) as net:
             net.train_sample(*_sample(16))
             saved = shard_state.save_net(net, tmp_path / f"w{width}.parts")
             shard_state.load_net(net, saved)
