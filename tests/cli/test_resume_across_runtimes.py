@@ -40,12 +40,13 @@ def assert_same(a: dict, b: dict) -> None:
 @pytest.mark.ray
 @pytest.mark.parametrize("first, then", [(LOCAL, RAY), (RAY, LOCAL)], ids=["local-to-ray", "ray-to-local"])
 def test_a_checkpoint_of_one_runtime_resumes_on_the_other(ray_cluster, tmp_path, first, then):
-    straight = tmp_path / "straight"
+    straight, run, unused = tmp_path / "straight", tmp_path / "run", tmp_path / "unused"
+    for d in (straight, run, unused):  # (Hydra makes the run dir of a command-line run)
+        d.mkdir()
     run_job(job_config(*LOCAL, *BASE, "training.epochs=2"), straight)
-    run = tmp_path / "run"
     run_job(job_config(*first, *BASE, "training.epochs=1"), run)
     layout = "epoch_0001.parts" if first is RAY else "epoch_0001.npz"
     assert (run / "checkpoints" / layout).exists()
-    run_job(job_config(*then, *BASE, "training.epochs=2", f"resume={run}"), tmp_path / "unused")
+    run_job(job_config(*then, *BASE, "training.epochs=2", f"resume={run}"), unused)
     assert (run / "checkpoints" / ("epoch_0002.parts" if then is RAY else "epoch_0002.npz")).exists()
     assert_same(last_state(straight, 2), last_state(run, 2))

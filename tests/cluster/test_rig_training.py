@@ -79,10 +79,10 @@ def test_three_shards_on_three_nodes_match_local_bit_for_bit(rig, tmp_path):
 
 @pytest.mark.ray
 def test_an_actor_larger_than_its_node_is_refused_before_any_starts(rig, tmp_path):
-    """Shard 0 of a 64-3000000 int layer (2 x 512 MB) is pinned to the head, which offers far less."""
+    """Shard 0 of a 64-6000000 int layer (its 1 GB block) is pinned to the head, which offers far less."""
     res = subprocess.run([sys.executable, "-m", "distspike.cluster.emulated", "--dir", rig.dir, "run", "--",
                           *train_cmd(), "runtime=ray_cluster", f"runtime.address={rig.address}",
-                          "placement=one_per_node", "runtime.shards=3", *TINY, "model.sizes=[64,3000000,10]", "model.w_init=0.001",
+                          "placement=one_per_node", "runtime.shards=3", *TINY, "model.sizes=[64,6000000,10]", "model.w_init=0.001",
                           f"hydra.run.dir={tmp_path / 'big'}"], cwd=tmp_path, env=env(), capture_output=True,
                          text=True, timeout=300)
     assert res.returncode == 2, res.stderr[-3000:]
