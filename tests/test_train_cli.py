@@ -88,7 +88,13 @@ def check_run_dir(run_dir: Path, epochs: int = 1, n_train: int = 300) -> dict:
     assert (run_dir / "curve.png").read_bytes().startswith(b"\x89PNG")
     meta = json.loads((run_dir / "checkpoints" / f"epoch_{epochs:04d}.json").read_text())
     assert meta["epoch"] == epochs and meta["config"]["model"]["sizes"] == [64, 50, 10]
-    state = load_npz(run_dir / "checkpoints" / f"epoch_{epochs:04d}.npz")
+    if meta["format"] == 4:  # the Ray runtimes: a part per actor, written by the actor
+        parts = run_dir / "checkpoints" / f"epoch_{epochs:04d}.parts"
+        assert meta["state"] == parts.name and {f"{n}.npz" for n in meta["parts_sha256"]} <= \
+            {p.name for p in parts.iterdir()}
+        state = {f"net.{k}": v for k, v in load_npz(parts / "net.npz").items()}
+    else:
+        state = load_npz(run_dir / "checkpoints" / f"epoch_{epochs:04d}.npz")
     assert int(state["net.samples_seen"]) == epochs * n_train
     return metrics
 

@@ -10,6 +10,15 @@ temporary name and moved into place with ``os.replace``, the JSON last: a checkp
 is complete when its JSON exists, so a crash mid-write never leaves a checkpoint that
 looks whole. Files are created with the user's umask.
 
+On the Ray runtimes (format 4) the state is not one file but a directory
+``<stem>.parts/`` with one ``<actor>.npz`` per shard actor, each written by that actor
+(``runtime/shard_state.py``), and ``net.npz``; the JSON records each part's sha256
+(``parts_sha256``) and is written by the driver once every part is in place. Both
+layouts resume on every runtime: ``runtime=local`` reads a format-4 checkpoint whole;
+a Ray run reads a format-4 one part by part in its actors (the driver checks the
+hashes, names, shapes and dtypes first, reading no data), and a single ``.npz``
+(``runtime=local``'s) through the driver.
+
 The JSON also records the ``sha256`` of the ``.npz`` (``state_sha256``, format 3).
 A run directory read back is data: ``newest_valid`` checks a checkpoint's JSON
 (keys, types, ranges), the hash, and every array's name, shape and dtype against the
@@ -25,6 +34,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import stat
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -34,11 +44,13 @@ import numpy as np
 
 from distspike.cli.errors import UserError, one_line, write_failed
 from distspike.runtime.loop import EpochRecord
+from distspike.runtime.shard_state import SavedState
 
 log = logging.getLogger("distspike.checkpoint")
 
 CKPT_DIR = "checkpoints"
 FORMAT = 3  # 3: the JSON records the .npz's sha256 (2: it does not)
+PARTS_FORMAT = 4  # a directory of parts, one per shard actor, each with its sha256
 _NAME = re.compile(r"^epoch_(\d+)(?:_plus_(\d+))?\.json$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 #: ``name -> (shape, dtype)`` of every array a checkpoint must hold; shape None: any 1-D length
@@ -62,7 +74,14 @@ class Checkpoint:
     state: dict | None = None  # the validated arrays (``newest_valid``)
 
     def load_state(self) -> dict[str, np.ndarray]:
-        """The saved ``state_dict`` (no pickles: object arrays are refused)."""
+        """The saved ``state_dict`` (no pickles: object arrays are refused); a format-4 checkpoint
+        is read whole, part by part."""
+        if self.state_path.is_dir():
+            out = {}
+            for name in self.meta["parts_sha256"]:
+                with np.load(self.state_path / f"{name}.npz", allow_pickle=False) as z:
+                    out.update({f"{name}.{k}": z[k] for k in z.files})
+            return out
         with np.load(self.state_path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
 
@@ -70,6 +89,17 @@ class Checkpoint:
 def _paths(ckpt_dir: Path, epoch: int, index: int = 0) -> tuple[Path, Path]:
     stem = f"epoch_{epoch:04d}" + (f"_plus_{index:09d}" if index else "")
     return ckpt_dir / f"{stem}.npz", ckpt_dir / f"{stem}.json"
+
+
+def parts_path(run_dir: Path, epoch: int, index: int = 0) -> Path:
+    """Where the actors write the parts of the checkpoint at ``(epoch, index)`` (format 4)."""
+    npz = _paths(Path(run_dir) / CKPT_DIR, epoch, index)[0]
+    return npz.with_name(f"{npz.stem}.parts")
+
+
+def _state_exists(ckpt_dir: Path, epoch: int, index: int) -> bool:
+    npz = _paths(ckpt_dir, epoch, index)[0]
+    return npz.exists() or npz.with_name(f"{npz.stem}.parts").is_dir()
 
 
 def _replace_atomically(path: Path, write) -> None:
@@ -103,14 +133,18 @@ def save(run_dir: Path, epoch: int, state: dict[str, np.ndarray], meta: dict, ke
     ckpt_dir = Path(run_dir) / CKPT_DIR
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     npz, js = _paths(ckpt_dir, epoch, index)
-    _replace_atomically(npz, lambda f: np.savez(f, **_plain(state)))
-    meta = {**meta, "format": FORMAT, "epoch": epoch, "index": index, "state": npz.name,
-            "state_sha256": sha256_file(npz)}
+    if isinstance(state, SavedState):  # the actors wrote their parts already: the JSON completes it
+        meta = {**meta, "format": PARTS_FORMAT, "epoch": epoch, "index": index, "state": state.dir.name,
+                "parts_sha256": dict(state.sha256)}
+    else:
+        _replace_atomically(npz, lambda f: np.savez(f, **_plain(state)))
+        meta = {**meta, "format": FORMAT, "epoch": epoch, "index": index, "state": npz.name,
+                "state_sha256": sha256_file(npz)}
     text = json.dumps(meta, indent=1).encode()
     try:
         _replace_atomically(js, lambda f: f.write(text))
     except BaseException:
-        npz.unlink(missing_ok=True)  # no JSON: not a checkpoint; give its space back
+        _remove_state(ckpt_dir, epoch, index)  # no JSON: not a checkpoint; give its space back
         raise
     if keep:
         prune(ckpt_dir, keep)
@@ -131,15 +165,23 @@ def complete_positions(ckpt_dir: Path) -> list[tuple[int, int]]:
     if not ckpt_dir.is_dir():
         return []
     found = [(int(m.group(1)), int(m.group(2) or 0)) for p in ckpt_dir.iterdir() if (m := _NAME.match(p.name))]
-    return sorted(pos for pos in found if _paths(ckpt_dir, *pos)[0].exists())
+    return sorted(pos for pos in found if _state_exists(ckpt_dir, *pos))
 
 
 def prune(ckpt_dir: Path, keep: int) -> None:
     """Delete all but the newest ``keep`` checkpoints (JSON first, so none looks complete)."""
     for pos in complete_positions(ckpt_dir)[:-keep]:
-        npz, js = _paths(ckpt_dir, *pos)
-        js.unlink(missing_ok=True)
-        npz.unlink(missing_ok=True)
+        _paths(ckpt_dir, *pos)[1].unlink(missing_ok=True)
+        _remove_state(ckpt_dir, *pos)
+
+
+def _remove_state(ckpt_dir: Path, epoch: int, index: int) -> None:
+    """The state of checkpoint ``(epoch, index)``: its ``.npz`` and its parts directory, if any."""
+    npz = _paths(ckpt_dir, epoch, index)[0]
+    npz.unlink(missing_ok=True)
+    parts = npz.with_name(f"{npz.stem}.parts")
+    if parts.is_dir() and not parts.is_symlink():
+        shutil.rmtree(parts, ignore_errors=True)
 
 
 def latest(run_dir: Path) -> Checkpoint | None:
@@ -151,7 +193,8 @@ def latest(run_dir: Path) -> Checkpoint | None:
             meta = json.loads(js.read_text())
         except (OSError, ValueError):
             continue
-        return Checkpoint(epoch, npz, meta, index)
+        state_path = parts_path(run_dir, epoch, index) if meta.get("format") == PARTS_FORMAT else npz
+        return Checkpoint(epoch, state_path, meta, index)
     return None
 
 
@@ -167,19 +210,21 @@ def json_positions(ckpt_dir: Path) -> list[tuple[int, int]]:
 
 
 def newest_valid(run_dir: Path, layout: Layout, accept: Callable[[dict], None] = lambda meta: None,
-                 what: str = "resume") -> Checkpoint | None:
+                 what: str = "resume", whole: bool = True) -> Checkpoint | None:
     """The newest checkpoint of ``run_dir`` that validates, with its state; None if there is none at all.
 
     ``accept(meta)`` runs on a checkpoint's validated JSON and raises ``UserError`` when this
     run may not continue it (another config or data): that is the user's to fix, no fallback.
     Each newer checkpoint skipped is logged as one warning naming what is wrong with it; if
-    none validates, ``UserError`` names the newest one's fault.
+    none validates, ``UserError`` names the newest one's fault. ``whole=False`` (the Ray
+    runtimes): a format-4 checkpoint's state is a ``SavedState`` for the actors to read,
+    its parts checked here without reading their data.
     """
     ckpt_dir = Path(run_dir) / CKPT_DIR
     skipped: list[str] = []
     for epoch, index in reversed(json_positions(ckpt_dir)):
         try:
-            ck = load(ckpt_dir, epoch, index, layout, accept)
+            ck = load(ckpt_dir, epoch, index, layout, accept, whole)
         except CheckpointError as ex:
             skipped.append(f"{_stem(epoch, index)}: {ex}")
             continue
@@ -193,7 +238,7 @@ def newest_valid(run_dir: Path, layout: Layout, accept: Callable[[dict], None] =
 
 
 def load(ckpt_dir: Path, epoch: int, index: int, layout: Layout,
-         accept: Callable[[dict], None] = lambda meta: None) -> Checkpoint:
+         accept: Callable[[dict], None] = lambda meta: None, whole: bool = True) -> Checkpoint:
     """Read and validate one checkpoint (JSON, hash, arrays); ``CheckpointError`` says what is wrong."""
     npz, js = _paths(ckpt_dir, epoch, index)
     _check_file(js, _JSON_BYTES_MAX)
@@ -203,11 +248,47 @@ def load(ckpt_dir: Path, epoch: int, index: int, layout: Layout,
         raise CheckpointError(f"{js.name} does not read as JSON ({one_line(str(ex))})") from None
     check_meta(meta, epoch, index, npz.name)
     accept(meta)
-    state = read_state(npz, meta.get("state_sha256"), layout)
-    if int(state["net.samples_seen"]) != meta["samples_seen"]:
-        raise CheckpointError(f"net.samples_seen={int(state['net.samples_seen'])} in {npz.name} but "
+    if meta["format"] == PARTS_FORMAT:
+        npz = ckpt_dir / meta["state"]
+        state = read_parts(npz, meta["parts_sha256"], layout, whole)
+    else:
+        state = read_state(npz, meta.get("state_sha256"), layout)
+    seen = int((state.net if isinstance(state, SavedState) else state)["net.samples_seen"])
+    if seen != meta["samples_seen"]:
+        raise CheckpointError(f"net.samples_seen={seen} in {npz.name} but "
                               f"samples_seen={meta['samples_seen']} in {js.name}")
     return Checkpoint(epoch, npz, meta, index, state)
+
+
+def part_layouts(layout: Layout) -> dict[str, Layout]:
+    """``layout`` split by actor (``forward.1.0``, ...; ``net`` for the driver's counters), keys without it."""
+    out: dict[str, Layout] = {}
+    for key, spec in layout.items():
+        actor, field = key.rsplit(".", 1)
+        out.setdefault(actor, {})[field] = spec
+    return out
+
+
+def read_parts(parts_dir: Path, hashes: dict, layout: Layout, whole: bool = True):
+    """A format-4 state: every part checked (hash, names, shapes, dtypes; values too if ``whole``).
+
+    ``whole``: the arrays, keys as in ``net.state_dict()``; else a ``SavedState`` for the
+    actors to read (only ``net.npz`` is read here).
+    """
+    from distspike.runtime.shard_state import read_part
+    st = parts_dir.lstat() if parts_dir.exists() or parts_dir.is_symlink() else None
+    if st is None or not stat.S_ISDIR(st.st_mode):
+        raise CheckpointError(f"{parts_dir.name} is not a directory of parts (missing, or a link)")
+    layouts = part_layouts(layout)
+    if set(hashes) != set(layouts):
+        raise CheckpointError(f"{parts_dir.name} has the parts of another model: "
+                              f"{sorted(set(layouts) ^ set(hashes))[:4]} differ")
+    state: dict[str, np.ndarray] = {}
+    for name, sub in layouts.items():
+        full = whole or name == "net"
+        got = read_part(parts_dir / f"{name}.npz", hashes[name], sub, headers_only=not full)
+        state.update({f"{name}.{k}": v for k, v in got.items()})
+    return state if whole else SavedState(parts_dir, dict(hashes), state)
 
 
 def read_state(npz: Path, sha256: str | None, layout: Layout) -> dict[str, np.ndarray]:
@@ -320,10 +401,11 @@ def check_meta(meta, epoch: int, index: int, npz_name: str) -> None:
     if not isinstance(meta, dict):
         raise CheckpointError(f"the JSON is a {type(meta).__name__}, not an object")
     fmt = meta.get("format")
-    need = _META_KEYS - ({"state_sha256"} if fmt == 2 else set())
-    missing, extra = sorted(need - set(meta)), sorted(set(meta) - _META_KEYS)
-    if fmt not in (2, FORMAT) or missing or extra:
-        raise CheckpointError(f"the JSON is not a checkpoint of format 2 or {FORMAT} (format={fmt!r}"
+    allowed = _META_KEYS - {"state_sha256"} | {"parts_sha256"} if fmt == PARTS_FORMAT else _META_KEYS
+    need = allowed - ({"state_sha256"} if fmt == 2 else set())
+    missing, extra = sorted(need - set(meta)), sorted(set(meta) - allowed)
+    if fmt not in (2, FORMAT, PARTS_FORMAT) or missing or extra:
+        raise CheckpointError(f"the JSON is not a checkpoint of format 2, {FORMAT} or {PARTS_FORMAT} (format={fmt!r}"
                               + (f", missing keys {missing}" if missing else "")
                               + (f", unexpected keys {extra}" if extra else "") + ")")
     bad = _bad_meta_values(meta, epoch, index, npz_name)
@@ -335,15 +417,24 @@ def _bad_meta_values(meta: dict, epoch: int, index: int, npz_name: str) -> list[
     checks = {
         "epoch": _count(meta["epoch"]) and meta["epoch"] == epoch,
         "index": _count(meta["index"]) and meta["index"] == index,
-        "state": meta["state"] == npz_name, "config": isinstance(meta["config"], dict),
+        "state": meta["state"] == (npz_name[:-4] + ".parts" if meta["format"] == PARTS_FORMAT else npz_name),
+        "config": isinstance(meta["config"], dict),
         "data_sha256": isinstance(meta["data_sha256"], str) and bool(_HEX64.match(meta["data_sha256"])),
         "state_sha256": isinstance(meta.get("state_sha256", "0" * 64), str)
         and bool(_HEX64.match(meta.get("state_sha256", "0" * 64))),
+        "parts_sha256": _good_hashes(meta.get("parts_sha256", {})),
         "samples_seen": _count(meta["samples_seen"]), "ray_calls": _count(meta["ray_calls"]),
         "train_seconds": _seconds(meta["train_seconds"]), "wall_time_s": _seconds(meta["wall_time_s"]),
         "traffic_parts": _good_parts(meta["traffic_parts"]), "curve": _good_curve(meta["curve"], epoch),
     }
     return [f"{k}={_short(meta.get(k))}" for k, ok in checks.items() if not ok]
+
+
+def _good_hashes(hashes) -> bool:
+    """Part name -> hex sha256; names are actor names (``forward.1.0``) or ``net``, never paths."""
+    return isinstance(hashes, dict) and all(
+        isinstance(k, str) and re.fullmatch(r"net|(forward|backward)\.\d+\.\d+", k) and isinstance(v, str)
+        and bool(_HEX64.match(v)) for k, v in hashes.items())
 
 
 def _short(v) -> str:

@@ -21,6 +21,7 @@ from distspike.config import NetConfig, RuntimeConfig
 from distspike.runtime import interrupt, make_net
 from distspike.runtime.loop import EpochRecord, fit
 from distspike.runtime.recovery import Guard, Snapshot, rewind_traffic, state_layout
+from distspike.runtime.shard_state import SavedState
 from distspike.runtime.watch import watch_outputs
 
 log = logging.getLogger("distspike.train")
@@ -51,7 +52,7 @@ def find_checkpoint(spec: RunSpec, run_dir: Path, net_cfg: NetConfig, digest: st
         raise UserError(f"resume={spec.resume!r} is not an existing run directory")
     layout = state_layout(net_cfg, spec.runtime.shards)
     ck = checkpoint.newest_valid(run_dir, layout, lambda meta: check_resumable(meta, spec, net_cfg, run_dir, digest),
-                                 what=f"resume={spec.resume!r}")
+                                 what=f"resume={spec.resume!r}", whole=spec.runtime.kind == "local")
     if ck is None:
         raise UserError(f"resume={spec.resume!r} has no complete checkpoint in {str(run_dir / checkpoint.CKPT_DIR)!r}")
     return ck
@@ -134,8 +135,9 @@ class EpochSaver:
         """Write ``snap`` as a checkpoint (state, position, curve so far, traffic position, totals)."""
         t0 = time.perf_counter()
         mid_epoch = t0 - self.mark if snap.index else 0.0  # time into the current epoch (approximate)
+        counters = snap.state.net if isinstance(snap.state, SavedState) else snap.state
         meta = {"format": 2, "config": self.ident, "data_sha256": self.digest, "curve": self.curve,
-                "samples_seen": int(snap.state["net.samples_seen"]), "traffic_parts": snap.parts,
+                "samples_seen": int(counters["net.samples_seen"]), "traffic_parts": snap.parts,
                 "ray_calls": self.ray_calls(), "train_seconds": self.train_seconds + mid_epoch,
                 "wall_time_s": self.wall_time()}
         path = checkpoint.save(self.run_dir, snap.epoch, snap.state, meta, self.keep, index=snap.index)
@@ -180,21 +182,28 @@ def collect_metrics(net, data, spec: RunSpec, runtime: RuntimeConfig, saver: Epo
 def train(net, data, spec: RunSpec, run_dir: Path, start: Start, digest: str,
           tracker: tracking.NoTracker | None = None) -> tuple[EpochSaver, Guard]:
     """Load the checkpoint state (if any) and run the remaining epochs, checkpointing at the cadence."""
+    ck = spec.checkpoint
+    guard = Guard(net, ck.every_samples, None, ck.max_restarts, run_dir,
+                  parts_dir=lambda epoch, index: checkpoint.parts_path(run_dir, epoch, index))
     if start.state is not None:
-        net.load_state_dict(start.state)
+        guard.load(start.state)  # on Ray, a format-4 checkpoint is read by the actors, part by part
+        guard.initial = start.state
         net.epoch = start.epoch
     watch_outputs(net)
-    ck = spec.checkpoint
     saver = EpochSaver(net, run_dir, identity(net.cfg, spec), start, data.n_train, ck.keep, digest, tracker)
-    guard = Guard(net, ck.every_samples, saver.save, ck.max_restarts, run_dir)
+    guard.save_hook = saver.save
     todo = max(net.cfg.training.epochs - start.epoch, 0)
     if start.epoch and not todo:
         log.info("nothing to train: %s already has %d epochs", run_dir, start.epoch)
     elif todo:
         log.info("training: %d epoch(s) of %d samples on runtime=%s", todo, data.n_train, spec.runtime.kind)
-    fit(net, data.x_train, data.y_train, data.x_test, data.y_test, todo, progress=spec.progress,
-        eval_train=spec.eval_train, on_epoch=saver, start_epoch=start.epoch, start_index=start.index, guard=guard,
-        hint=faster_runtime(spec.runtime))
+    try:
+        fit(net, data.x_train, data.y_train, data.x_test, data.y_test, todo, progress=spec.progress,
+            eval_train=spec.eval_train, on_epoch=saver, start_epoch=start.epoch, start_index=start.index,
+            guard=guard, hint=faster_runtime(spec.runtime))
+    except BaseException:
+        guard.close()  # a scratch restore point (a fresh Ray run's start) is not kept
+        raise
     return saver, guard
 
 
@@ -234,7 +243,10 @@ def run_job(cfg: dict, run_dir: Path, track: tracking.TrackContext | None = None
         with interrupt.stop_on_sigint(), tracking.tracked(spec.logging, track, config) as tracker, \
                 open_net(net_cfg, runtime, spec, run_dir) as net:
             saver, guard = train(net, data, spec, run_dir, start, digest, tracker)
-            metrics = collect_metrics(net, data, spec, runtime, saver, guard, run_dir)
+            try:
+                metrics = collect_metrics(net, data, spec, runtime, saver, guard, run_dir)
+            finally:
+                guard.close()
             tracker.finish(metrics)
     except (interrupt.Interrupted, KeyboardInterrupt) as ex:
         ex.run_dir = run_dir  # for the resume line (train.py)

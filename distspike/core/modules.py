@@ -70,6 +70,15 @@ class Numerics:
         return np.asarray(v, np.float64) / self.scale
 
 
+def _owned(weights: np.ndarray, num: "Numerics") -> np.ndarray:
+    """A module's own weight array, taken without a copy: it must already be C-ordered, writable,
+    in the run's dtype."""
+    if weights.dtype != num.dtype or not weights.flags.c_contiguous or not weights.flags.writeable:
+        raise ValueError(f"weights of dtype {weights.dtype} (C-ordered: {weights.flags.c_contiguous}) "
+                         f"cannot be taken as is; {num.dtype}, C-ordered and writable needed")
+    return weights
+
+
 def split_blocks(n: int, shards: int) -> list[tuple[int, int]]:
     """Disjoint ``[lo, hi)`` blocks covering ``range(n)``; the first ``n % shards`` get one more."""
     if shards < 1 or shards > n:
@@ -172,13 +181,15 @@ class ForwardQuantizer:
     ``lr = eta/T^2``).
     """
 
-    def __init__(self, spec: LayerSpec, num: Numerics, weights: np.ndarray):
+    def __init__(self, spec: LayerSpec, num: Numerics, weights: np.ndarray, own: bool = False):
+        """``own``: ``weights`` is a C-ordered array of the run's dtype made for this module, taken
+        as is (a shard actor's seeded block: no second copy); otherwise it is copied."""
         self.spec, self.num = spec, num
         nb = spec.hi - spec.lo
         if weights.shape != (spec.n_in, nb):
             raise ValueError(f"layer {spec.layer} shard [{spec.lo},{spec.hi}): weights shape "
                              f"{weights.shape} != {(spec.n_in, nb)}")
-        self.W = np.array(weights, num.dtype, order="C")  # (n_in, nb), an owned writable copy
+        self.W = _owned(weights, num) if own else np.array(weights, num.dtype, order="C")  # (n_in, nb)
         self.S = np.zeros(nb, num.dtype)  # (nb,) pre-activation sums
         self.phi = np.zeros(nb, num.dtype)  # (nb,) herder potentials
         self.c = np.zeros(spec.n_in, np.int64)  # (n_in,) signed input spike counts
@@ -275,7 +286,8 @@ class ForwardQuantizer:
         return {"W": self.W}
 
     def load_state(self, state: dict) -> None:
-        self.W[...] = state["W"]
+        if state["W"] is not self.W:  # a part read in place (``runtime/shard_state.py``) is already there
+            self.W[...] = state["W"]
 
 
 class BackwardQuantizer:
@@ -287,13 +299,17 @@ class BackwardQuantizer:
     of layer ``l-1``. Reset policy of ``phi`` at sample start: none | random | zero.
     """
 
-    def __init__(self, spec: LayerSpec, num: Numerics, weights: np.ndarray):
+    def __init__(self, spec: LayerSpec, num: Numerics, weights: np.ndarray, own: bool = False):
+        """``weights``: the rows ``W_l[block, :]`` (copied, transposed); with ``own``, already the
+        transposed ``(n_out, nb)`` replica, C-ordered in the run's dtype, taken as is."""
         self.spec, self.num = spec, num
         nb = spec.hi - spec.lo
-        if weights.shape != (nb, spec.n_out):
+        shape = (spec.n_out, nb) if own else (nb, spec.n_out)
+        if weights.shape != shape:
             raise ValueError(f"layer {spec.layer} backward shard [{spec.lo},{spec.hi}): weights shape "
-                             f"{weights.shape} != {(nb, spec.n_out)}")
-        self.WT = np.array(np.asarray(weights, num.dtype).T, order="C")  # (n_out, nb), owned copy
+                             f"{weights.shape} != {shape}")
+        self.WT = _owned(weights, num) if own else \
+            np.array(np.asarray(weights, num.dtype).T, order="C")  # (n_out, nb), owned copy
         self.phi = np.zeros(nb, num.dtype)  # (nb,) never reset by default
         self.c = np.zeros(nb, np.int64)  # (nb,) counts of this block's forward spikes
         self.e = np.zeros(spec.n_out, np.int64)  # (n_out,) passed error counts (SGD)
@@ -396,7 +412,8 @@ class BackwardQuantizer:
         return {"WT": self.WT, "phi": self.phi, "rng": rng, "last_sample": np.array(self.last_sample)}
 
     def load_state(self, state: dict) -> None:
-        self.WT[...] = state["WT"]
+        if state["WT"] is not self.WT:  # read in place already (``runtime/shard_state.py``)
+            self.WT[...] = state["WT"]
         self.phi[...] = state["phi"]
         self.rng.bit_generator.state = json.loads(bytes(np.asarray(state["rng"], np.uint8)).decode())
         self.last_sample = int(state["last_sample"])

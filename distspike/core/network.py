@@ -29,6 +29,40 @@ def init_weights(sizes, w_init: float, seed: int) -> list[np.ndarray]:
     return [w_init * rng.standard_normal((a, b)) for a, b in zip(sizes[:-1], sizes[1:])]
 
 
+#: normals drawn per chunk when a block is initialised by replaying the stream (16 MiB of float64)
+INIT_CHUNK = 1 << 21
+
+
+def init_block(sizes, w_init: float, seed: int, layer: int, rows: tuple[int, int], cols: tuple[int, int],
+               encode: Callable[[np.ndarray], np.ndarray], dtype, transposed: bool = False) -> np.ndarray:
+    """``encode(init_weights(sizes, w_init, seed)[layer - 1][r0:r1, c0:c1])`` without the whole matrix.
+
+    A shard actor's own block (``transposed``: its transpose, a backward replica's layout),
+    bit-identical to slicing the in-process init: it replays the one RNG stream in chunks
+    of rows (numpy's ``Generator`` fills C order one normal after another, so chunked draws
+    give the same numbers), drawing every earlier layer and the first ``r1`` rows of this one,
+    and keeps only the block. Memory: the block plus one chunk; time: the draws of those rows.
+    """
+    (r0, r1), (c0, c1) = rows, cols
+    out = np.empty((c1 - c0, r1 - r0) if transposed else (r1 - r0, c1 - c0), dtype)
+    rng = np.random.default_rng(seed)
+    for l, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]), 1):
+        step = max(1, INIT_CHUNK // b)
+        for lo in range(0, r1 if l == layer else a, step):
+            hi = min(lo + step, r1 if l == layer else a)
+            z = rng.standard_normal((hi - lo, b))  # (hi - lo, b): rows lo..hi of W_l
+            if l == layer and hi > r0:
+                part = encode(w_init * z[max(r0 - lo, 0):, c0:c1])
+                at = slice(max(lo, r0) - r0, hi - r0)
+                if transposed:
+                    out[:, at] = part.T
+                else:
+                    out[at] = part
+        if l == layer:
+            return out
+    raise ValueError(f"layer {layer} is not a layer of sizes {list(sizes)}")
+
+
 def layer_specs(cfg: NetConfig, layer: int, shards: int, backward: bool) -> list[LayerSpec]:
     """The shard specs of layer ``layer``: blocks of its units, or of layer ``l-1``'s (backward)."""
     sizes, tr = cfg.model.sizes, cfg.training

@@ -210,6 +210,11 @@ def plan_specs(cfg: NetConfig, shards: int) -> list[tuple]:
     return plan
 
 
+def block_shape(kind: str, spec) -> tuple[int, int]:
+    """The weight block a shard is handed: ``(n_in, nb)`` forward, ``(nb, n_out)`` rows backward."""
+    return (spec.n_in, spec.hi - spec.lo) if kind == "forward" else (spec.hi - spec.lo, spec.n_out)
+
+
 def shard_plan(cfg: NetConfig, weights: list[np.ndarray], shards: int):
     """``(name, kind, spec, weight block)`` of every shard actor of the network."""
     return [(name, kind, s, weights[s.layer - 1][:, s.lo:s.hi] if kind == "forward" else

@@ -9,13 +9,16 @@ A plan that cannot fit raises ``MemoryPlanError`` with one line: the actor, its 
 the node and its capacity.
 
 What an actor holds (``core/modules.py``): a forward shard its ``W`` block
-``(n_in, nb)`` plus the block's copy that arrived through the object store at
-creation, vectors ``S, phi`` (``nb``), ``c`` (``n_in``, int64), ``e`` (``nb``, int64)
-and ``S_at`` (``T`` x ``nb``, sample-wide messages); a backward replica its ``W^T``
-block ``(n_out, nb)`` plus the arrival copy, ``phi, c`` (``nb``) and ``e``
-(``n_out``). Every actor is a worker process: ``WORKER_BYTES`` more. The driver
-today initialises every layer in float64, encodes it in the run's dtype and sends
-every block through its object store: ``8 + 2 x itemsize`` bytes per weight.
+``(n_in, nb)``, vectors ``S, phi`` (``nb``), ``c`` (``n_in``, int64), ``e`` (``nb``,
+int64) and ``S_at`` (``T`` x ``nb``, sample-wide messages); a backward replica its
+``W^T`` block ``(n_out, nb)``, ``phi, c`` (``nb``) and ``e`` (``n_out``). Every actor is
+a worker process: ``WORKER_BYTES`` more. By default (``seeded``) each actor draws its own
+block (``shard_state.SeededInit``: one chunk of float64 normals at a time, ``INIT_BYTES``)
+and reads checkpoint parts straight into it, so it holds its block once and the driver
+holds no weights at all. Weights handed in by the caller (``ray_net(weights=...)``) are
+encoded by the driver and sent through its object store: the actor then holds its
+block twice at creation (its copy and the arrival), the driver ``8 + 2 x itemsize``
+bytes per weight.
 """
 from __future__ import annotations
 
@@ -25,6 +28,8 @@ from distspike.runtime.cores import own_cgroups
 #: ``RssAnon`` of a ``ray::ShardActor`` in ``/proc/<pid>/status`` was about 130 MB on this machine)
 WORKER_BYTES = 150 << 20
 DTYPE_BYTES = {"float64": 8, "float32": 4, "int": 8}
+#: a seeded actor's init draws (``core.network.INIT_CHUNK`` float64 normals) and their encoded slice
+INIT_BYTES = 2 * 8 * (1 << 21)
 
 
 class MemoryPlanError(RuntimeError):
@@ -35,21 +40,24 @@ def gib(n: float) -> str:
     return f"{n / (1 << 30):.2f} GiB"
 
 
-def actor_bytes(kind: str, n_in: int, n_out: int, nb: int, itemsize: int, steps: int) -> int:
-    """Bytes one shard actor holds at its peak (creation), ``nb`` its block's width."""
+def actor_bytes(kind: str, n_in: int, n_out: int, nb: int, itemsize: int, steps: int, seeded: bool = False) -> int:
+    """Bytes one shard actor holds at its peak (creation), ``nb`` its block's width; ``seeded``: it
+    draws its own block (held once, plus one chunk of draws), else it arrives through the object store."""
     if kind == "forward":
         weights = n_in * nb * itemsize
         vectors = (2 + steps) * nb * itemsize + 8 * (n_in + nb)
     else:
         weights = n_out * nb * itemsize
         vectors = nb * itemsize + 8 * (nb + n_out)
+    if seeded:
+        return WORKER_BYTES + weights + min(INIT_BYTES, 16 * weights // itemsize) + vectors
     return WORKER_BYTES + 2 * weights + vectors
 
 
-def plan(rows: list[tuple], dtype: str, steps: int) -> dict[str, int]:
+def plan(rows: list[tuple], dtype: str, steps: int, seeded: bool = False) -> dict[str, int]:
     """Per actor: its bytes. ``rows``: ``(name, kind, spec)`` as ``local.plan_specs`` gives them."""
     isz = DTYPE_BYTES[dtype]
-    return {name: actor_bytes(kind, s.n_in, s.n_out, s.hi - s.lo, isz, steps) for name, kind, s in rows}
+    return {name: actor_bytes(kind, s.n_in, s.n_out, s.hi - s.lo, isz, steps, seeded) for name, kind, s in rows}
 
 
 def driver_bytes(sizes: list[int], dtype: str, in_process: bool) -> int:
@@ -99,13 +107,16 @@ def check_driver(need: int, available: int, what: str) -> None:
                               f"has available")
 
 
-def check_ray(cfg, specs: list[tuple], bundles: list[dict], nodes: dict[str, dict], available: int) -> None:
+def check_ray(cfg, specs: list[tuple], bundles: list[dict], nodes: dict[str, dict], available: int,
+              seeded: bool = False) -> None:
     """A Ray run, before any actor starts: each actor against the nodes its bundle can land on
-    (``nodes``: address -> Ray resources), the driver against ``available`` bytes of its machine."""
-    needs = plan(specs, cfg.model.dtype, cfg.training.steps)
+    (``nodes``: address -> Ray resources); unless ``seeded`` (actors draw their own blocks, the
+    driver holds no weights), the driver against ``available`` bytes of its machine."""
+    needs = plan(specs, cfg.model.dtype, cfg.training.steps, seeded)
     check_nodes(needs, {name: b for (name, _, _), b in zip(specs, bundles)}, nodes)
-    check_driver(driver_bytes(cfg.model.sizes, cfg.model.dtype, in_process=False), available,
-                 "the driver (it initialises every layer)")
+    if not seeded:
+        check_driver(driver_bytes(cfg.model.sizes, cfg.model.dtype, in_process=False), available,
+                     "the driver (it encodes and sends the weights it was given)")
 
 
 def available_bytes() -> int:

@@ -20,7 +20,8 @@ from distspike.core.modules import ErrorCounter, Numerics
 from distspike.runtime.cores import probe
 from distspike.runtime.local import make_recorder
 from distspike.runtime.ray_refs import assemble
-from distspike.runtime.shell import Shell, make_module
+from distspike.runtime.shard_state import load_shell, process_memory, save_shell, shard_module
+from distspike.runtime.shell import Shell
 
 
 def _numbered(method):
@@ -58,9 +59,9 @@ class ShardActor:
     applied twice or skipped (a rejected message does not use up its number).
     """
 
-    def __init__(self, name: str, kind: str, spec, num: Numerics, weights: np.ndarray,
+    def __init__(self, name: str, kind: str, spec, num: Numerics, weights,
                  logging: LoggingConfig | None, run_dir: str | None):
-        module = make_module(kind, spec, num, weights)
+        module = shard_module(kind, spec, num, weights)  # its block, its seeded block, or zeros
         self.shell = Shell(name, module, make_recorder(logging, run_dir, name), validate=True)
         self.name, self.num, self.n_in = name, num, spec.n_in
         self.next_seq = 0  # number of the next message to apply
@@ -354,6 +355,15 @@ class ShardActor:
         self.shell.load_state(state)
         self.next_seq, self.rejected = int(next_seq), None
 
+    def save_part(self, path: str, token: str) -> str:
+        """Write this shard's state as the part ``path`` of a state directory; its sha256."""
+        return save_shell(self.shell, path, token)
+
+    def load_part(self, path: str, sha256: str, next_seq: int):
+        """Check and load this shard's part ``path``; the next message is number ``next_seq``."""
+        load_shell(self.shell, path, sha256)
+        self.next_seq, self.rejected = int(next_seq), None
+
     def flush(self):
         self.shell.flush()
 
@@ -367,6 +377,10 @@ class ShardActor:
 
     def ping(self):
         return self.name
+
+    def memory(self) -> dict:
+        """This process's resident memory now and at its peak (bytes; ``VmRSS``, ``VmHWM``)."""
+        return process_memory()
 
     def busy(self) -> tuple[int, float]:
         """``(messages applied, seconds spent applying them)`` since the actor started."""

@@ -40,17 +40,19 @@ from ray.util.placement_group import remove_placement_group
 
 from distspike.config import LoggingConfig, NetConfig, RuntimeConfig
 from distspike.core.messages import Segments
-from distspike.core.network import SpikingNet, init_weights
+from distspike.core.network import SpikingNet
 from distspike.core.modules import Numerics
 from distspike.runtime.compiled import SampleGraph
 from distspike.runtime import memplan
 from distspike.runtime.connect import join
-from distspike.runtime.local import plan_specs, shard_plan
+from distspike.runtime.local import block_shape, plan_specs, shard_plan
 from distspike.runtime.node_loss import LossHandling
 from distspike.runtime.ray_factory import ActorFactory
 from distspike.runtime.ray_placement import PlacementError  # noqa: F401 - re-exported for callers
 from distspike.runtime.ray_placement import alive_nodes, choose_calls, place, shard_bundles
 from distspike.runtime.ray_refs import Pending, _as_args, _resolve, assemble
+from distspike.runtime import shard_state
+from distspike.runtime.shard_state import SeededInit
 
 
 # -- Ray lifecycle and placement -------------------------------------------------------
@@ -315,6 +317,12 @@ class RayBackend(LossHandling):
         self.tail.clear()  # calls before the restore: their results and errors are void
         self.deferred.clear()  # counts of the rolled-back sample
 
+    def load_parts(self, saved) -> None:
+        """Every actor reads its own part of a state on disk (``shard_state``; ``save_net`` writes them)."""
+        shard_state.load_actors(self.actors, saved, self.seq)
+        self.tail.clear()
+        self.deferred.clear()
+
     def busy(self) -> dict[str, tuple[int, float]]:
         """Per actor: ``(messages applied, seconds spent applying them)`` (waits for queued calls)."""
         self.send_counts()
@@ -363,19 +371,20 @@ def ray_net(cfg: NetConfig, runtime: RuntimeConfig, weights: list[np.ndarray] | 
     bundles = shard_bundles([p[0] for p in specs], [p[1] for p in specs], runtime.placement)
     owns = start_ray(runtime, sum(b.get("CPU", 0.0) for b in bundles))
     try:
-        memplan.check_ray(cfg, specs, bundles, alive_nodes(), memplan.available_bytes())
-        if weights is None:
-            weights = init_weights(cfg.model.sizes, cfg.model.w_init, cfg.seed)
-        plan = shard_plan(cfg, [num.encode(w) for w in weights], runtime.shards)
-        pg = place(bundles, [p[0] for p in plan], runtime)
+        memplan.check_ray(cfg, specs, bundles, alive_nodes(), memplan.available_bytes(), seeded=weights is None)
+        if weights is None:  # the driver holds no layer: each actor draws its own block
+            blocks = {name: SeededInit(tuple(cfg.model.sizes), cfg.model.w_init, cfg.seed) for name, _, _ in specs}
+        else:
+            blocks = {name: b for name, _, _, b in shard_plan(cfg, [num.encode(w) for w in weights], runtime.shards)}
+        pg = place(bundles, [p[0] for p in specs], runtime)
     except BaseException:
         if owns:
             ray.shutdown()
         raise
     run_dir = os.path.abspath(run_dir) if run_dir else None
-    factory = ActorFactory([(n, kind, spec, block.shape) for n, kind, spec, block in plan], bundles, pg, num,
+    factory = ActorFactory([(n, kind, spec, block_shape(kind, spec)) for n, kind, spec in specs], bundles, pg, num,
                            logging, run_dir)
-    actors = {name: factory.spawn(name, block) for name, _, _, block in plan}
+    actors = {name: factory.spawn(name, blocks.pop(name)) for name, _, _ in specs}
     try:
         compiled = choose_calls(actors, runtime.compiled)  # waits for every actor to start
     except BaseException:

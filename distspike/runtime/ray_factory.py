@@ -9,6 +9,7 @@ from distspike.config import LoggingConfig
 from distspike.core.modules import Numerics
 from distspike.runtime.ray_actor import ShardActor
 from distspike.runtime.ray_placement import actor_options
+from distspike.runtime.shard_state import SeededInit
 
 
 class ActorFactory:
@@ -24,11 +25,13 @@ class ActorFactory:
         self.index = {row[0]: k for k, row in enumerate(plan)}
         self.remote_cls = ray.remote(ShardActor)
 
-    def spawn(self, name: str, block: np.ndarray | None = None):
-        """Start actor ``name`` in its bundle; ``block`` its weights (zeros: a checkpoint is loaded next)."""
+    def spawn(self, name: str, block=None):
+        """Start actor ``name`` in its bundle; ``block`` its weights: an array, a ``SeededInit`` (the
+        actor draws its own), or None (zeros, made by the actor: a state is loaded next)."""
         k = self.index[name]
         _, kind, spec, shape = self.plan[k]
-        block = np.zeros(shape, self.num.dtype) if block is None else np.ascontiguousarray(block)
+        block = tuple(shape) if block is None else block if isinstance(block, SeededInit) else \
+            np.ascontiguousarray(block)
         strategy = PlacementGroupSchedulingStrategy(placement_group=self.pg, placement_group_bundle_index=k)
         return self.remote_cls.options(scheduling_strategy=strategy, max_concurrency=1,
                                        **actor_options(self.bundles[k])).remote(

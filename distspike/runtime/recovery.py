@@ -11,6 +11,10 @@ between two samples:
   run directory (the recorders are flushed first). Rows written after the snapshot
   live only in later part files, which a rollback moves aside.
 
+On the Ray runtimes a snapshot's state is on disk (``shard_state.SavedState``): every
+shard actor writes and reads its own part, so neither the driver's memory nor a
+restore point depends on the layer widths.
+
 A ``Guard`` takes snapshots at the checkpoint cadence (``CheckpointConfig``) and at
 every epoch end, hands them to a ``save`` hook (the disk checkpoints of
 ``cli.checkpoint``) and keeps the last one in memory. When the backend reports a
@@ -24,12 +28,17 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from distspike.runtime import shard_state
 
 log = logging.getLogger("distspike.recovery")
 
@@ -121,9 +130,13 @@ class Guard:
     """
 
     def __init__(self, net, every: int = 0, save: Callable[[Snapshot], object] | None = None,
-                 max_restarts: int = 3, run_dir=None):
+                 max_restarts: int = 3, run_dir=None, parts_dir: Callable[[int, int], Path] | None = None):
         self.net, self.every, self.save_hook, self.max_restarts = net, int(every), save, int(max_restarts)
         self.run_dir = run_dir
+        # backends whose actors write their own parts (Ray): where a snapshot that ``save`` will
+        # commit goes (a checkpoint's ``<stem>.parts``); other snapshots go to a scratch directory
+        self.parts_dir = parts_dir
+        self.initial = None  # the state training starts from, when it is on disk already (a resume)
         self.failures = tuple(getattr(net.backend, "failures", ()))
         self.last: Snapshot | None = None
         self.restarts: list[dict] = []  # one record per recovery (actor, revived, seconds)
@@ -137,14 +150,50 @@ class Guard:
         """A mid-epoch snapshot after ``index`` samples (never at 0 or the epoch end)."""
         return self.active and bool(self.every) and 0 < index < n and index % self.every == 0
 
-    def take(self, epoch: int, index: int) -> Snapshot | None:
-        """Flush the traffic logs and pull the whole state; it becomes the restore point (None if not active)."""
+    def take(self, epoch: int, index: int, keep: bool = True) -> Snapshot | None:
+        """Flush the traffic logs and save the whole state; it becomes the restore point (None if not active).
+
+        In-process the state is pulled into memory; where the actors write their own parts
+        (``on_disk``) it goes to disk, never through the driver: into ``parts_dir(epoch,
+        index)`` if ``keep`` (a checkpoint to commit), else into a scratch directory.
+        """
         if not self.active:
             return None
         self.net.backend.flush()
-        snap = Snapshot(epoch, index, self.net.state_dict(), traffic_parts(self.run_dir))
-        self.last = snap
+        snap = Snapshot(epoch, index, self._state(epoch, index, keep), traffic_parts(self.run_dir))
+        previous, self.last = self.last, snap
+        if previous is not None and previous.state is not snap.state:
+            shard_state.remove(previous.state if isinstance(previous.state, shard_state.SavedState) else None)
         return snap
+
+    @property
+    def on_disk(self) -> bool:
+        """The backend's actors write and read their own parts of a state (Ray)."""
+        return hasattr(self.net.backend, "load_parts")
+
+    def _state(self, epoch: int, index: int, keep: bool):
+        if not self.on_disk:
+            return self.net.state_dict()
+        if keep and self.parts_dir is not None:
+            return shard_state.save_net(self.net, self.parts_dir(epoch, index))
+        base = Path(self.run_dir) / "checkpoints" if self.run_dir is not None else None
+        if base is not None:
+            base.mkdir(parents=True, exist_ok=True)
+        saved = shard_state.save_net(self.net, Path(tempfile.mkdtemp(prefix=".restore-", dir=base)), scratch=True)
+        weakref.finalize(saved, shutil.rmtree, str(saved.dir), True)  # gone with the last reference to it
+        return saved
+
+    def load(self, state) -> None:
+        """Load a snapshot's state into the net: a ``SavedState`` part by part, else the arrays."""
+        if isinstance(state, shard_state.SavedState):
+            shard_state.load_net(self.net, state)
+        else:
+            self.net.load_state_dict(state)
+
+    def close(self) -> None:
+        """Remove the last scratch restore point (checkpoints stay)."""
+        if self.last is not None and isinstance(self.last.state, shard_state.SavedState):
+            shard_state.remove(self.last.state)
 
     def start(self, epoch: int, index: int) -> None:
         """The restore point of a run's start (kept in memory only; only runtimes that can lose actors).
@@ -153,8 +202,11 @@ class Guard:
         """
         if not self.failures:
             return
+        if self.initial is not None:  # the resumed checkpoint is the restore point: nothing to write
+            self.last = Snapshot(epoch, index, self.initial, traffic_parts(self.run_dir))
+            return
         try:
-            self.take(epoch, index)
+            self.take(epoch, index, keep=False)
         except Exception as err:
             if not self.lost(err):
                 raise
@@ -224,7 +276,7 @@ class Guard:
         backend = self.net.backend
         revived = backend.revive()
         backend.discard_logs()
-        self.net.load_state_dict(self.last.state)
+        self.load(self.last.state)
         label = f"restart-{len(self.restarts) + 1}-{os.getpid()}-{int(time.time())}"
         rewind_traffic(self.run_dir, self.last.parts, label)
         return revived

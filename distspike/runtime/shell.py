@@ -211,7 +211,8 @@ class Shell:
             self.recorder.close()
 
 
-def make_module(kind: str, spec, num, weights: np.ndarray):
-    """A forward or backward quantizer shard from its spec and weight block."""
+def make_module(kind: str, spec, num, weights: np.ndarray, own: bool = False):
+    """A forward or backward quantizer shard from its spec and weight block (``own``: taken as is,
+    in the module's own layout; see the quantizers)."""
     cls = ForwardQuantizer if kind == "forward" else BackwardQuantizer
-    return cls(spec, num, weights)
+    return cls(spec, num, weights, own=own)

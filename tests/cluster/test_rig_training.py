@@ -23,12 +23,16 @@ def train_cmd() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "distspike.train"]
 
 
-def layers(npz_path: Path) -> dict[str, np.ndarray]:
-    """Each layer's forward ``W`` and backward replica ``W^T``, reassembled from the shards' blocks."""
-    z = np.load(npz_path)
+def layers(run_dir: Path) -> dict[str, np.ndarray]:
+    """Each layer's forward ``W`` and backward replica ``W^T`` of the run's last checkpoint (one
+    ``.npz`` from ``runtime=local``, a part per actor from Ray), reassembled from the shards' blocks."""
+    from distspike.cli import checkpoint
+    ck = checkpoint.latest(run_dir)
+    assert ck is not None and ck.epoch == 1 and ck.index == 0
+    z = ck.load_state()
     out = {}
     for kind, field, axis in (("forward", "W", 1), ("backward", "WT", 1)):
-        keys = sorted((int(m[1]), int(m[2]), k) for k in z.files
+        keys = sorted((int(m[1]), int(m[2]), k) for k in z
                       if (m := re.fullmatch(rf"{kind}\.(\d+)\.(\d+)\.{field}", k)))
         for layer in sorted({l for l, _, _ in keys}):
             out[f"{kind}.{layer}"] = np.concatenate([z[k] for l, _, k in keys if l == layer], axis=axis)
@@ -52,7 +56,11 @@ def test_three_shards_on_three_nodes_match_local_bit_for_bit(rig, tmp_path):
                           "placement=one_per_node", "runtime.shards=3", *TINY, f"hydra.run.dir={spread}"],
                          cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
-    a, b = layers(local / "checkpoints" / "epoch_0001.npz"), layers(spread / "checkpoints" / "epoch_0001.npz")
+    # each actor drew its own block from the seed and wrote its own part (format 4)
+    assert sorted(p.name for p in (spread / "checkpoints" / "epoch_0001.parts").glob("*.npz")) == \
+        sorted([f"{k}.{l}.{i}.npz" for k, l in (("forward", 1), ("forward", 2), ("backward", 2)) for i in range(3)]
+               + ["net.npz"])
+    a, b = layers(local), layers(spread)
     assert a.keys() == b.keys() == {"forward.1", "forward.2", "backward.2"}
     for key in a:
         assert a[key].dtype == b[key].dtype and np.array_equal(a[key], b[key]), key
@@ -71,13 +79,33 @@ def test_three_shards_on_three_nodes_match_local_bit_for_bit(rig, tmp_path):
 
 @pytest.mark.ray
 def test_an_actor_larger_than_its_node_is_refused_before_any_starts(rig, tmp_path):
-    """Shard 0 of a 64-3000000 int layer (2 x 512 MB) is pinned to the head, which offers far less."""
+    """Shard 0 of a 64-6000000 int layer (its 1 GB block) is pinned to the head, which offers far less."""
     res = subprocess.run([sys.executable, "-m", "distspike.cluster.emulated", "--dir", rig.dir, "run", "--",
                           *train_cmd(), "runtime=ray_cluster", f"runtime.address={rig.address}",
-                          "placement=one_per_node", "runtime.shards=3", *TINY, "model.sizes=[64,3000000,10]", "model.w_init=0.001",
+                          "placement=one_per_node", "runtime.shards=3", *TINY, "model.sizes=[64,6000000,10]", "model.w_init=0.001",
                           f"hydra.run.dir={tmp_path / 'big'}"], cwd=tmp_path, env=env(), capture_output=True,
                          text=True, timeout=300)
     assert res.returncode == 2, res.stderr[-3000:]
     errors = [ln for ln in res.stderr.splitlines() if "error" in ln]
     assert len(errors) == 1 and "preflight: actor forward.1.0 needs" in errors[0], res.stderr[-3000:]
     assert "of Ray memory of node 198.18.0.2" in errors[0]
+
+
+@pytest.mark.ray
+def test_a_run_dir_the_nodes_do_not_see_is_refused_with_one_line(rig, tmp_path):
+    """The driver's run dir on a tmpfs of its own mount namespace: no node sees it (as on a cluster without
+    a shared filesystem). The first state the actors would write is refused, naming the node; nothing is left."""
+    private = tmp_path / "private"
+    private.mkdir()
+    run = f"{private}/run"
+    cmd = " ".join([*train_cmd(), "runtime=ray_cluster", f"runtime.address={rig.address}", "placement=one_per_node",
+                    "runtime.shards=3", *TINY, f"hydra.run.dir={run}"])
+    res = subprocess.run([sys.executable, "-m", "distspike.cluster.emulated", "--dir", rig.dir, "run", "--",
+                          "unshare", "-m", "--propagation", "private", "sh", "-c",
+                          f"mount -t tmpfs tmpfs {private} && {cmd}; rc=$?; ls -A {run}/checkpoints; exit $rc"],
+                         cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2, res.stderr[-3000:]
+    assert re.search(r"error: node \S+ \(198\.18\.0\.\d+\) does not see the state directory .*"
+                     r"every node mounts at the same path", res.stderr), res.stderr[-3000:]
+    assert "Traceback" not in res.stderr and ".restore-" not in res.stdout, res.stdout  # no state left behind
+    assert not any(private.iterdir())  # the nodes' view: nothing was written there
