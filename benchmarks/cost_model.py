@@ -1,0 +1,313 @@
+"""A cost model of one training sample of the sharded Ray runtime, calibrated from microbenchmarks only.
+
+    python benchmarks/cost_model.py calibrate [--hops results/cluster_hops.json]   # -> results/cost_calibration.json
+    python benchmarks/cost_model.py compare [--points results/scaling_points.jsonl] [--write]
+    python benchmarks/cost_model.py cluster [--nodes 16 --cores 8 --hop-ms ...] [--write]
+
+Time per sample (``predict``) of a 784-n-...-10 net with ``k`` shards per layer:
+
+- **hops**: the critical path is a chain of *stages* (a stage: every shard of one
+  layer handling one message, each needing the outputs of all shards of the stage
+  before). Plain calls: ``3L`` stages per sample for SGD (forward ``1..L``, the
+  driver's fetch of the output spikes, gates ``L..1``, backward ``L..2``) and per time
+  step for FSGD. Compiled graphs: the driver's fetch is gone (the counter runs in the
+  output gate's actors), ``3L - 1`` stages per step plus one for the execution.
+  Each stage costs the latency of a chain stage of echo actors with the same fan-out
+  and payload (``bench_cluster.py hops``: same node, or across emulated nodes), which
+  includes Ray's (de)serialization of the payload;
+- **kernel work** of the busiest shard of each stage: every shard of forward layer
+  ``l`` adds one row of its ``n_l / k`` columns per incoming spike; a passed error
+  adds one column of ``n_{l-1}`` (backward replica, a row of ``W^T``) and updates
+  the weights of both copies (the forward copy's column is strided). Nanoseconds per
+  element from ``bench_kernels.py`` (rows, by block width; strided columns), slowed
+  by the memory-bandwidth share when ``m`` shards of one machine stream at once
+  (``bench_memory.py --shards``: two processes ran ``r2`` times as fast as one,
+  efficiency ``e2 = r2 / 2``; ``e(m) = e2 ** log2(m)`` beyond two is an assumption);
+- **per-message CPU** of an actor (the echo actors' CPU per call in the hops benchmark);
+- **CPU contention** when runnable actors outnumber a machine's cores: plain calls,
+  the shards of a stage (``m`` per machine) share its ``c`` cores (work x ``m / c``);
+  compiled graphs, every actor of the graph spins on its channel (``bench_idle.py``:
+  about one core each), so with ``A`` actors on ``c`` cores work and hops slow by ``A / c``.
+
+``calibrate`` runs ``bench_kernels`` and ``bench_memory`` functions here and reads
+the hop figures (measured on the rig); ``compare`` predicts every measured scaling
+point (``bench_cluster.py points``) and prints predicted against measured; ``cluster``
+prints the prediction for a real cluster. The model functions are pure (no Ray).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CALIBRATION = ROOT / "results" / "cost_calibration.json"
+HOPS_JSON = ROOT / "results" / "cluster_hops.json"
+POINTS_JSONL = ROOT / "results" / "scaling_points.jsonl"
+T = 10
+
+
+# -- pure model ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Point:
+    """One configuration: net sizes, rule, shards per layer, nodes, plain/compiled, cores per machine,
+    machines (the rig's nodes share one), and the measured spikes per sample (forward per layer
+    ``fwd[0..L]``, errors passed per layer ``passed[0..L]``)."""
+
+    sizes: tuple[int, ...]
+    rule: str
+    shards: int
+    nodes: int
+    compiled: bool
+    cores: int
+    machines: int
+    fwd: tuple[float, ...]
+    passed: tuple[float, ...]
+
+
+def interp(table: dict[float, float], x: float) -> float:
+    """Piecewise-linear interpolation in ``table`` (x -> y), extended linearly past its ends (>= 0)."""
+    xs = sorted(table)
+    if len(xs) == 1:
+        return table[xs[0]]
+    if x <= xs[0]:
+        lo, hi = xs[0], xs[1]
+    elif x >= xs[-1]:
+        lo, hi = xs[-2], xs[-1]
+    else:
+        hi = next(v for v in xs if v >= x)
+        lo = xs[xs.index(hi) - 1]
+    y = table[lo] + (table[hi] - table[lo]) * (x - lo) / (hi - lo)
+    return max(y, 0.0)
+
+
+def stages(p: Point) -> int:
+    """Critical-path stages per sample (module docstring)."""
+    L = len(p.sizes) - 1
+    per = 3 * L if not p.compiled else 3 * L - 1
+    n = per * (T if p.rule == "fsgd" else 1)
+    return n + (1 if p.compiled else 0)
+
+
+def payload_kb(p: Point) -> float:
+    """Mean KB per message: the sample's forward spikes over its forward messages (5 bytes per
+    event from one shard, 13 with merge keys)."""
+    L = len(p.sizes) - 1
+    per_event = 5 if p.shards == 1 else 13
+    events = sum(p.fwd[:L]) / L / p.shards
+    return events * per_event / (T if p.rule == "fsgd" else 1) / 1024
+
+
+def bw_efficiency(m: int, e2: float) -> float:
+    """Speed of each of ``m`` shards streaming at once on one machine, relative to one alone."""
+    return 1.0 if m <= 1 else e2 ** math.log2(m)
+
+
+def stage_work_elements(p: Point) -> list[tuple[float, float]]:
+    """Per layer ``l``: (row elements, strided column elements) of its busiest shard per sample."""
+    out = []
+    for l in range(1, len(p.sizes)):
+        rows = p.fwd[l - 1] * p.sizes[l] / p.shards  # forward: a row of its block per incoming spike
+        errs = p.passed[l] / p.shards
+        cols = errs * p.sizes[l - 1]  # the forward copy's (strided) column update
+        back = errs * p.sizes[l - 1] * 2 if l > 1 else 0.0  # backward replica: herd a row of W^T, update it
+        out.append((rows + back, cols))
+    return out
+
+
+def shards_per_machine(p: Point) -> int:
+    """Shards of one layer that share a machine (the rig's nodes all share one)."""
+    return max(1, math.ceil(p.shards / min(p.machines, p.shards)))
+
+
+def actors_per_machine(p: Point) -> int:
+    """Actors of the whole net on the busiest machine (forward L layers + backward L-1, k shards each)."""
+    L = len(p.sizes) - 1
+    return math.ceil((2 * L - 1) * p.shards / min(p.machines, p.shards * (2 * L - 1)))
+
+
+def contention(p: Point) -> float:
+    """Slow-down of an actor's work from CPU contention on its machine (module docstring)."""
+    c = p.cores
+    if p.compiled:
+        return max(1.0, actors_per_machine(p) / c)
+    return max(1.0, shards_per_machine(p) / c)
+
+
+def hop_ms(cal: dict, p: Point) -> float:
+    """ms per critical-path stage: the calibrated chain stage (plain: by payload) for this fan-out."""
+    where = "cross" if p.nodes > 1 else "same"
+    if p.compiled:
+        return interp({float(k): v for k, v in cal["compiled_ms"][where].items()}, p.shards)
+    by_fan = {float(k): interp({float(kb): ms for kb, ms in v.items()}, payload_kb(p))
+              for k, v in cal["plain_ms"][where].items()}
+    return interp(by_fan, p.shards)
+
+
+def predict(cal: dict, p: Point) -> dict:
+    """Predicted seconds per sample: ``wall``, ``crit`` (sum of the busiest shards' work), ``actor_cpu``
+    (the busiest actor's CPU) and ``total_cpu`` (all actors)."""
+    e2 = cal["bw_e2"]
+    m = min(shards_per_machine(p), p.cores)
+    slow = contention(p) / bw_efficiency(m, e2)
+    ns_row = interp({float(k): v for k, v in cal["row_ns"].items()}, max(p.sizes[1:-1]) / p.shards)
+    ns_col = cal["col_ns"]
+    work = [(r * ns_row + c * ns_col) * 1e-9 for r, c in stage_work_elements(p)]
+    crit = sum(work) * slow
+    hops = stages(p) * hop_ms(cal, p) * 1e-3 * (contention(p) if p.compiled else 1.0)
+    wall = hops + crit
+    msgs = stages(p) / max(len(p.sizes) - 1, 1)  # messages per actor per sample, about
+    call_cpu = interp({float(k): v for k, v in cal["call_cpu_ms"].items()}, p.shards) * 1e-3
+    actors = (2 * (len(p.sizes) - 1) - 1) * p.shards
+    if p.compiled:  # every actor spins on its channel: the machine's cores are all busy
+        per = min(1.0, p.cores * p.machines / actors) * wall * cal["spin_cores"]
+        return {"wall": wall, "crit": crit, "actor_cpu": max(per, max(work) * slow), "total_cpu": per * actors}
+    cpu = [w * slow + msgs * call_cpu for w in work]
+    total = sum(w * p.shards for w in work) / bw_efficiency(m, e2) + actors * msgs * call_cpu
+    return {"wall": wall, "crit": crit, "actor_cpu": max(cpu), "total_cpu": total}
+
+
+def off(pred: float, meas: float) -> float:
+    """Relative error of ``pred`` against ``meas`` (``pred / meas - 1``)."""
+    return pred / meas - 1.0 if meas > 0 else math.inf
+
+
+# -- calibration (runs the microbenchmarks) --------------------------------------------------------
+def calibrate(hops_path: Path, seconds: float) -> dict:
+    """Constants from ``bench_kernels``, ``bench_memory`` (run here) and the rig's hop figures."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import numpy as np
+    from bench_kernels import column_ns_per_element, ns_per_element
+    from bench_memory import shard_rates
+    from bench_idle import idle_cpu_per_actor
+    row = {str(n): round(ns_per_element(n, np.float32, seconds)[0], 4) for n in (300, 1250, 2500, 5000, 20000)}
+    col = column_ns_per_element(5000, np.float32, seconds)
+    r1, r2 = shard_rates(5000, seconds)
+    hops = json.loads(hops_path.read_text())
+    same, cross = hops.get("nodes=1"), next((hops[k] for k in sorted(hops) if k != "nodes=1"), None)
+    cal = {"row_ns": row, "col_ns": round(col, 4), "bw_e2": round(r2 / r1 / 2, 4),
+           "spin_cores": round(idle_cpu_per_actor(), 3),
+           "plain_ms": {"same": same["plain_ms"], "cross": (cross or same)["plain_ms"]},
+           "compiled_ms": {"same": same["compiled_ms"], "cross": (cross or same)["compiled_ms"]},
+           "call_cpu_ms": same["call_cpu_ms"],
+           "sources": {"hops": {k: v["measured"] for k, v in hops.items()}}}
+    return cal
+
+
+# -- comparison and the cluster table ---------------------------------------------------------------
+def point_of(rec: dict, cores: int) -> Point:
+    m = rec["median"]
+    return Point(tuple(rec["sizes"]), rec["rule"], rec["shards"], rec["nodes"], rec["mode"] == "compiled",
+                 cores, 1, tuple(m["fwd"]), tuple(m["passed"]))
+
+
+def measured(rec: dict) -> dict:
+    m = rec["median"]
+    crit = m.get("timeline_union") or m["crit_busy"]
+    return {"wall": m["wall"], "crit": m["crit_busy"], "timeline": crit, "actor_cpu": max(m["cpu"].values()),
+            "total_cpu": sum(m["cpu"].values())}
+
+
+def compare_table(cal: dict, recs: list[dict], cores: int) -> list[str]:
+    """Markdown rows: each point's predicted / measured (ms per sample) and how far off."""
+    lines = ["| measured (UTC) | rule | shards | nodes | mode | actors | wall pred / meas | off | critical path "
+             "pred / meas (busy; timeline) | off | busiest actor CPU pred / meas | off | all actors' CPU pred / "
+             "meas | off |", "|---|---|---:|---:|---|---:|---|---:|---|---:|---|---:|---|---:|"]
+    for rec in recs:
+        p = point_of(rec, cores)
+        pr, me = predict(cal, p), measured(rec)
+        runnable = actors_per_machine(p) if p.compiled else shards_per_machine(p)
+        tl = rec["median"].get("timeline_union")
+        tl_s = f"; {tl * 1e3:.1f}" if tl else ""
+        cells = [f"{pr[k] * 1e3:.1f} / {me[k] * 1e3:.1f}{tl_s if k == 'crit' else ''} | {off(pr[k], me[k]):+.0%}"
+                 for k in ("wall", "crit", "actor_cpu", "total_cpu")]
+        over = "" if runnable <= cores else " (over)"
+        lines.append(f"| {rec['measured'][5:]} | {p.rule} | {p.shards} | {p.nodes} | {rec['mode']} | "
+                     f"{(2 * len(p.sizes) - 3) * p.shards}{over} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def scaled_spikes(fwd: tuple, passed: tuple, w0: int, w: int, alpha: float) -> tuple[tuple, tuple]:
+    """Spike counts of a 784-w-w-10 net from those measured at width ``w0``: hidden layers' counts
+    scale as ``(w / w0) ** alpha`` (input and output layers unchanged)."""
+    s = (w / w0) ** alpha
+    f = tuple(v * s if 0 < l < len(fwd) - 1 else v for l, v in enumerate(fwd))
+    p = tuple(v * s if 0 < l < len(passed) - 1 else v for l, v in enumerate(passed))
+    return f, p
+
+
+def cluster_table(cal: dict, base: dict, widths: list[int], nodes: int, cores: int, hop_ms_cross: float,
+                  compiled_ms_cross: float, alpha: float) -> list[str]:
+    """Predicted ms per sample on ``nodes`` machines of ``cores`` cores, SGD, shards 1..nodes, one shard per node."""
+    cal = dict(cal, plain_ms=dict(cal["plain_ms"], cross={k: {kb: v + hop_ms_cross - cal["plain_ms"]["cross"]["1"]["1"]
+                                                               for kb, v in by.items()}
+                                                           for k, by in cal["plain_ms"]["cross"].items()}),
+               compiled_ms=dict(cal["compiled_ms"], cross={"1": compiled_ms_cross, "2": compiled_ms_cross}))
+    shard_counts = [k for k in (1, 2, 4, 8, 16) if k <= nodes]
+    lines = ["| width | rule | " + " | ".join(f"{k} shards plain / compiled" for k in shard_counts) + " | best |",
+             "|---:|---|" + "---|" * len(shard_counts) + "---|"]
+    for rule in ("sgd", "fsgd"):
+        b = base[rule]
+        for w in widths:
+            fwd, passed = scaled_spikes(tuple(b["fwd"]), tuple(b["passed"]), b["width"], w, alpha)
+            cells, best = [], None
+            for k in shard_counts:
+                pair = []
+                for comp in (False, True):
+                    p = Point((784, w, w, 10), rule, k, max(2, k), comp, cores, k, fwd, passed)
+                    t = predict(cal, p)["wall"] * 1e3
+                    pair.append(t)
+                    if best is None or t < best[0]:
+                        best = (t, k, "compiled" if comp else "plain")
+                cells.append(f"{pair[0]:.1f} / {pair[1]:.1f}")
+            lines.append(f"| {w} | {rule} | " + " | ".join(cells) + f" | {best[1]} {best[2]} ({best[0]:.1f} ms) |")
+    return lines
+
+
+def load_points(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("calibrate")
+    c.add_argument("--hops", type=Path, default=HOPS_JSON)
+    c.add_argument("--seconds", type=float, default=1.0)
+    m = sub.add_parser("compare")
+    m.add_argument("--points", type=Path, default=POINTS_JSONL)
+    m.add_argument("--cores", type=int, default=2)
+    k = sub.add_parser("cluster")
+    k.add_argument("--nodes", type=int, default=16)
+    k.add_argument("--cores", type=int, default=8)
+    k.add_argument("--hop-ms", type=float, default=None, help="plain cross-node stage ms (default: rig + 0.1 ms)")
+    k.add_argument("--compiled-hop-ms", type=float, default=None, help="compiled cross-node stage ms")
+    k.add_argument("--widths", default="1000,5000,20000,50000,100000")
+    k.add_argument("--alpha", type=float, default=1.0, help="spikes per hidden layer grow as width ** alpha")
+    k.add_argument("--points", type=Path, default=POINTS_JSONL)
+    args = ap.parse_args(argv)
+    if args.cmd == "calibrate":
+        cal = calibrate(args.hops, args.seconds)
+        CALIBRATION.write_text(json.dumps(cal, indent=1, sort_keys=True) + "\n")
+        print(json.dumps(cal, indent=1, sort_keys=True))
+        return
+    cal = json.loads(CALIBRATION.read_text())
+    recs = load_points(args.points)
+    if args.cmd == "compare":
+        print("\n".join(compare_table(cal, recs, args.cores)))
+        return
+    base = {}
+    for rec in recs:  # spikes of the 1-shard run of each rule
+        if rec["shards"] == 1 and rec["rule"] not in base:
+            base[rec["rule"]] = {"width": rec["sizes"][1], "fwd": rec["median"]["fwd"], "passed": rec["median"]["passed"]}
+    hop = args.hop_ms if args.hop_ms is not None else cal["plain_ms"]["cross"]["1"]["1"] + 0.1
+    chop = args.compiled_hop_ms if args.compiled_hop_ms is not None else cal["compiled_ms"]["cross"]["1"] + 0.1
+    print("\n".join(cluster_table(cal, base, [int(w) for w in args.widths.split(",")], args.nodes, args.cores,
+                                  hop, chop, args.alpha)))
+
+
+if __name__ == "__main__":
+    main()
