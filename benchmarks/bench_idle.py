@@ -7,8 +7,11 @@ read from ``/proc``. ``--strace`` also counts its system calls for 2 s (``strace
 -f``): a read-acquire loop that spins shows as ~10^5 ``sched_yield`` calls per second.
 ``--env NAME=VALUE`` repeats the measurement with that setting in the environment of
 the driver and the actor (e.g. ``RAY_CGRAPH_read_iteration_timeout_s=1``).
+``--beside 1,2,4``: how much slower a compute loop runs on one core beside that many
+idle compiled-graph actors pinned to the same core (the cost model's contention of
+spinning actors; ``slowdown`` 1.0 = as fast as alone).
 
-    python benchmarks/bench_idle.py [--idle 3] [--strace] [--env RAY_CGRAPH_read_iteration_timeout_s=1]
+    python benchmarks/bench_idle.py [--idle 3] [--strace] [--env RAY_CGRAPH_read_iteration_timeout_s=1] [--beside 1,2,4]
 """
 from __future__ import annotations
 
@@ -78,6 +81,64 @@ print("RESULT " + json.dumps(out))
 """
 
 
+BESIDE = r"""
+import json, os, sys, tempfile, time
+import numpy as np
+import ray
+from ray.dag import InputNode
+from distspike.config import RuntimeConfig
+from distspike.runtime.ray_backend import start_ray
+
+@ray.remote(num_cpus=0)
+class Echo:
+    def echo(self, x):
+        return x
+
+def loop_rate(seconds=1.0):
+    a = np.ones(200_000, np.float32)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a += 1.0
+        n += 1
+    return n / (time.perf_counter() - t0)
+
+counts = [int(m) for m in sys.argv[1].split(",")]
+cpu = min(os.sched_getaffinity(0))
+tmp = tempfile.mkdtemp(prefix="dsr-idle-", dir="/tmp")
+start_ray(RuntimeConfig("ray_local", 1, temp_dir=tmp), 2)
+os.sched_setaffinity(0, {cpu})
+alone = loop_rate()
+out = {}
+for m in counts:
+    actors = [Echo.remote() for _ in range(m)]
+    ray.get([a.__ray_call__.remote(lambda self, c=cpu: os.sched_setaffinity(0, {c})) for a in actors])
+    with InputNode() as inp:
+        node = inp
+        for a in actors:
+            node = a.echo.bind(node)
+    graph = node.experimental_compile()
+    for _ in range(3):
+        ray.get(graph.execute(1))
+    time.sleep(0.5)
+    out[str(m)] = alone / loop_rate()
+    graph.teardown()
+    for a in actors:
+        ray.kill(a)
+ray.shutdown()
+print("RESULT " + json.dumps(out))
+"""
+
+
+def slowdown_beside(counts: list[int]) -> dict[str, float]:
+    """``{m: slowdown}`` of a compute loop on one core beside ``m`` idle compiled actors on that core."""
+    done = subprocess.run([sys.executable, "-c", BESIDE, ",".join(map(str, counts))], capture_output=True,
+                          text=True, cwd=ROOT, timeout=300)
+    line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
+    if line is None:
+        raise RuntimeError(f"probe failed: {done.stderr.strip().splitlines()[-1:]}")
+    return json.loads(line[len("RESULT "):])
+
+
 def measure(idle: float, strace: bool, env: dict[str, str]) -> dict:
     """Run the probe in a fresh interpreter (so the settings in ``env`` reach Ray's import); its figures."""
     done = subprocess.run([sys.executable, "-c", CHILD, str(idle), "1" if strace else "0"], capture_output=True,
@@ -99,7 +160,11 @@ def main(argv=None) -> None:
     ap.add_argument("--idle", type=float, default=3.0)
     ap.add_argument("--strace", action="store_true")
     ap.add_argument("--env", action="append", default=[], help="NAME=VALUE, measured after the default")
+    ap.add_argument("--beside", default="", help="M,M,...: slowdown of a loop beside M idle compiled actors")
     args = ap.parse_args(argv)
+    if args.beside:
+        for m, f in slowdown_beside([int(m) for m in args.beside.split(",")]).items():
+            print(f"a compute loop beside {m} idle compiled actor(s) on its core: {f:.2f}x as slow as alone")
     for setting in [None, *args.env]:
         env = dict([setting.split("=", 1)]) if setting else {}
         r = measure(args.idle, args.strace, env)

@@ -27,7 +27,9 @@ Time per sample (``predict``) of a 784-n-...-10 net with ``k`` shards per layer:
 - **CPU contention** when runnable actors outnumber a machine's cores: plain calls,
   the shards of a stage (``m`` per machine) share its ``c`` cores (work x ``m / c``);
   compiled graphs, every actor of the graph spins on its channel (``bench_idle.py``:
-  about one core each), so with ``A`` actors on ``c`` cores work and hops slow by ``A / c``.
+  about one core each, yielding to other threads), so with ``A`` actors (and the
+  driver's read) on ``c`` cores work and hops slow by the factor ``bench_idle.py
+  --beside`` measured for a loop beside ``(A + 1) / c - 1`` idle compiled actors.
 
 ``calibrate`` runs ``bench_kernels`` and ``bench_memory`` functions here and reads
 the hop figures (measured on the rig); ``compare`` predicts every measured scaling
@@ -137,11 +139,24 @@ def contention(p: Point) -> float:
     return max(1.0, shards_per_machine(p) / c)
 
 
+def spin_factor(cal: dict, p: Point) -> float:
+    """Compiled graphs: slow-down of the working actor beside the spinning ones of its machine
+    (``bench_idle.py --beside``: a loop beside ``m`` idle compiled actors on its core), with
+    ``m`` = the other runnable actors (and the driver's read) per core; 1 without oversubscription."""
+    extra = (actors_per_machine(p) + 1) / p.cores - 1
+    if extra <= 0:
+        return 1.0
+    if not cal.get("spin_slowdown"):  # not measured: fair shares of the cores
+        return contention(p)
+    table = {0.0: 1.0, **{float(m): f for m, f in cal["spin_slowdown"].items()}}
+    return interp(table, extra)
+
+
 def hop_ms(cal: dict, p: Point) -> float:
     """ms per critical-path stage: the calibrated chain stage (plain: by payload) for this fan-out."""
     where = "cross" if p.nodes > 1 else "same"
-    if p.compiled:
-        return interp({float(k): v for k, v in cal["compiled_ms"][where].items()}, p.shards)
+    if p.compiled:  # calibrated with one actor per stage (more would already contend): linear in fan-out
+        return cal["compiled_ms"][where]["1"] * p.shards
     by_fan = {float(k): interp({float(kb): ms for kb, ms in v.items()}, payload_kb(p))
               for k, v in cal["plain_ms"][where].items()}
     return interp(by_fan, p.shards)
@@ -152,18 +167,19 @@ def predict(cal: dict, p: Point) -> dict:
     (the busiest actor's CPU) and ``total_cpu`` (all actors)."""
     e2 = cal["bw_e2"]
     m = min(shards_per_machine(p), p.cores)
-    slow = contention(p) / bw_efficiency(m, e2)
+    squeeze = spin_factor(cal, p) if p.compiled else contention(p)
+    slow = squeeze / bw_efficiency(m, e2)
     ns_row = interp({float(k): v for k, v in cal["row_ns"].items()}, max(p.sizes[1:-1]) / p.shards)
     ns_col = cal["col_ns"]
     work = [(r * ns_row + c * ns_col) * 1e-9 for r, c in stage_work_elements(p)]
     crit = sum(work) * slow
-    hops = stages(p) * hop_ms(cal, p) * 1e-3 * (contention(p) if p.compiled else 1.0)
+    hops = stages(p) * hop_ms(cal, p) * 1e-3 * (squeeze if p.compiled else 1.0)
     wall = hops + crit
     msgs = stages(p) / max(len(p.sizes) - 1, 1)  # messages per actor per sample, about
     call_cpu = interp({float(k): v for k, v in cal["call_cpu_ms"].items()}, p.shards) * 1e-3
     actors = (2 * (len(p.sizes) - 1) - 1) * p.shards
     if p.compiled:  # every actor spins on its channel: the machine's cores are all busy
-        per = min(1.0, p.cores * p.machines / actors) * wall * cal["spin_cores"]
+        per = min(1.0, p.cores * p.machines / (actors + 1)) * wall * cal["spin_cores"]  # + the driver's read
         return {"wall": wall, "crit": crit, "actor_cpu": max(per, max(work) * slow), "total_cpu": per * actors}
     cpu = [w * slow + msgs * call_cpu for w in work]
     total = sum(w * p.shards for w in work) / bw_efficiency(m, e2) + actors * msgs * call_cpu
@@ -176,25 +192,41 @@ def off(pred: float, meas: float) -> float:
 
 
 # -- calibration (runs the microbenchmarks) --------------------------------------------------------
+def hop_constants(hops: dict) -> dict:
+    """The hop part of a calibration from ``bench_cluster.py hops`` figures (``nodes=1``: same node;
+    the smallest other rig: across nodes)."""
+    same = hops["nodes=1"]
+    cross = next((hops[k] for k in sorted(hops) if k != "nodes=1"), same)
+    return {"plain_ms": {"same": same["plain_ms"], "cross": cross["plain_ms"]},
+            "compiled_ms": {"same": same["compiled_ms"], "cross": cross["compiled_ms"]},
+            "call_cpu_ms": same["call_cpu_ms"], "sources": {"hops": {k: v["measured"] for k, v in hops.items()}}}
+
+
+def _spin_slowdown(measure) -> dict:
+    """``bench_idle.slowdown_beside`` for 1, 2, 4 spinners; {} (and a note) if the probe fails."""
+    try:
+        return {m: round(f, 3) for m, f in measure([1, 2, 4]).items()}
+    except (RuntimeError, OSError) as err:
+        print(f"spin slowdown not measured: {err}", file=sys.stderr)
+        return {}
+
+
 def calibrate(hops_path: Path, seconds: float) -> dict:
-    """Constants from ``bench_kernels``, ``bench_memory`` (run here) and the rig's hop figures."""
+    """Constants from ``bench_kernels``, ``bench_memory``, ``bench_idle`` (run here) and the rig's hop figures."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import numpy as np
     from bench_kernels import column_ns_per_element, ns_per_element
     from bench_memory import shard_rates
-    from bench_idle import idle_cpu_per_actor
+    from bench_idle import idle_cpu_per_actor, slowdown_beside
     row = {str(n): round(ns_per_element(n, np.float32, seconds)[0], 4) for n in (300, 1250, 2500, 5000, 20000)}
     col = column_ns_per_element(5000, np.float32, seconds)
     r1, r2 = shard_rates(5000, seconds)
-    hops = json.loads(hops_path.read_text())
-    same, cross = hops.get("nodes=1"), next((hops[k] for k in sorted(hops) if k != "nodes=1"), None)
-    cal = {"row_ns": row, "col_ns": round(col, 4), "bw_e2": round(r2 / r1 / 2, 4),
-           "spin_cores": round(idle_cpu_per_actor(), 3),
-           "plain_ms": {"same": same["plain_ms"], "cross": (cross or same)["plain_ms"]},
-           "compiled_ms": {"same": same["compiled_ms"], "cross": (cross or same)["compiled_ms"]},
-           "call_cpu_ms": same["call_cpu_ms"],
-           "sources": {"hops": {k: v["measured"] for k, v in hops.items()}}}
-    return cal
+    import time
+    micro = {"row_ns": row, "col_ns": round(col, 4), "bw_e2": round(r2 / r1 / 2, 4),
+             "spin_cores": round(idle_cpu_per_actor(), 3),
+             "spin_slowdown": _spin_slowdown(slowdown_beside), "micro_measured": time.strftime("%Y-%m-%d %H:%M UTC",
+                                                                                          time.gmtime())}
+    return {**micro, **hop_constants(json.loads(hops_path.read_text()))}
 
 
 # -- comparison and the cluster table ---------------------------------------------------------------
@@ -211,22 +243,56 @@ def measured(rec: dict) -> dict:
             "total_cpu": sum(m["cpu"].values())}
 
 
+GRID = [(rule, k, n, mode) for rule in ("sgd", "fsgd") for n in (1, 2, 4) for k in (1, 2, 4, 8)
+        for mode in ("plain", "compiled")]
+
+
+def latest(recs: list[dict]) -> dict[tuple, dict]:
+    """The last record of each (rule, shards, nodes, mode)."""
+    return {(r["rule"], r["shards"], r["nodes"], r["mode"]): r for r in recs}
+
+
+def spikes_by_rule(recs: list[dict]) -> dict[str, tuple]:
+    """Spikes per sample of each rule from its measured points (every runtime and sharding trains the
+    same spikes, bit for bit: the median over the points' own medians)."""
+    import numpy as np
+    out = {}
+    for rule in ("sgd", "fsgd"):
+        ms = [r["median"] for r in recs if r["rule"] == rule and "median" in r]
+        if ms:
+            out[rule] = (tuple(np.median([m["fwd"] for m in ms], axis=0)),
+                         tuple(np.median([m["passed"] for m in ms], axis=0)), recs[0]["sizes"])
+    return out
+
+
 def compare_table(cal: dict, recs: list[dict], cores: int) -> list[str]:
-    """Markdown rows: each point's predicted / measured (ms per sample) and how far off."""
-    lines = ["| measured (UTC) | rule | shards | nodes | mode | actors | wall pred / meas | off | critical path "
-             "pred / meas (busy; timeline) | off | busiest actor CPU pred / meas | off | all actors' CPU pred / "
-             "meas | off |", "|---|---|---:|---:|---|---:|---|---:|---|---:|---|---:|---|---:|"]
-    for rec in recs:
-        p = point_of(rec, cores)
-        pr, me = predict(cal, p), measured(rec)
+    """Markdown rows for the whole grid: predicted / measured ms per sample and how far off, with when
+    each point was measured (predictions alone where a point is not measured yet)."""
+    lines = ["| rule | shards | nodes | mode | runnable / cores | measured (UTC) | wall pred / meas | off | "
+             "critical path pred / meas (busy; timeline) | off | busiest actor CPU pred / meas | off | "
+             "all actors' CPU pred / meas | off |", "|---|---:|---:|---|---|---|---|---:|---|---:|---|---:|---|---:|"]
+    got, spikes = latest(recs), spikes_by_rule(recs)
+    for rule, k, n, mode in GRID:
+        if rule not in spikes:
+            continue
+        fwd, passed, sizes = spikes[rule]
+        p = Point(tuple(sizes), rule, k, n, mode == "compiled", cores, 1, fwd, passed)
+        pr = predict(cal, p)
         runnable = actors_per_machine(p) if p.compiled else shards_per_machine(p)
+        head = f"| {rule} | {k} | {n} | {mode} | {runnable} / {cores}{' (over)' if runnable > cores else ''} |"
+        rec = got.get((rule, k, n, mode))
+        if rec is None or "median" not in rec:
+            why = f"did not finish in {rec['timed_out']} s ({rec['measured'][5:]})" if rec else "not measured yet"
+            lines.append(f"{head} {why} | " + " | ".join(f"{pr[q] * 1e3:.1f} / - | -"
+                                                         for q in ("wall", "crit", "actor_cpu", "total_cpu")) + " |")
+            continue
+        me = measured(rec)
         tl = rec["median"].get("timeline_union")
-        tl_s = f"; {tl * 1e3:.1f}" if tl else ""
-        cells = [f"{pr[k] * 1e3:.1f} / {me[k] * 1e3:.1f}{tl_s if k == 'crit' else ''} | {off(pr[k], me[k]):+.0%}"
-                 for k in ("wall", "crit", "actor_cpu", "total_cpu")]
-        over = "" if runnable <= cores else " (over)"
-        lines.append(f"| {rec['measured'][5:]} | {p.rule} | {p.shards} | {p.nodes} | {rec['mode']} | "
-                     f"{(2 * len(p.sizes) - 3) * p.shards}{over} | " + " | ".join(cells) + " |")
+        cells = []
+        for q in ("wall", "crit", "actor_cpu", "total_cpu"):
+            extra = f"; {tl * 1e3:.1f}" if q == "crit" and tl else ""
+            cells.append(f"{pr[q] * 1e3:.1f} / {me[q] * 1e3:.1f}{extra} | {off(pr[q], me[q]):+.0%}")
+        lines.append(f"{head} {rec['measured'][5:]} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -277,6 +343,8 @@ def main(argv=None) -> None:
     c = sub.add_parser("calibrate")
     c.add_argument("--hops", type=Path, default=HOPS_JSON)
     c.add_argument("--seconds", type=float, default=1.0)
+    c.add_argument("--hops-only", action="store_true",
+                   help="keep the saved kernel/memory/idle constants, re-read the hop figures only")
     m = sub.add_parser("compare")
     m.add_argument("--points", type=Path, default=POINTS_JSONL)
     m.add_argument("--cores", type=int, default=2)
@@ -290,7 +358,10 @@ def main(argv=None) -> None:
     k.add_argument("--points", type=Path, default=POINTS_JSONL)
     args = ap.parse_args(argv)
     if args.cmd == "calibrate":
-        cal = calibrate(args.hops, args.seconds)
+        if args.hops_only:
+            cal = {**json.loads(CALIBRATION.read_text()), **hop_constants(json.loads(args.hops.read_text()))}
+        else:
+            cal = calibrate(args.hops, args.seconds)
         CALIBRATION.write_text(json.dumps(cal, indent=1, sort_keys=True) + "\n")
         print(json.dumps(cal, indent=1, sort_keys=True))
         return

@@ -13,6 +13,7 @@ import cost_model as cm  # noqa: E402
 SIZES = (784, 100, 100, 10)
 #: a calibration with round numbers: 1 ms per plain stage at any payload and fan-out, 0.5 ms compiled
 CAL = {"row_ns": {"100": 1.0, "1000": 1.0}, "col_ns": 2.0, "bw_e2": 0.8, "spin_cores": 1.0,
+       "spin_slowdown": {"1": 1.5, "2": 2.0},
        "plain_ms": {w: {"1": {"1": 1.0, "40": 1.0}, "2": {"1": 1.0, "40": 1.0}} for w in ("same", "cross")},
        "compiled_ms": {w: {"1": 0.5, "2": 0.5} for w in ("same", "cross")},
        "call_cpu_ms": {"1": 0.1, "2": 0.1}}
@@ -73,9 +74,12 @@ def test_predict_adds_hops_and_work():
     work = sum(r * 1.0 + c * 2.0 for r, c in cm.stage_work_elements(p)) * 1e-9
     assert pr["crit"] == pytest.approx(work)
     assert pr["wall"] == pytest.approx(9 * 1e-3 + work)
-    compiled = cm.predict(CAL, point(compiled=True))  # 5 actors on 2 cores: hops and work x 2.5
-    assert compiled["wall"] == pytest.approx(9 * 0.5e-3 * 2.5 + work * 2.5)
-    assert compiled["total_cpu"] == pytest.approx(2 * compiled["wall"])  # the 2 cores spin all the time
+    # 5 actors and the driver on 2 cores: 2 spinning besides each working one, hops and work x 2.0
+    compiled = cm.predict(CAL, point(compiled=True))
+    assert cm.spin_factor(CAL, point(compiled=True)) == 2.0
+    assert compiled["wall"] == pytest.approx(9 * 0.5e-3 * 2.0 + work * 2.0)
+    # the 2 cores spin all the time, shared by the 5 actors and the driver
+    assert compiled["total_cpu"] == pytest.approx(2 * compiled["wall"] * 5 / 6)
 
 
 def test_predict_oversubscribed_plain_work_slows_down():
