@@ -263,7 +263,7 @@ def points(args) -> None:
         try:
             signal.alarm(args.limit_s)  # a point that cannot finish is recorded as such
             rec = point(spec, args, X, y)
-        except TimeoutError:
+        except PointTimeout:
             rule, shards, mode = spec.split(":")
             rec = {**stamp(), "nodes": args.nodes, "sizes": [784, args.width, args.width, 10], "rule": rule,
                    "shards": int(shards), "mode": mode, "timed_out": args.limit_s}
@@ -282,8 +282,12 @@ def points(args) -> None:
               f"point took {time.perf_counter() - t0:.0f} s", flush=True)
 
 
+class PointTimeout(BaseException):
+    """A point ran past ``--limit-s`` (a BaseException: no ``except Exception`` inside Ray swallows it)."""
+
+
 def _alarm(signum, frame):
-    raise TimeoutError
+    raise PointTimeout
 
 
 def main(argv=None) -> None:
