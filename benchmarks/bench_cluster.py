@@ -263,7 +263,10 @@ def points(args) -> None:
         try:
             signal.alarm(args.limit_s)  # a point that cannot finish is recorded as such
             rec = point(spec, args, X, y)
-        except PointTimeout:
+        except BaseException:
+            if not FIRED:
+                raise
+            FIRED.clear()  # Ray's C code may have turned the PointTimeout into a SystemError
             rule, shards, mode = spec.split(":")
             rec = {**stamp(), "nodes": args.nodes, "sizes": [784, args.width, args.width, 10], "rule": rule,
                    "shards": int(shards), "mode": mode, "timed_out": args.limit_s}
@@ -286,7 +289,11 @@ class PointTimeout(BaseException):
     """A point ran past ``--limit-s`` (a BaseException: no ``except Exception`` inside Ray swallows it)."""
 
 
+FIRED: list[bool] = []  # set when the alarm of the current point went off
+
+
 def _alarm(signum, frame):
+    FIRED.append(True)
     raise PointTimeout
 
 
