@@ -23,7 +23,10 @@ Time per sample (``predict``) of a 784-n-...-10 net with ``k`` shards per layer:
   by the memory-bandwidth share when ``m`` shards of one machine stream at once
   (``bench_memory.py --shards``: two processes ran ``r2`` times as fast as one,
   efficiency ``e2 = r2 / 2``; ``e(m) = e2 ** log2(m)`` beyond two is an assumption);
-- **per-message CPU** of an actor (the echo actors' CPU per call in the hops benchmark);
+- **per-message cost**: handling a message in a shell (``bench_kernels.message_overhead_us``:
+  CPU per message of an in-process net too narrow for its kernels to cost anything)
+  counts as work of its stage; Ray's own CPU per call (the echo actors' CPU per call
+  in the hops benchmark) as CPU of the actor;
 - **CPU contention** when runnable actors outnumber a machine's cores: plain calls,
   the shards of a stage (``m`` per machine) share its ``c`` cores (work x ``m / c``);
   compiled graphs, every actor of the graph spins on its channel (``bench_idle.py``:
@@ -173,7 +176,9 @@ def predict(cal: dict, p: Point) -> dict:
     slow = squeeze / bw_efficiency(m, e2)
     ns_row = interp({float(k): v for k, v in cal["row_ns"].items()}, max(p.sizes[1:-1]) / p.shards)
     ns_col = cal["col_ns"]
-    work = [(r * ns_row + c * ns_col) * 1e-9 for r, c in stage_work_elements(p)]
+    per_layer = stages(p) / max(len(p.sizes) - 1, 1)  # critical-path messages per layer per sample, about
+    shell = cal.get("message_us", {}).get(p.rule, 0.0) * 1e-6 * per_layer
+    work = [(r * ns_row + c * ns_col) * 1e-9 + shell for r, c in stage_work_elements(p)]
     crit = sum(work) * slow
     hops = stages(p) * hop_ms(cal, p) * 1e-3 * (squeeze if p.compiled else 1.0)
     wall = hops + crit
@@ -217,7 +222,7 @@ def calibrate(hops_path: Path, seconds: float) -> dict:
     """Constants from ``bench_kernels``, ``bench_memory``, ``bench_idle`` (run here) and the rig's hop figures."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import numpy as np
-    from bench_kernels import column_ns_per_element, ns_per_element
+    from bench_kernels import column_ns_per_element, message_overhead_us, ns_per_element
     from bench_memory import shard_rates
     from bench_idle import idle_cpu_per_actor, slowdown_beside
     row = {str(n): round(ns_per_element(n, np.float32, seconds)[0], 4) for n in (300, 1250, 2500, 5000, 20000)}
@@ -225,6 +230,7 @@ def calibrate(hops_path: Path, seconds: float) -> dict:
     r1, r2 = shard_rates(5000, seconds)
     import time
     micro = {"row_ns": row, "col_ns": round(col, 4), "bw_e2": round(r2 / r1 / 2, 4),
+             "message_us": {r: round(message_overhead_us(r), 2) for r in ("sgd", "fsgd")},
              "spin_cores": round(idle_cpu_per_actor(), 3),
              "spin_slowdown": _spin_slowdown(slowdown_beside), "micro_measured": time.strftime("%Y-%m-%d %H:%M UTC",
                                                                                           time.gmtime())}

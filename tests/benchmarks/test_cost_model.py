@@ -98,3 +98,12 @@ def test_scaled_spikes_hidden_layers_only():
 def test_off():
     assert cm.off(1.25, 1.0) == pytest.approx(0.25)
     assert cm.off(1.0, 0.0) == math.inf
+
+
+def test_message_overhead_counts_as_work_of_each_stage():
+    p = point()
+    base = cm.predict(CAL, p)
+    more = cm.predict({**CAL, "message_us": {"sgd": 100.0}}, p)
+    # 9 critical-path messages over 3 layers: 3 per layer, 100 µs each, in each of the 3 layers' work
+    assert more["crit"] - base["crit"] == pytest.approx(3 * 3 * 100e-6)
+    assert more["wall"] - base["wall"] == pytest.approx(3 * 3 * 100e-6)
