@@ -111,7 +111,9 @@ alone = loop_rate()
 out = {}
 for m in counts:
     actors = [Echo.remote() for _ in range(m)]
-    ray.get([a.__ray_call__.remote(lambda self, c=cpu: os.sched_setaffinity(0, {c})) for a in actors])
+    # every thread of the actor (the channel-reading thread the graph starts later inherits it)
+    pin = lambda self, c=cpu: [os.sched_setaffinity(int(t), {c}) for t in os.listdir("/proc/self/task")]
+    ray.get([a.__ray_call__.remote(pin) for a in actors])
     with InputNode() as inp:
         node = inp
         for a in actors:
