@@ -93,23 +93,29 @@ def _rows(n: int, width: int, seed: int, seconds: float, out) -> None:
     out.put(done / (time.perf_counter() - t0))
 
 
+def shard_rates(n: int, seconds: float = 5.0) -> tuple[float, float]:
+    """Samples/s of one process streaming all ``n`` columns, and of the slower of two streaming ``n/2`` each."""
+    rates = {}
+    for procs in (1, 2):
+        out = mp.Queue()
+        ps = [mp.Process(target=_rows, args=(n, n // procs, k, seconds, out)) for k in range(procs)]
+        for p in ps:
+            p.start()
+        got = [out.get() for _ in ps]
+        for p in ps:
+            p.join()
+        rates[procs] = min(got)  # a sample waits for the slower shard
+    return rates[1], rates[2]
+
+
 def shard_split(n: int, seconds: float = 5.0) -> None:
     """Print samples/s of one process streaming all ``n`` columns vs two streaming ``n/2`` each, twice."""
     print(f"\n| {n}x{n} float32 rows, 7,700 per sample | samples/s | vs 1 process |")
     print("|---|---|---:|")
     for _ in range(2):
-        rates = {}
-        for procs in (1, 2):
-            out = mp.Queue()
-            ps = [mp.Process(target=_rows, args=(n, n // procs, k, seconds, out)) for k in range(procs)]
-            for p in ps:
-                p.start()
-            got = [out.get() for _ in ps]
-            for p in ps:
-                p.join()
-            rates[procs] = min(got)  # a sample waits for the slower shard
-        print(f"| 1 process, all columns | {rates[1]:.2f} | 1.00 |")
-        print(f"| 2 processes, half the columns each (the slower) | {rates[2]:.2f} | {rates[2] / rates[1]:.2f} |")
+        r1, r2 = shard_rates(n, seconds)
+        print(f"| 1 process, all columns | {r1:.2f} | 1.00 |")
+        print(f"| 2 processes, half the columns each (the slower) | {r2:.2f} | {r2 / r1:.2f} |")
 
 
 def main(argv=None) -> None:

@@ -1,0 +1,329 @@
+"""Sharded training on the emulated cluster: hop cost across nodes, and the scaling points of issue 20.
+
+Not a test: measures and appends JSON to ``results/``. Runs as a Ray driver inside a
+running rig (``launch/emulated_cluster.sh``), in its driver namespace:
+
+    launch/emulated_cluster.sh start 2 --mem-mb 4096 --object-store-mb 300
+    launch/emulated_cluster.sh run -- .venv/bin/python benchmarks/bench_cluster.py hops --nodes 2
+    launch/emulated_cluster.sh run -- .venv/bin/python benchmarks/bench_cluster.py points --nodes 2 \\
+        --width 5000 --points sgd:1:plain,sgd:2:compiled --samples 20 --repeats 3
+
+``hops``: chains of 8 dependent *stages* of echo actors (no work), ``fan`` actors per
+stage, each receiving the refs of all actors of the stage before (as a layer's shards
+receive every shard of the layer before), consecutive stages on different nodes where
+the rig has more than one (``--nodes``); median ms per stage for plain calls (per
+payload) and for a compiled graph, plus the echo actors' CPU per call. Written to
+``results/cluster_hops.json`` under key ``nodes=<N>`` (the cost model's hop constants,
+``benchmarks/cost_model.py``).
+
+``points``: 784-w-w-10 float32, T=10, BFS, held errors; per point ``rule:shards:mode``
+one net (``mode`` plain or compiled: ``runtime.compiled=false|true``), warm-up samples,
+then ``--repeats`` windows of ``--samples`` MNIST samples. Placement: actor
+``<kind>.<layer>.<shard>`` asks for ``node_<(shard + layer) mod N>`` (layers rotate
+over the nodes, so even with one shard every forward hop crosses a node boundary when
+N > 1). Per window: wall seconds per sample; each actor's CPU seconds (``/proc``: the
+rig's nodes share this machine's pid namespace) and busy seconds (time inside messages,
+``ShardActor.busy``); the critical path as the sum over (kind, layer) of the busiest
+shard's busy seconds; for plain calls also ``ray.timeline()``'s union of the actors'
+task intervals (time some actor was executing) and the driver's CPU. Spikes per sample
+(forward per layer, errors passed per layer) feed the model's work term. One JSON
+line per point (medians over windows, and every window) is appended to
+``results/scaling_points.jsonl`` with the time it was measured.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import ray
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results"
+HOPS_JSON = RESULTS / "cluster_hops.json"
+POINTS_JSONL = RESULTS / "scaling_points.jsonl"
+STAGES = 8
+
+
+# -- shared helpers ---------------------------------------------------------------------
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pid_of(actor) -> int:
+    return ray.get(actor.__ray_call__.remote(lambda self: os.getpid()))
+
+
+def commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    return done.stdout.strip() or "?"
+
+
+def stamp() -> dict:
+    return {"measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": commit(),
+            "load_start": round(os.getloadavg()[0], 2), "cpus": len(os.sched_getaffinity(0))}
+
+
+# -- hops ---------------------------------------------------------------------------------
+@ray.remote(num_cpus=0)
+class Echo:
+    """Returns the first thing it is sent."""
+
+    def echo(self, *xs):
+        return xs[0]
+
+
+def echo_sets(fan: int, nodes: int) -> list[list]:
+    """Two sets of ``fan`` echo actors, set ``j`` on node ``j mod nodes`` (stages alternate sets)."""
+    return [[Echo.options(resources={f"node_{j % nodes}": 0.001}).remote() for _ in range(fan)] for j in range(2)]
+
+
+def plain_stage_ms(sets: list[list], payload: np.ndarray, chains: int) -> float:
+    """Median ms per stage of ``chains`` chains of ``STAGES`` dependent stages (2 warm-up chains)."""
+    times = []
+    for _ in range(chains + 2):
+        t0 = time.perf_counter()
+        refs = [ray.put(payload)]
+        for s in range(STAGES):
+            refs = [a.echo.remote(*refs) for a in sets[s % 2]]
+        ray.get(refs)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times[2:])) / STAGES * 1e3
+
+
+def compiled_stage_ms(sets: list[list], executions: int) -> float:
+    """Mean ms per stage of a compiled graph of the same chain (8-byte payload)."""
+    from ray.dag import InputNode, MultiOutputNode
+    with InputNode() as inp:
+        nodes = [inp]
+        for s in range(STAGES // 2):  # an actor appears once per graph: two sets give two stages
+            for group in sets:
+                nodes = [a.echo.bind(*nodes) for a in group]
+        dag = MultiOutputNode(nodes)
+    graph = dag.experimental_compile()
+    try:
+        for _ in range(5):
+            ray.get(graph.execute(1))
+        t0 = time.perf_counter()
+        for _ in range(executions):
+            ray.get(graph.execute(1))
+        return (time.perf_counter() - t0) / executions / (2 * (STAGES // 2)) * 1e3
+    finally:
+        graph.teardown()
+
+
+def hops(args) -> None:
+    """Measure the stage latencies for each fan-out and payload; merge them into ``HOPS_JSON``."""
+    out = {**stamp(), "nodes": args.nodes, "stages": STAGES, "plain_ms": {}, "compiled_ms": {}, "call_cpu_ms": {}}
+    for fan in map(int, args.fans.split(",")):
+        sets = echo_sets(fan, args.nodes)
+        actors = [a for s in sets for a in s]
+        pids = [pid_of(a) for a in actors]
+        out["plain_ms"][str(fan)] = {}
+        for kb in map(int, args.sizes_kb.split(",")):
+            c0 = sum(cpu_seconds(p) for p in pids)
+            ms = plain_stage_ms(sets, np.zeros(kb * 1024, np.uint8), args.chains)
+            calls = (args.chains + 2) * STAGES * fan
+            out["plain_ms"][str(fan)][str(kb)] = round(ms, 4)
+            if kb == 1:
+                out["call_cpu_ms"][str(fan)] = round((sum(cpu_seconds(p) for p in pids) - c0) / calls * 1e3, 4)
+            print(f"nodes={args.nodes} fan={fan} {kb:4d} KB plain: {ms:.3f} ms per stage", flush=True)
+        if fan * 2 <= args.max_compiled_actors:
+            out["compiled_ms"][str(fan)] = round(compiled_stage_ms(sets, args.executions), 4)
+            print(f"nodes={args.nodes} fan={fan} compiled: {out['compiled_ms'][str(fan)]:.3f} ms per stage", flush=True)
+        for a in actors:
+            ray.kill(a)
+    old = json.loads(HOPS_JSON.read_text()) if HOPS_JSON.exists() else {}
+    old[f"nodes={args.nodes}"] = out
+    HOPS_JSON.write_text(json.dumps(old, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {HOPS_JSON.relative_to(ROOT)} key nodes={args.nodes}")
+
+
+# -- scaling points -------------------------------------------------------------------------
+def node_of(name: str, nodes: int) -> int:
+    """The node of actor ``<kind>.<layer>.<shard>``: ``(shard + layer) mod nodes``."""
+    _, layer, shard = name.split(".")
+    return (int(shard) + int(layer)) % nodes
+
+
+def rotating_bundles(nodes: int):
+    """A ``shard_bundles`` replacement pinning each actor to ``node_of`` its name, asking for no CPU."""
+    def bundles(names, kinds, placement):
+        return [{f"node_{node_of(n, nodes)}": 0.001} for n in names]
+    return bundles
+
+
+def timeline_union(t0: float, t1: float) -> float:
+    """Seconds within ``[t0, t1]`` (epoch) in which some ``ShardActor`` task was executing."""
+    spans = []
+    for ev in ray.timeline():
+        if ev.get("cat") != "task:execute" or not str(ev.get("tid", "")).startswith("worker") or "dur" not in ev:
+            continue
+        a, b = ev["ts"] / 1e6, (ev["ts"] + ev["dur"]) / 1e6
+        a, b = max(a, t0), min(b, t1)
+        if b > a:
+            spans.append((a, b))
+    total, end = 0.0, -1.0
+    for a, b in sorted(spans):
+        if b <= end:
+            continue
+        total += b - max(a, end)
+        end = b
+    return total
+
+
+def critical_busy(busy: dict[str, float]) -> float:
+    """Sum over (kind, layer) of the busiest shard's seconds."""
+    groups: dict[str, float] = {}
+    for name, s in busy.items():
+        key = name.rsplit(".", 1)[0]
+        groups[key] = max(groups.get(key, 0.0), s)
+    return sum(groups.values())
+
+
+def window(net, X, y, start: int, n: int, pids: dict[str, int], plain: bool) -> dict:
+    """Train ``X[start:start+n]``; figures per sample of that window."""
+    backend = net.backend
+    b0 = {k: s for k, (_, s) in backend.busy().items()}
+    c0 = {k: cpu_seconds(p) for k, p in pids.items()}
+    s0 = net.stats
+    d0, e0, t0 = time.process_time(), time.time(), time.perf_counter()
+    for k in range(start, start + n):
+        net.train_sample(X[k], y[k])
+    b1 = {k: s for k, (_, s) in backend.busy().items()}  # also the barrier: waits for queued calls
+    wall = time.perf_counter() - t0
+    e1, d1 = time.time(), time.process_time()
+    c1 = {k: cpu_seconds(p) for k, p in pids.items()}
+    s1 = net.stats
+    busy = {k: (b1[k] - b0[k]) / n for k in b1}
+    out = {"wall": wall / n, "driver_cpu": (d1 - d0) / n, "busy": busy, "crit_busy": critical_busy(busy),
+           "cpu": {k: (c1[k] - c0[k]) / n for k in c1},
+           "fwd": ((s1.fwd - s0.fwd) / n).tolist(), "passed": ((s1.err_passed - s0.err_passed) / n).tolist()}
+    if plain:
+        out["timeline_union"] = timeline_union(e0, e1) / n
+    return out
+
+
+def median_of(windows: list[dict]) -> dict:
+    """Medians over windows of the scalar figures, per actor for CPU and busy seconds."""
+    med = {k: float(np.median([w[k] for w in windows])) for k in windows[0] if isinstance(windows[0][k], float)}
+    for k in ("cpu", "busy"):
+        med[k] = {a: float(np.median([w[k][a] for w in windows])) for a in windows[0][k]}
+    for k in ("fwd", "passed"):
+        med[k] = np.median([w[k] for w in windows], axis=0).tolist()
+    return med
+
+
+def point(spec: str, args, X, y) -> dict:
+    """Measure one ``rule:shards:mode`` point; its record."""
+    from distspike.config import ModelConfig, NetConfig, PlacementConfig, RuntimeConfig, TrainingConfig
+    from distspike.runtime import make_net
+    rule, shards, mode = spec.split(":")
+    sizes = (784, args.width, args.width, 10)
+    cfg = NetConfig(ModelConfig(sizes, 0.01, "float32"), TrainingConfig(rule=rule))
+    runtime = RuntimeConfig("ray_cluster", int(shards), address=os.environ.get("RAY_ADDRESS", "auto"),
+                            placement=PlacementConfig(timeout_s=300.0), compiled=mode == "compiled")
+    rec = {**stamp(), "nodes": args.nodes, "sizes": list(sizes), "dtype": "float32", "rule": rule,
+           "shards": int(shards), "mode": mode, "samples": args.samples, "repeats": args.repeats,
+           "warmup": args.warmup}
+    t_build = time.perf_counter()
+    with make_net(cfg, runtime) as net:
+        pids = {n: pid_of(a) for n, a in net.backend.actors.items()}
+        rec["where"] = {n: node_of(n, args.nodes) for n in pids}
+        for k in range(args.warmup):
+            net.train_sample(X[k], y[k])
+        net.backend.busy()
+        rec["build_and_warmup_s"] = round(time.perf_counter() - t_build, 1)
+        wins = [window(net, X, y, args.warmup + r * args.samples, args.samples, pids, mode == "plain")
+                for r in range(args.repeats)]
+    rec["median"] = median_of(wins)
+    rec["windows"] = wins
+    rec["load_end"] = round(os.getloadavg()[0], 2)
+    return rec
+
+
+def points(args) -> None:
+    """Measure every ``--points`` spec; append one JSON line each to ``POINTS_JSONL``."""
+    import distspike.runtime.ray_backend as rb
+    from distspike.data import load_dataset
+    rb.shard_bundles = rotating_bundles(args.nodes)  # benchmark-only placement (module docstring)
+    ds = load_dataset("mnist", str(args.data))
+    n = args.warmup + args.samples * args.repeats
+    X, y = np.asarray(ds.x_train[:n], np.float64), np.asarray(ds.y_train[:n])
+    for spec in args.points.split(","):
+        t0 = time.perf_counter()
+        try:
+            signal.alarm(args.limit_s)  # a point that cannot finish is recorded as such
+            rec = point(spec, args, X, y)
+        except BaseException:
+            if not FIRED:
+                raise
+            FIRED.clear()  # Ray's C code may have turned the PointTimeout into a SystemError
+            rule, shards, mode = spec.split(":")
+            rec = {**stamp(), "nodes": args.nodes, "sizes": [784, args.width, args.width, 10], "rule": rule,
+                   "shards": int(shards), "mode": mode, "timed_out": args.limit_s}
+            with POINTS_JSONL.open("a") as f:
+                f.write(json.dumps(rec) + "\n")
+            print(f"nodes={args.nodes} {spec}: not done within {args.limit_s} s", flush=True)
+            continue
+        finally:
+            signal.alarm(0)
+        with POINTS_JSONL.open("a") as f:
+            f.write(json.dumps(rec) + "\n")
+        m = rec["median"]
+        print(f"nodes={args.nodes} {spec}: wall {m['wall'] * 1e3:.1f} ms/sample, critical path (busy) "
+              f"{m['crit_busy'] * 1e3:.1f} ms, timeline union {m.get('timeline_union', float('nan')) * 1e3:.1f} ms, "
+              f"actor CPU max {max(m['cpu'].values()) * 1e3:.1f} sum {sum(m['cpu'].values()) * 1e3:.1f} ms; "
+              f"point took {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+class PointTimeout(BaseException):
+    """A point ran past ``--limit-s`` (a BaseException: no ``except Exception`` inside Ray swallows it)."""
+
+
+FIRED: list[bool] = []  # set when the alarm of the current point went off
+
+
+def _alarm(signum, frame):
+    FIRED.append(True)
+    raise PointTimeout
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    h = sub.add_parser("hops")
+    h.add_argument("--nodes", type=int, required=True, help="nodes of the running rig")
+    h.add_argument("--fans", default="1,2,4,8")
+    h.add_argument("--sizes-kb", default="1,8,40,160")
+    h.add_argument("--chains", type=int, default=20)
+    h.add_argument("--executions", type=int, default=200)
+    h.add_argument("--max-compiled-actors", type=int, default=4, help="compiled graphs only up to this many actors")
+    p = sub.add_parser("points")
+    p.add_argument("--nodes", type=int, required=True)
+    p.add_argument("--width", type=int, default=5000)
+    p.add_argument("--points", required=True, help="rule:shards:mode,... (mode plain|compiled)")
+    p.add_argument("--samples", type=int, default=20)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--limit-s", type=int, default=150, help="seconds a point may take (else recorded as timed out)")
+    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    args = ap.parse_args(argv)
+    signal.signal(signal.SIGALRM, _alarm)
+    ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=False)
+    try:
+        (hops if args.cmd == "hops" else points)(args)
+    finally:
+        ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()

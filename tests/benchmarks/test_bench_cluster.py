@@ -1,0 +1,29 @@
+"""The pure helpers of ``benchmarks/bench_cluster.py``: placement rotation and the busy critical path."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import bench_cluster as bc  # noqa: E402
+
+
+def test_layers_rotate_over_nodes():
+    assert [bc.node_of(f"forward.{l}.0", 2) for l in (1, 2, 3)] == [1, 0, 1]  # every forward hop crosses
+    assert bc.node_of("backward.2.1", 4) == 3
+    assert {bc.node_of(f"forward.1.{k}", 4) for k in range(4)} == {0, 1, 2, 3}  # a layer's shards spread
+    assert bc.node_of("forward.3.5", 1) == 0
+    bundles = bc.rotating_bundles(2)(["forward.1.0", "backward.2.0"], ["forward", "backward"], None)
+    assert bundles == [{"node_1": 0.001}, {"node_0": 0.001}]
+
+
+def test_critical_path_sums_the_busiest_shard_per_layer():
+    busy = {"forward.1.0": 1.0, "forward.1.1": 3.0, "forward.2.0": 2.0, "backward.2.0": 0.5, "backward.2.1": 0.25}
+    assert bc.critical_busy(busy) == 3.0 + 2.0 + 0.5
+
+
+def test_median_of_windows():
+    w = [{"wall": float(v), "cpu": {"a": float(v)}, "busy": {"a": 1.0}, "fwd": [v, 1], "passed": [0, v]}
+         for v in (1, 5, 2)]
+    m = bc.median_of(w)
+    assert m["wall"] == 2.0 and m["cpu"] == {"a": 2.0} and m["fwd"] == [2.0, 1.0] and m["passed"] == [0.0, 2.0]

@@ -1,0 +1,109 @@
+"""The cost model's pure functions (``benchmarks/cost_model.py``), on hand-computed cases."""
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import cost_model as cm  # noqa: E402
+
+SIZES = (784, 100, 100, 10)
+#: a calibration with round numbers: 1 ms per plain stage at any payload and fan-out, 0.5 ms compiled
+CAL = {"row_ns": {"100": 1.0, "1000": 1.0}, "col_ns": 2.0, "bw_e2": 0.8, "spin_cores": 1.0,
+       "spin_slowdown": {"1": 1.5, "2": 2.0},
+       "plain_ms": {w: {"1": {"1": 1.0, "40": 1.0}, "2": {"1": 1.0, "40": 1.0}} for w in ("same", "cross")},
+       "compiled_ms": {w: {"1": 0.5, "2": 0.5} for w in ("same", "cross")},
+       "call_cpu_ms": {"1": 0.1, "2": 0.1}}
+
+
+def point(**kw) -> cm.Point:
+    base = dict(sizes=SIZES, rule="sgd", shards=1, nodes=1, compiled=False, cores=2, machines=1,
+                fwd=(10.0, 20.0, 30.0, 2.0), passed=(0.0, 4.0, 6.0, 8.0))
+    return cm.Point(**{**base, **kw})
+
+
+def test_interp_inside_outside_and_never_negative():
+    t = {1.0: 2.0, 3.0: 4.0}
+    assert cm.interp(t, 2.0) == 3.0
+    assert cm.interp(t, 5.0) == 6.0  # extended past the end
+    assert cm.interp({1.0: 2.0, 2.0: 1.0}, 10.0) == 0.0  # clamped at 0
+    assert cm.interp({7.0: 1.5}, 100.0) == 1.5
+
+
+def test_stages_per_sample():
+    assert cm.stages(point()) == 9  # forward 1-3, fetch, gates 3-1, backward 3-2
+    assert cm.stages(point(compiled=True)) == 9  # 8 without the fetch, plus the execution
+    assert cm.stages(point(rule="fsgd")) == 90
+    assert cm.stages(point(rule="fsgd", compiled=True)) == 81
+
+
+def test_bandwidth_efficiency_per_doubling():
+    assert cm.bw_efficiency(1, 0.8) == 1.0
+    assert cm.bw_efficiency(2, 0.8) == pytest.approx(0.8)
+    assert cm.bw_efficiency(4, 0.8) == pytest.approx(0.64)
+
+
+def test_work_elements_of_the_busiest_shard():
+    rows_cols = cm.stage_work_elements(point(shards=2))
+    # layer 1: 10 input spikes x 100/2 columns; 4/2 passed errors x 784 (strided), no backward replica
+    assert rows_cols[0] == (10 * 50, 2 * 784)
+    # layer 2: 20 x 50 rows + 3 errors x 100 x 2 (backward herd + update); 3 x 100 strided
+    assert rows_cols[1] == (20 * 50 + 3 * 100 * 2, 3 * 100)
+    assert rows_cols[2] == (30 * 5 + 4 * 100 * 2, 4 * 100)
+
+
+def test_contention_plain_counts_shards_compiled_counts_actors():
+    assert cm.contention(point(shards=2)) == 1.0
+    assert cm.contention(point(shards=4)) == 2.0
+    assert cm.contention(point(compiled=True)) == 2.5  # 5 spinning actors on 2 cores
+    # 16 machines of 8 cores, 16 shards: 5 actors per machine, no contention
+    assert cm.contention(point(shards=16, nodes=16, machines=16, cores=8, compiled=True)) == 1.0
+
+
+def test_payload_uses_merge_keys_with_shards():
+    assert cm.payload_kb(point()) == pytest.approx(20 * 5 / 1024)  # mean of 10, 20, 30 forward spikes
+    assert cm.payload_kb(point(shards=2)) == pytest.approx(10 * 13 / 1024)
+
+
+def test_predict_adds_hops_and_work():
+    p = point()
+    pr = cm.predict(CAL, p)
+    work = sum(r * 1.0 + c * 2.0 for r, c in cm.stage_work_elements(p)) * 1e-9
+    assert pr["crit"] == pytest.approx(work)
+    assert pr["wall"] == pytest.approx(9 * 1e-3 + work)
+    # 5 actors and the driver on 2 cores: 2 spinning besides each working one, hops and work x 2.0
+    compiled = cm.predict(CAL, point(compiled=True))
+    assert cm.spin_factor(CAL, point(compiled=True)) == 2.0
+    assert compiled["wall"] == pytest.approx(9 * 0.5e-3 * 2.0 + work * 2.0)
+    # the 2 cores spin all the time, shared by the 5 actors and the driver
+    assert compiled["total_cpu"] == pytest.approx(2 * compiled["wall"] * 5 / 6)
+
+
+def test_predict_oversubscribed_plain_work_slows_down():
+    two, four = cm.predict(CAL, point(shards=2)), cm.predict(CAL, point(shards=4))
+    # 4 shards do half the work each of 2 shards, but 4 share 2 cores: the same stage time
+    assert four["crit"] == pytest.approx(two["crit"])
+    assert cm.predict(CAL, point(shards=4, cores=4))["crit"] == pytest.approx(two["crit"] * 0.8 / 2 / 0.64)  # bandwidth: 0.8 per doubling
+
+
+def test_scaled_spikes_hidden_layers_only():
+    f, p = cm.scaled_spikes((10.0, 20.0, 30.0, 2.0), (0.0, 4.0, 6.0, 8.0), 100, 400, 0.5)
+    assert f == (10.0, 40.0, 60.0, 2.0)
+    assert p == (0.0, 8.0, 12.0, 8.0)
+
+
+def test_off():
+    assert cm.off(1.25, 1.0) == pytest.approx(0.25)
+    assert cm.off(1.0, 0.0) == math.inf
+
+
+def test_message_overhead_counts_as_work_of_each_stage():
+    p = point()
+    base = cm.predict(CAL, p)
+    more = cm.predict({**CAL, "message_us": {"sgd": 100.0}}, p)
+    # 9 critical-path messages over 3 layers: 3 per layer, 100 µs each, in each of the 3 layers' work
+    assert more["crit"] - base["crit"] == pytest.approx(3 * 3 * 100e-6)
+    assert more["wall"] - base["wall"] == pytest.approx(3 * 3 * 100e-6)
