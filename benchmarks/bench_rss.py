@@ -90,6 +90,7 @@ def main() -> None:
         measure(train_command(args, Path(tmp) / "warm", 50, 50))  # numba cache warm, files paged in
         res = measure(train_command(args, Path(tmp) / "run", args.n_train, args.n_test))
         shown = " ".join(train_command(args, Path("RUN_DIR"), args.n_train, args.n_test)[1:])
+        shown = shown.replace(f"data.root={args.data}", "data.root=DATA")  # no machine paths in results
     line = (f"| distspike-train {args.model} {args.rule} | {args.n_train or 60000} | {args.n_test or 10000} | "
             f"**{res['rss_mib']:.0f}** | {res['cpu_s']:.1f} | {res['wall_s']:.1f} |")
     table = ("| run | training samples | test samples | peak RSS (MiB) | CPU s | wall s |\n"
