@@ -8,7 +8,8 @@ message that names the key and quotes the offending value.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import uuid
+from dataclasses import dataclass, field, replace
 
 DTYPES = ("float32", "float64", "int")
 RULES = ("sgd", "fsgd")
@@ -299,14 +300,44 @@ class CheckpointConfig:
 
 
 @dataclass(frozen=True)
+class RunTags:
+    """Which run wrote a traffic row: columns of every row (docs/traffic.md), filled in by the job and the net.
+
+    ``run_id``: unique per run (kept by a resumed run; "" until the net draws one); ``job``: the sweep's job
+    number (-1: not a sweep job); ``routing``/``rule``: the net's.
+    """
+
+    run_id: str = ""
+    routing: str = ""
+    rule: str = ""
+    job: int = -1
+
+    def __post_init__(self) -> None:
+        for key in ("run_id", "routing", "rule"):
+            if not isinstance(getattr(self, key), str):
+                raise ConfigError(f"logging.tags.{key}={getattr(self, key)!r} must be a string")
+        if isinstance(self.job, bool) or not isinstance(self.job, int) or self.job < -1:
+            raise ConfigError(f"logging.tags.job={self.job!r} must be an integer >= -1 (-1: not a sweep job)")
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
-    """Per-actor spike traffic logs: on/off, every k-th sample, rows buffered per flush."""
+    """Per-actor spike traffic logs: on/off, every k-th sample, rows buffered per flush; the rows' run tags."""
 
     traffic: bool = True
     every: int = 1
     flush_rows: int = 50_000
+    tags: RunTags = RunTags()
 
     def __post_init__(self) -> None:
         _check_bool("logging.traffic", self.traffic)
         _check_positive("logging.every", self.every, integer=True)
         _check_positive("logging.flush_rows", self.flush_rows, integer=True)
+        if not isinstance(self.tags, RunTags):
+            raise ConfigError(f"logging.tags={self.tags!r} must be a RunTags")
+
+    def for_net(self, cfg: NetConfig) -> LoggingConfig:
+        """These settings, tagged with ``cfg``'s routing and rule, and a fresh run id unless one is set."""
+        tags = replace(self.tags, run_id=self.tags.run_id or uuid.uuid4().hex, routing=cfg.routing,
+                       rule=cfg.training.rule)
+        return replace(self, tags=tags)

@@ -410,6 +410,7 @@ def ray_net(cfg: NetConfig, runtime: RuntimeConfig, weights: list[np.ndarray] | 
             ray.shutdown()
         raise
     run_dir = os.path.abspath(run_dir) if run_dir else None
+    logging = logging.for_net(cfg) if logging is not None else None  # one run id for all actors, respawns too
     factory = ActorFactory([(n, kind, spec, block.shape) for n, kind, spec, block in plan], bundles, pg, num,
                            logging, run_dir)
     actors = {name: factory.spawn(name, block) for name, _, _, block in plan}
