@@ -573,10 +573,11 @@ def part_version(path: Path) -> tuple[int | None, str | None]:
     if not _ACTOR_DIR.match(path.parent.name):
         return None, f"its directory {path.parent.name!r} is not actor=<forward|backward>.<layer>.<shard>"
     try:
-        schema = pq.read_schema(path)
+        meta = pq.read_metadata(path)  # the file's own key-value metadata (a stored Arrow schema may hide it)
+        schema = meta.schema.to_arrow_schema()
     except (pa.ArrowException, OSError, ValueError) as err:
         return None, f"not a readable Parquet file ({one_line(err)})"
-    key = (schema.metadata or {}).get(VERSION_KEY.encode())
+    key = (meta.metadata or {}).get(VERSION_KEY.encode())
     if key is not None and key != str(SCHEMA_VERSION).encode():
         return None, (f"schema version {key.decode(errors='replace')!r} in its metadata ({VERSION_KEY}): this "
                       f"distspike reads versions 0 to {SCHEMA_VERSION}")
