@@ -14,7 +14,8 @@ known; ``resources`` is a mapping there, a tuple of pairs here).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import uuid
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, Dict, List, Optional
 
@@ -382,12 +383,35 @@ class Tracker(Choice):
 
 
 @dataclass(frozen=True)
+class RunTags:
+    """Which run wrote a traffic row: columns of every row (docs/traffic.md), filled in by the job and the net.
+
+    ``run_id``: unique per run (kept by a resumed run; "" until the net draws one); ``job``: the sweep's job
+    number (-1: not a sweep job); ``routing``/``rule``: the net's.
+    """
+
+    run_id: str = ""
+    routing: str = ""
+    rule: str = ""
+    job: int = -1
+
+    def __post_init__(self) -> None:
+        for key in ("run_id", "routing", "rule"):
+            if not isinstance(getattr(self, key), str):
+                raise ConfigError(f"logging.tags.{key}={getattr(self, key)!r} must be a string")
+        if isinstance(self.job, bool) or not isinstance(self.job, int) or self.job < -1:
+            raise ConfigError(f"logging.tags.job={self.job!r} must be an integer >= -1 (-1: not a sweep job)")
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
-    """Per-actor spike traffic logs (on/off, every k-th sample, rows buffered per flush) and the tracker.
+    """Per-actor spike traffic logs (on/off, every k-th sample, rows buffered per flush), their rows'
+    run tags, and the tracker.
 
     ``tracker`` logs the config, each epoch's errors and the final results to MLflow or
     TensorBoard; ``tracking_uri`` is the MLflow tracking URI or the TensorBoard log dir
     (None: under the run's, or the sweep's, directory). The runtimes ignore both.
+    ``tags`` (``RunTags``) are filled in by the job and the net, not set on the command line.
     """
 
     traffic: bool = True
@@ -395,6 +419,7 @@ class LoggingConfig:
     flush_rows: int = 50_000
     tracker: Tracker = Tracker.none
     tracking_uri: str | None = None
+    tags: RunTags = field(default=RunTags(), metadata={"node": None})  # filled in by the job (for_net)
 
     def __post_init__(self) -> None:
         _check_bool("logging.traffic", self.traffic)
@@ -402,3 +427,11 @@ class LoggingConfig:
         _check_positive("logging.flush_rows", self.flush_rows, integer=True)
         _set_choice(self, "tracker", "logging.tracker", Tracker)
         _check_optional_str("logging.tracking_uri", self.tracking_uri)
+        if not isinstance(self.tags, RunTags):
+            raise ConfigError(f"logging.tags={self.tags!r} must be a RunTags")
+
+    def for_net(self, cfg: NetConfig) -> LoggingConfig:
+        """These settings, tagged with ``cfg``'s routing and rule, and a fresh run id unless one is set."""
+        tags = replace(self.tags, run_id=self.tags.run_id or uuid.uuid4().hex, routing=str(cfg.routing),
+                       rule=str(cfg.training.rule))
+        return replace(self, tags=tags)

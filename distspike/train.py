@@ -51,7 +51,7 @@ def app(cfg: DictConfig) -> float:
         sweep.LAST["failed"] = True
         return math.nan
     try:
-        metrics = run_job(schema.to_checked_container(cfg), run_dir, track_context(hc, run_dir))
+        metrics = run_job(schema.to_checked_container(cfg), run_dir, track_context(hc, run_dir), job_number(hc))
     except (Interrupted, KeyboardInterrupt) as ex:
         print(f"{PROG}: {interrupted(ex, getattr(ex, 'run_dir', run_dir))}", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_INTERRUPTED) from None
@@ -77,6 +77,11 @@ def track_context(hc, run_dir: Path) -> tracking.TrackContext:
     sweep_dir = Path(str(hc.sweep.dir))
     return tracking.TrackContext(str(sweep_dir), str(hc.job.num), sweep_dir.resolve(),
                                  {**tags, "sweep_dir": str(sweep_dir.resolve()), "job_num": str(hc.job.num)})
+
+
+def job_number(hc) -> int:
+    """This job's number in a sweep (Hydra's ``hydra.job.num``); -1 for a single run."""
+    return int(hc.job.num) if hc.mode == RunMode.MULTIRUN else -1
 
 
 def interrupted(ex: BaseException, run_dir: Path) -> str:

@@ -4,6 +4,10 @@
 #
 #   launch/local_cluster.sh start    # prints RAY_ADDRESS=127.0.0.1:<port> as its last line
 #   distspike-train runtime=ray_cluster runtime.address=<ip>:<port> placement=two_nodes ...
+#   launch/local_cluster.sh start --jobs   # also the dashboard's job server (needs ray[default]:
+#                                          # pip install distspike[jobs]); prints
+#                                          # RAY_JOB_ADDRESS=http://127.0.0.1:<port> before RAY_ADDRESS
+#   RAY_AUTH_MODE=disabled RAY_JOB_ADDRESS=http://127.0.0.1:<port> JOB_PIP=0 launch/submit_job.sh ...
 #   launch/local_cluster.sh status
 #   launch/local_cluster.sh stop
 #
@@ -13,7 +17,8 @@
 #
 # Loopback only: the cluster runs without authentication (RAY_AUTH_MODE=disabled), so
 # every server of it (GCS, raylets, object managers, workers, dashboard agents,
-# runtime-env agents, metrics exporters, the Ray client server) must be unreachable
+# runtime-env agents, metrics exporters, the Ray client server, and with --jobs the
+# dashboard and its job server, which runs any command it is sent) must be unreachable
 # from other hosts. Ray binds them all to the node address when that address is
 # loopback, but `ray start --node-ip-address=127.0.0.1` replaces a loopback address
 # by the host's routable one (services.resolve_ip_for_localhost) on Linux. So each
@@ -53,6 +58,8 @@ RAY_ADDRESS=""
 HEAD_SID=-1
 WORKER_SID=-1
 PIDS=""
+JOBS=0                 # start --jobs: the head runs the dashboard (job server) on 127.0.0.1
+RAY_JOB_ADDRESS=""
 
 die() { echo "local_cluster.sh: $*" >&2; exit 1; }
 
@@ -91,6 +98,7 @@ write_state() {
     PIDS=$(our_pids | tr '\n' ' ')
     cat >"$STATE_FILE" <<EOF
 RAY_ADDRESS=$RAY_ADDRESS
+RAY_JOB_ADDRESS=$RAY_JOB_ADDRESS
 HEAD_SID=$HEAD_SID
 WORKER_SID=$WORKER_SID
 RAY_TMP=$RAY_TMP
@@ -134,14 +142,30 @@ wait_for_node_b() {
     return 1
 }
 
+# wait_for_job_server: until the dashboard answers on $RAY_JOB_ADDRESS (at most 60 s).
+wait_for_job_server() {
+    local _
+    for _ in $(seq 60); do
+        if "$PYTHON" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "/api/version", timeout=5)' \
+                "$RAY_JOB_ADDRESS" 2>/dev/null; then
+            return 0
+        fi
+        sleep 1
+    done
+    echo "local_cluster.sh: the job server did not answer at $RAY_JOB_ADDRESS within 60 s (is ray[default]" \
+         "installed? pip install distspike[jobs]); see $STATE_DIR/head.log and $RAY_TMP/session_latest/logs/" >&2
+    return 1
+}
+
 # start_cluster: the head (node_a), then a worker (node_b) joining it.
 start_cluster() {
-    local gcs client dash a_http a_grpc b_http b_grpc
+    local gcs client dash a_http a_grpc b_http b_grpc dashboard=false
     read -r gcs client dash a_http a_grpc b_http b_grpc <<<"$(free_ports 7)"
     local common=(--node-ip-address=127.0.0.1 --num-cpus="$NUM_CPUS"
                   --object-store-memory="$OBJECT_STORE_BYTES" --disable-usage-stats)
+    if [[ $JOBS == 1 ]]; then dashboard=true; RAY_JOB_ADDRESS=http://127.0.0.1:$dash; fi
     start_node head --head --port="$gcs" --ray-client-server-port="$client" \
-        --include-dashboard=false --dashboard-host=127.0.0.1 --dashboard-port="$dash" --temp-dir="$RAY_TMP" \
+        --include-dashboard="$dashboard" --dashboard-host=127.0.0.1 --dashboard-port="$dash" --temp-dir="$RAY_TMP" \
         --dashboard-agent-listen-port="$a_http" --dashboard-agent-grpc-port="$a_grpc" \
         --resources='{"node_a": 1}' "${common[@]}" || return 1
     RAY_ADDRESS=127.0.0.1:$gcs
@@ -150,7 +174,8 @@ start_cluster() {
         --dashboard-agent-listen-port="$b_http" --dashboard-agent-grpc-port="$b_grpc" \
         --resources='{"node_b": 1}' "${common[@]}" || return 1
     write_state
-    wait_for_node_b
+    wait_for_node_b || return 1
+    if [[ $JOBS == 1 ]]; then wait_for_job_server; fi
 }
 
 cmd_start() {
@@ -169,6 +194,7 @@ cmd_start() {
     fi
     write_state
     echo "two-node Ray cluster up (node_a: head, node_b: worker); state in $STATE_FILE" >&2
+    if [[ $JOBS == 1 ]]; then echo "RAY_JOB_ADDRESS=$RAY_JOB_ADDRESS"; fi
     echo "RAY_ADDRESS=$RAY_ADDRESS"
 }
 
@@ -196,14 +222,22 @@ cmd_status() {
     # shellcheck disable=SC1090
     source "$STATE_FILE"
     echo "RAY_ADDRESS=$RAY_ADDRESS"
+    if [[ -n ${RAY_JOB_ADDRESS:-} ]]; then echo "RAY_JOB_ADDRESS=$RAY_JOB_ADDRESS"; fi
     echo "head session $HEAD_SID: $(session_pids "$HEAD_SID" | wc -l) processes"
     echo "worker session $WORKER_SID: $(session_pids "$WORKER_SID" | wc -l) processes"
     timeout 30 "$PYTHON" -c "$RAY_LOOPBACK" status --address="$RAY_ADDRESS" || true
 }
 
+USAGE="usage: $0 start [--jobs]|stop|status"
 case ${1:-} in
-    start) cmd_start ;;
+    start)
+        case ${2:-} in
+            "") ;;
+            --jobs) JOBS=1 ;;
+            *) echo "local_cluster.sh: unknown option ${2} for start; $USAGE" >&2; exit 2 ;;
+        esac
+        cmd_start ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
-    *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+    *) echo "$USAGE" >&2; exit 2 ;;
 esac

@@ -18,6 +18,7 @@ import ray
 from distspike.cli.errors import UserError
 from distspike.cli.preflight import preflight
 from distspike.config import (ActorResources, CheckpointConfig, ConfigError, LoggingConfig, ModelConfig, NetConfig,
+                              RunTags,
                               PlacementConfig, RuntimeConfig, TrainingConfig)
 from distspike.core.messages import MessageError, SpikeBatch
 from distspike.core.modules import LayerSpec, Numerics
@@ -175,7 +176,9 @@ FIELDS = {  # class, defaults, field -> the key its errors name
     ModelConfig: ({}, {"sizes": "model.sizes", "w_init": "model.w_init", "dtype": "model.dtype"}),
     TrainingConfig: ({}, {k: f"training.{k}" for k in ("rule", "smooth", "eta", "steps", "epochs", "hold_error",
                                                         "backward_reset")}),
-    LoggingConfig: ({}, {k: f"logging.{k}" for k in ("traffic", "every", "flush_rows", "tracker", "tracking_uri")}),
+    LoggingConfig: ({}, {k: f"logging.{k}" for k in ("traffic", "every", "flush_rows", "tracker", "tracking_uri",
+                                                        "tags")}),
+    RunTags: ({}, {k: f"logging.tags.{k}" for k in ("run_id", "routing", "rule", "job")}),
     CheckpointConfig: ({}, {k: f"checkpoint.{k}" for k in ("keep", "every_samples", "max_restarts")}),
     PlacementConfig: ({}, {"strategy": "placement.strategy", "timeout_s": "placement.timeout_s"}),
     ActorResources: ({}, {"num_cpus": "num_cpus", "memory": "memory", "resources": "resources"}),

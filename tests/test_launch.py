@@ -3,6 +3,7 @@ bash; the local two-node cluster starts, trains with placement=two_nodes and sto
 exactly the processes it started."""
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
@@ -97,9 +98,18 @@ def test_local_cluster_script_never_stops_ray_globally():
 
 
 # -- the local two-node cluster (starts real Ray processes) ------------------------------
-def cluster(action: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(LAUNCH / "local_cluster.sh"), action], env=env, capture_output=True,
-                          text=True, timeout=120)
+def cluster(action: str, env: dict, *options: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(LAUNCH / "local_cluster.sh"), action, *options], env=env, capture_output=True,
+                          text=True, timeout=180)
+
+
+def cluster_env(state_dir: Path) -> dict:
+    """The environment of a local cluster (and its jobs): this interpreter's bin dir first on PATH."""
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "DISTSPIKE_CLUSTER_DIR": str(state_dir), "PATH": f"{bin_dir}:{os.environ['PATH']}",
+           "PYTHON": sys.executable, "GRACE_S": "3", "NUM_CPUS": "4"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return env
 
 
 def read_state(state_dir: Path) -> dict:
@@ -165,10 +175,7 @@ def assert_loopback_only(pids: list[int]) -> None:
 def test_local_cluster_start_train_stop(tmp_path):
     """start -> distspike-train with placement=two_nodes -> stop; nothing it started survives."""
     state_dir = Path(tempfile.mkdtemp(prefix="dsc-", dir="/tmp"))  # short: Ray socket paths
-    bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "DISTSPIKE_CLUSTER_DIR": str(state_dir), "PATH": f"{bin_dir}:{os.environ['PATH']}",
-           "PYTHON": sys.executable, "GRACE_S": "3", "NUM_CPUS": "4"}
-    env.pop("HYDRA_FULL_ERROR", None)
+    env = cluster_env(state_dir)
     started = cluster("start", env)
     try:
         assert started.returncode == 0, started.stderr
@@ -207,3 +214,80 @@ def train_on(address: str, tmp_path: Path, env: dict) -> str | None:
     assert res.returncode == 0, res.stderr[-3000:]
     assert (run_dir / "metrics.json").is_file()
     return None
+
+
+def test_local_cluster_rejects_unknown_options(tmp_path):
+    res = cluster("start", cluster_env(tmp_path), "--job")
+    assert res.returncode == 2 and "--job" in res.stderr and not (tmp_path / "state.env").exists()
+
+
+def job_checkout(root: Path) -> Path:
+    """What submit_job.sh runs from: the package and the script, beside a venv and run outputs that must stay."""
+    shutil.copytree(ROOT / "distspike", root / "distspike", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(LAUNCH, root / "launch")
+    for junk in (".venv-ci/lib/big.bin", "outputs/2026-01-01/x.npz", "multirun/0/x", "results/cache.npz"):
+        (root / junk).parent.mkdir(parents=True, exist_ok=True)
+        (root / junk).write_bytes(b"0" * 1000)
+    return root
+
+
+def uploaded(state_dir: Path) -> list[set[str]]:
+    """The top-level entries of each working dir the cluster's jobs got."""
+    pkgs = (state_dir / "ray").glob("session_*/runtime_resources/working_dir_files/*")
+    return [{p.name for p in pkg.iterdir()} for pkg in pkgs if pkg.is_dir()]
+
+
+@contextlib.contextmanager
+def jobs_cluster():
+    """``local_cluster.sh start --jobs``: yields ``(job address, env, session ids)``; stops it after, and checks
+    that nothing it started survives."""
+    state_dir = Path(tempfile.mkdtemp(prefix="dsj-", dir="/tmp"))
+    env = {**cluster_env(state_dir), "RAY_AUTH_MODE": "disabled"}  # the loopback-only test cluster
+    started = cluster("start", env, "--jobs")
+    recorded, sids = [], []
+    try:
+        assert started.returncode == 0, started.stderr
+        *_, job_line, ray_line = started.stdout.strip().splitlines()
+        job_address = job_line.removeprefix("RAY_JOB_ADDRESS=")
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+", job_address) and ray_line.startswith("RAY_ADDRESS=")
+        state = read_state(state_dir)
+        sids, recorded = [int(state["HEAD_SID"]), int(state["WORKER_SID"])], [int(p) for p in state["PIDS"].split()]
+        yield job_address, env, sids
+        recorded += session_pids(sids)
+    finally:
+        stopped = cluster("stop", env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert live_pids(recorded) == [] and session_pids(sids) == []
+    shutil.rmtree(state_dir, ignore_errors=True)
+
+
+@pytest.mark.ray
+def test_local_cluster_jobs_runs_the_job_server_on_loopback():
+    """start --jobs -> the dashboard's job server answers, on a socket of ours bound to loopback -> stop."""
+    with jobs_cluster() as (job_address, env, sids):
+        port = f"{int(job_address.rsplit(':', 1)[1]):04X}"
+        assert any(s.endswith(":" + port) for s in listening(session_pids(sids)))  # the job server is ours
+        assert_loopback_only(session_pids(sids))
+
+
+@pytest.mark.ray
+@pytest.mark.xfail(strict=True, raises=subprocess.TimeoutExpired,
+                   reason="in the one run so far (2026-12-02) `ray job submit` connected to the job server and "
+                          "then hung; not yet diagnosed (launch/README.md)")
+def test_ray_job_submit_and_submit_job_run_on_the_local_cluster(tmp_path):
+    """`ray job submit` and submit_job.sh (a distspike-train run whose upload leaves out the venv and run outputs)."""
+    with jobs_cluster() as (job_address, env, sids):
+        hello = subprocess.run(["ray", "job", "submit", "--address", job_address, "--", "python", "-c",
+                                "print('hello from a ray job')"], env=env, capture_output=True, text=True, timeout=90)
+        assert hello.returncode == 0 and "hello from a ray job" in hello.stdout, hello.stdout + hello.stderr
+        src, run_dir = job_checkout(tmp_path / "src"), tmp_path / "job_run"
+        job = subprocess.run(["bash", "launch/submit_job.sh", "data=digits", "model=digits_small", "training.epochs=1",
+                              "data.n_train=100", "data.n_test=50", "eval_train=20", f"hydra.run.dir={run_dir}"],
+                             cwd=src, env={**env, "RAY_JOB_ADDRESS": job_address, "JOB_PIP": "0"},
+                             capture_output=True, text=True, timeout=400)
+        assert job.returncode == 0, (job.stdout + job.stderr)[-3000:]
+        assert (run_dir / "metrics.json").is_file()
+        dirs = uploaded(Path(env["DISTSPIKE_CLUSTER_DIR"]))
+        assert any("distspike" in d for d in dirs), dirs
+        assert not any(d & {".venv-ci", "outputs", "multirun", "results"} for d in dirs), dirs
+        assert_loopback_only(session_pids(sids))

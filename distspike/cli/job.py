@@ -89,10 +89,15 @@ def job_runtime(runtime: RuntimeConfig, run_dir: Path) -> tuple[RuntimeConfig, P
     return replace(runtime, temp_dir=str(temp_dir)), temp_dir if fallback else None
 
 
-def open_net(net_cfg: NetConfig, runtime: RuntimeConfig, spec: RunSpec, run_dir: Path):
-    """``make_net``; a runtime that cannot start or place its actors is a one-line user error."""
+def open_net(net_cfg: NetConfig, runtime: RuntimeConfig, spec: RunSpec, run_dir: Path, job: int = -1):
+    """``make_net``; a runtime that cannot start or place its actors is a one-line user error.
+
+    The traffic rows carry the run's id and sweep job number (``outputs.run_identity``).
+    """
+    run_id, job = outputs.run_identity(run_dir, job)
+    logging = replace(spec.logging, tags=replace(spec.logging.tags, run_id=run_id, job=job))
     try:
-        return make_net(net_cfg, runtime, logging=spec.logging, run_dir=str(run_dir))
+        return make_net(net_cfg, runtime, logging=logging, run_dir=str(run_dir))
     except (RuntimeError, ConnectionError, TimeoutError) as ex:
         if full_errors():
             raise
@@ -215,12 +220,13 @@ def faster_runtime(runtime: RuntimeConfig) -> str:
 
 
 @reports_disk_full
-def run_job(cfg: dict, run_dir: Path, track: tracking.TrackContext | None = None) -> dict:
+def run_job(cfg: dict, run_dir: Path, track: tracking.TrackContext | None = None, job: int = -1) -> dict:
     """Run one job from its resolved config; returns (and writes) its metrics.
 
     With ``resume`` set, the job writes into the resumed run directory instead.
     ``track``: the experiment and run a tracker (``logging.tracker``) logs to (default:
-    a run of its own, stored in the run directory).
+    a run of its own, stored in the run directory). ``job``: its number in a sweep (-1: not a sweep
+    job), logged with its traffic.
     """
     spec = run_spec(cfg)
     run_dir = Path(spec.resume).resolve() if spec.resume else Path(run_dir).resolve()
@@ -241,7 +247,7 @@ def run_job(cfg: dict, run_dir: Path, track: tracking.TrackContext | None = None
     track = track or tracking.TrackContext.single(run_dir)
     try:
         with interrupt.stop_on_sigint(), tracking.tracked(spec.logging, track, config) as tracker, \
-                open_net(net_cfg, runtime, spec, run_dir) as net:
+                open_net(net_cfg, runtime, spec, run_dir, job) as net:
             saver, guard = train(net, data, spec, run_dir, start, digest, tracker)
             try:
                 metrics = collect_metrics(net, data, spec, runtime, saver, guard, run_dir)

@@ -7,7 +7,9 @@ Layout (``docs/usage.md``)::
     RUN_DIR/curve.csv          one row per epoch
     RUN_DIR/metrics.json       final errors, throughput, spike totals, actor calls
     RUN_DIR/checkpoints/       epoch_NNNN.npz + epoch_NNNN.json
+    RUN_DIR/run.json           the run's id and sweep job number (the traffic rows' run_id and job)
     RUN_DIR/traffic/           per-actor spike traffic logs (logging.traffic)
+    RUN_DIR/plots/             distspike-traffic --plot
     RUN_DIR/train.log          Hydra's job log
 """
 from __future__ import annotations
@@ -15,19 +17,22 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import tempfile
+import uuid
 from dataclasses import asdict, fields
 from pathlib import Path
 
 import yaml
 
-from distspike.cli.errors import write_failed
+from distspike.cli.errors import UserError, write_failed
 from distspike.runtime.loop import EpochRecord
 
 CURVE = "curve.csv"
 METRICS = "metrics.json"
 CONFIG = "config_resolved.yaml"
+RUN_FILE = "run.json"
 CURVE_FIELDS = [f.name for f in fields(EpochRecord)]
 
 #: AF_UNIX socket paths are limited to 107 bytes on Linux; Ray puts its sockets at
@@ -56,6 +61,27 @@ def _write_atomically(path: Path, write) -> None:
     except OSError as ex:
         tmp.unlink(missing_ok=True)
         raise write_failed(ex, path) from ex
+
+
+def run_identity(run_dir: Path, job: int) -> tuple[str, int]:
+    """``(run_id, job)``: those of ``RUN_DIR/run.json`` (a resumed run keeps them), else a fresh id and ``job``,
+    written there. A file that does not hold them is a one-line error (it is data, never code)."""
+    path = Path(run_dir) / RUN_FILE
+    if not path.exists():
+        ident = {"run_id": uuid.uuid4().hex, "job": int(job)}
+        write_text_atomically(path, json.dumps(ident) + "\n")
+        return ident["run_id"], ident["job"]
+    try:
+        ident = json.loads(path.read_text())
+        run_id, number = ident["run_id"], ident["job"]
+    except (OSError, ValueError, TypeError, KeyError) as ex:
+        raise UserError(f"{str(path)!r} is not a run identity ({type(ex).__name__}: {ex}); move it away to "
+                        f"give the run a new id") from None
+    if not (isinstance(run_id, str) and re.fullmatch(r"[0-9a-f]{32}", run_id)
+            and isinstance(number, int) and not isinstance(number, bool) and number >= -1):
+        raise UserError(f"{str(path)!r}: run_id={run_id!r}, job={number!r} is not a 32-hex-digit id and a job "
+                        f"number >= -1; move it away to give the run a new id")
+    return run_id, number
 
 
 def write_config(run_dir: Path, cfg: dict) -> None:

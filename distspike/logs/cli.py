@@ -6,7 +6,7 @@ Prints plain aligned tables: per-actor and per-stage totals, per-layer events pe
 sample and per time step (or over the run's samples with ``--by sample``),
 forward/backward ratios per layer, and the events delivered between stages. With
 ``--compare`` every table shows both runs and the ratio B/A. ``--plot`` writes PNGs
-to ``RUN_DIR/traffic/plots/``. Exit code 2 (one line on stderr) when a run has no
+to ``RUN_DIR/plots/`` (beside the traffic dataset, not in it). Exit code 2 (one line on stderr) when a run has no
 readable traffic logs, or when one of its part files is not a traffic part (a foreign
 schema, corrupt bytes): the line names the file. ``--skip-bad`` reads the other parts
 instead and says on stderr how many parts (and rows) it skipped.
@@ -39,10 +39,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from distspike.logs.traffic import TrafficError, layer_totals, layer_totals_by, read_traffic_checked, traffic_dir
+from distspike.logs.traffic import TrafficError, layer_totals, layer_totals_by, read_traffic_checked
 
 PROG = "distspike-traffic"
 SCHEDULER = "scheduler"
+PLOTS_DIR = "plots"
 QUANTITY_LABELS = {"fwd": "fwd out", "err_in": "err in", "err_passed": "err passed", "bwd_out": "bwd out"}
 SAMPLE_BINS = 10
 _TOTALS = ["messages", "events in", "events out", "out +", "out -", "bytes in", "bytes out", "compute s",
@@ -83,7 +84,13 @@ class Run:
 
     @property
     def label(self) -> str:
-        return self.table["run_id"][0].as_py() if self.table.num_rows else self.path.name
+        """The run directory's name (a sweep job's is its number)."""
+        return self.path.resolve().name
+
+    @property
+    def run_id(self) -> str:
+        ids = pc.unique(self.table["run_id"]).to_pylist()
+        return ",".join(sorted(ids)) if ids else "-"
 
     @cached_property
     def title(self) -> str:
@@ -481,7 +488,7 @@ def _save(fig, path: Path) -> Path:
 
 
 def write_plots(run: Run, by: str = "step") -> list[Path]:
-    plots = traffic_dir(run.path) / "plots"
+    plots = Path(run.path) / PLOTS_DIR  # outside traffic/: readers of the dataset dir see Parquet files only
     paths = [plot_events_per_step(run, plots / "events_per_step.png"),
              plot_actor_traffic(run, plots / "actor_traffic.png")]
     if by == "sample":
@@ -494,7 +501,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=PROG, description="Summarise a run's per-actor spike traffic logs.")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory holding traffic/")
     parser.add_argument("--compare", metavar="RUN_DIR2", help="a second run to show side by side (B/A ratios)")
-    parser.add_argument("--plot", action="store_true", help="write PNGs to RUN_DIR/traffic/plots/")
+    parser.add_argument("--plot", action="store_true", help="write PNGs to RUN_DIR/plots/")
     parser.add_argument("--by", choices=("step", "sample"), default="step",
                         help="break per-layer events down by time step (default) or along the run's samples")
     parser.add_argument("--skip-bad", action="store_true",
@@ -505,7 +512,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def _header(run: Run, tag: str | None = None) -> str:
     lead = f"{tag} = " if tag else "run "
-    return (f"{lead}{run.path} (run_id {run.label}): {run.table.num_rows} rows, {len(run.actors)} actors, "
+    return (f"{lead}{run.path} (run_id {run.run_id}): {run.table.num_rows} rows, {len(run.actors)} actors, "
             f"{run.n_layers} layers, {run.n_samples} samples, T={run.n_steps}")
 
 

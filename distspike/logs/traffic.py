@@ -10,17 +10,18 @@ shell hands over each consumed message: ``message`` stages a one-row message as 
 tuple of integers (packed into the buffers ``STAGE`` at a time by one compiled call),
 ``segments`` packs a message of several segments (one row per segment) with one
 compiled call (``distspike.kernels.traffic``). A full buffer, ``flush()`` and
-``close()`` write one file (LZ4 Parquet, one row group). A file is written under a
-temporary name starting with ``'.'`` in the same directory, fsync'ed and then renamed
-with ``os.replace``, so a killed process leaves only complete part files (plus at
-most one hidden temporary file, which readers skip and the next recorder of that
-actor deletes). Sequence
-numbers continue after the parts already in the directory, so a resumed run
-appends and never overwrites. No pickle is involved anywhere.
+``close()`` write one file (LZ4 Parquet, one row group, the schema version in its
+key-value metadata). A file is written under a temporary name in the run directory,
+outside ``traffic/`` (``RUN_DIR/.traffic.<name>.part-<seq>.parquet.tmp``), fsync'ed
+and then renamed into place with ``os.replace``, so ``traffic/`` only ever holds
+complete part files and any Parquet reader can read it, also during a run (a killed
+process leaves at most one temporary file, which the next recorder of that actor
+deletes). Sequence numbers continue after the parts already in the directory, so a
+resumed run appends and never overwrites. No pickle is involved anywhere.
 
-``read_traffic(run_dir)`` reads a whole run back as one ``pyarrow.Table``. The
-schema and the relations between the logs and the runtime's spike counters are
-documented in ``docs/traffic.md``.
+``read_traffic(run_dir)`` reads a whole run back as one ``pyarrow.Table`` (schema v0
+directories too). The schema, its versions and the relations between the logs and the
+runtime's spike counters are documented in ``docs/traffic.md``.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ import re
 import time
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import chain
 from pathlib import Path
 
@@ -43,8 +44,9 @@ from numba.core.errors import TypingError
 from distspike.kernels.traffic import (EVENT_BYTES, FLOAT_COLUMNS, HEADER_BYTES, INT_COLUMNS, STAGED, put_row,
                                        put_segment_rows, put_staged_rows)
 
-__all__ = ["SCHEMA", "DIRECTIONS", "QUANTITIES", "TrafficError", "TrafficRecorder", "read_traffic",
-           "read_traffic_checked", "BadPart", "check_part",
+__all__ = ["SCHEMA", "FILE_SCHEMA", "V0_SCHEMA", "SCHEMA_VERSION", "VERSION_KEY", "DIRECTIONS", "QUANTITIES",
+           "TrafficError", "TrafficRecorder", "read_traffic",
+           "read_traffic_checked", "BadPart", "check_part", "part_version",
            "traffic_dir", "part_files", "layer_totals", "layer_totals_by"]
 
 TRAFFIC_DIR = "traffic"
@@ -52,28 +54,36 @@ DIRECTIONS = ("forward", "backward")
 _DIRECTION_CODE = {d: k for k, d in enumerate(DIRECTIONS)}
 COMPRESSION = "lz4"  # vs zstd: 0.14 vs 0.21 us per row written, 9 vs 4.3 bytes per row (bench of 40k rows)
 _PART = re.compile(r"^part-(\d{6,})\.parquet$")
-_TEMP = re.compile(r"^\.part-\d{6,}\.parquet\.tmp$")
+#: schema v0 wrote a part's temporary file in the actor's directory, where polars and DuckDB read it too
+_TEMP_V0 = re.compile(r"^\.part-\d{6,}\.parquet\.tmp$")
 
-SCHEMA = pa.schema([pa.field(name, type, nullable=False) for name, type in [  # every row has every value
-    ("run_id", pa.string()),
-    ("actor", pa.string()),
-    ("module", pa.string()),
-    ("layer", pa.int16()),
-    ("shard", pa.int16()),
-    ("direction", pa.string()),
-    ("epoch", pa.int32()),
-    ("sample", pa.int64()),
-    ("step", pa.int32()),
-    ("events_in", pa.int32()),
-    ("events_out_pos", pa.int32()),
-    ("events_out_neg", pa.int32()),
-    ("bytes_in", pa.int32()),
-    ("bytes_out", pa.int32()),
-    ("compute_s", pa.float64()),
-    ("t_wall", pa.float64()),
-]])
+#: the version of the files' schema, in each part's Parquet key-value metadata under ``VERSION_KEY``
+#: (files without the key are schema v0: ``V0_SCHEMA``)
+SCHEMA_VERSION = 1
+VERSION_KEY = "distspike.traffic.schema"
+WALL_TYPE = pa.timestamp("us", tz="UTC")
 
-_INT_TYPES = {name: np.dtype(SCHEMA.field(name).type.to_pandas_dtype()) for name in INT_COLUMNS[1:]}
+
+def _fields(pairs) -> list[pa.Field]:
+    return [pa.field(name, type, nullable=False) for name, type in pairs]  # every row has every value
+
+
+_ROW_FIELDS = [("module", pa.string()), ("layer", pa.int16()), ("shard", pa.int16()), ("direction", pa.string()),
+               ("epoch", pa.int32()), ("sample", pa.int64()), ("step", pa.int32()), ("events_in", pa.int32()),
+               ("events_out_pos", pa.int32()), ("events_out_neg", pa.int32()), ("bytes_in", pa.int32()),
+               ("bytes_out", pa.int32()), ("compute_s", pa.float64())]
+#: the run's tags (``config.RunTags``): columns, since directory reads (pandas, polars, DuckDB) show no file metadata
+_RUN_FIELDS = [("run_id", pa.string()), ("routing", pa.string()), ("rule", pa.string()), ("job", pa.int32())]
+#: what ``read_traffic`` returns: the files' columns and ``actor``, the hive key of the directories
+SCHEMA = pa.schema(_fields(_RUN_FIELDS + [("actor", pa.string())] + _ROW_FIELDS + [("t_wall", WALL_TYPE)]))
+#: the columns of a part file (``actor`` is only in the directory name: a file column too would clash with it)
+FILE_SCHEMA = pa.schema([f for f in SCHEMA if f.name != "actor"], metadata={VERSION_KEY: str(SCHEMA_VERSION)})
+#: the files of schema v0 (no version key): ``actor`` also a file column, ``t_wall`` float seconds, no run tags
+#: but ``run_id`` (the run directory's name)
+V0_SCHEMA = pa.schema(_fields([("run_id", pa.string()), ("actor", pa.string())] + _ROW_FIELDS
+                              + [("t_wall", pa.float64())]))
+
+_INT_TYPES = {name: np.dtype(FILE_SCHEMA.field(name).type.to_pandas_dtype()) for name in INT_COLUMNS[1:]}
 STAGE = 4096  # one-row messages staged before they are packed into the buffers
 
 _now, _perf_ns = time.time, time.perf_counter_ns
@@ -98,15 +108,15 @@ def _next_seq(directory: Path) -> int:
     return max(seqs) + 1 if seqs else 0
 
 
-_STRINGS = ["run_id", "actor", "module", "direction"]  # dictionary-encoded in the files
+_STRINGS = ["run_id", "routing", "rule", "module", "direction"]  # dictionary-encoded in the files
 # Min/max statistics (for filters that skip whole files) only where they select: along the run. The
 # files store no Arrow schema (the table's strings are dictionary-encoded in memory, Parquet's column
-# types give SCHEMA back: a reader gets plain strings).
+# types give FILE_SCHEMA back: a reader gets plain strings).
 _STATISTICS = ["epoch", "sample", "step"]
-# SCHEMA with the strings as codes into a dictionary (how ``table()`` builds them). Non-null columns need no
+# FILE_SCHEMA with the strings as codes into a dictionary (how ``table()`` builds them). Non-null columns need no
 # definition levels in the file, a quarter of the writer's time.
 _BUFFER_SCHEMA = pa.schema([f.with_type(pa.dictionary(pa.int8(), pa.string())) if f.name in _STRINGS else f
-                            for f in SCHEMA])
+                            for f in FILE_SCHEMA], metadata=FILE_SCHEMA.metadata)
 
 
 def _strings(codes: np.ndarray, values) -> pa.Array:
@@ -139,13 +149,15 @@ class TrafficRecorder:
                  run_id: str | None = None):
         self.run_dir = Path(run_dir)
         self.name, self.kind, self.layer, self.shard = name, kind, int(layer), int(shard)
-        self.run_id = run_id if run_id is not None else self.run_dir.resolve().name
+        self.tags = logging.tags if run_id is None else replace(logging.tags, run_id=run_id)
         self.every = int(logging.every)
         self.capacity = int(logging.flush_rows)
         self.directory = traffic_dir(self.run_dir) / f"actor={name}"
         self.directory.mkdir(parents=True, exist_ok=True)
         self._drop_stale_temps()
         self.seq = _next_seq(self.directory)
+        if self.seq:
+            _warn_if_v0(self.directory)
         self._ints, self._floats = self._buffers()
         self._n = 0
         self._staged: list[tuple] = []  # one-row messages not yet in the buffers (fields STAGED)
@@ -167,14 +179,18 @@ class TrafficRecorder:
         floats.fill(0)
         return ints, floats
 
+    def _temp_path(self, seq: int) -> Path:
+        """Where part ``seq`` is written before it is renamed into place: in the run directory, outside the
+        dataset (pandas and pyarrow skip hidden files in it, polars and DuckDB do not)."""
+        return self.run_dir / f".traffic.{self.name}.part-{seq:06d}.parquet.tmp"
+
     def _drop_stale_temps(self) -> None:
-        """Remove this actor's temporary files left by a killed writer (never complete)."""
-        for entry in os.listdir(self.directory):
-            if _TEMP.match(entry):
-                try:
-                    os.remove(self.directory / entry)
-                except FileNotFoundError:
-                    pass
+        """Remove this actor's temporary files left by a killed writer (never complete), schema v0's too."""
+        mine = re.compile(rf"^\.traffic\.{re.escape(self.name)}\.part-\d{{6,}}\.parquet\.tmp$")
+        stale = [self.run_dir / e for e in os.listdir(self.run_dir) if mine.match(e)]
+        stale += [self.directory / e for e in os.listdir(self.directory) if _TEMP_V0.match(e)]
+        for path in stale:
+            path.unlink(missing_ok=True)
 
     def keeps(self, sample: int) -> bool:
         """Whether rows of ``sample`` are kept (``sample % every == 0``): callers may skip work."""
@@ -299,11 +315,13 @@ class TrafficRecorder:
 
     def _table(self, ints: np.ndarray, floats: np.ndarray, n: int) -> pa.Table:
         """Rows ``[:n]`` of a buffer pair as a table (strings dictionary-encoded; integers clamped, counted)."""
-        zeros = np.zeros(n, np.int8)
+        zeros, tags = np.zeros(n, np.int8), self.tags
         ints = ints[:, :n]
         columns = {
-            "run_id": _strings(zeros, [self.run_id]),
-            "actor": _strings(zeros, [self.name]),
+            "run_id": _strings(zeros, [tags.run_id]),
+            "routing": _strings(zeros, [tags.routing]),
+            "rule": _strings(zeros, [tags.rule]),
+            "job": pa.array(np.full(n, tags.job, np.int32)),
             "module": _strings(zeros, [self.kind]),
             "layer": pa.array(np.full(n, self.layer, np.int16)),
             "shard": pa.array(np.full(n, self.shard, np.int16)),
@@ -312,8 +330,8 @@ class TrafficRecorder:
         clamped = np.zeros(n, bool)
         for k, name in enumerate(INT_COLUMNS[1:], start=1):
             columns[name] = pa.array(_fit(ints[k], _INT_TYPES[name], clamped))
-        for k, name in enumerate(FLOAT_COLUMNS):
-            columns[name] = pa.array(floats[k, :n])
+        columns["compute_s"] = pa.array(floats[0, :n])
+        columns["t_wall"] = pa.array(np.rint(floats[1, :n] * 1e6).astype(np.int64), WALL_TYPE)  # float seconds
         self._warn_saturated(int(clamped.sum()))
         return pa.Table.from_pydict(columns, schema=_BUFFER_SCHEMA)
 
@@ -368,14 +386,16 @@ class TrafficRecorder:
             pending.result()
 
     def _write(self, table: pa.Table) -> Path:
-        """Temporary hidden file, fsync, atomic rename: readers never see a partial part."""
+        """Temporary file outside the dataset, fsync, atomic rename: readers never see a partial part."""
         final = self.directory / f"part-{self.seq:06d}.parquet"
-        temp = self.directory / f".{final.name}.tmp"
+        temp = self._temp_path(self.seq)
         try:
             with open(temp, "wb") as f:  # created with the user's umask
-                pq.write_table(table, f, row_group_size=max(table.num_rows, 1), use_dictionary=_STRINGS,
-                               compression=COMPRESSION, store_schema=False, write_statistics=_STATISTICS,
-                               write_page_checksum=True)  # CRC32 per page: readers catch altered bytes
+                with pq.ParquetWriter(f, table.schema, use_dictionary=_STRINGS, compression=COMPRESSION,
+                                      store_schema=False, write_statistics=_STATISTICS,
+                                      write_page_checksum=True) as writer:  # CRC32 per page: altered bytes show
+                    writer.write_table(table, row_group_size=max(table.num_rows, 1))
+                    writer.add_key_value_metadata(FILE_SCHEMA.metadata)  # the schema version
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(temp, final)
@@ -547,24 +567,50 @@ class BadPart:
 _ACTOR_DIR = re.compile(r"^actor=(forward|backward)\.\d+\.\d+$")
 
 
-def check_part(path: Path) -> str | None:
-    """Why ``path`` is not a traffic part of ``SCHEMA`` (its directory name, footer or schema), or None."""
+def part_version(path: Path) -> tuple[int | None, str | None]:
+    """``(schema version, None)`` of a traffic part (v0 or v1), or ``(None, why it is not one)``: its directory
+    name, footer, version key (``VERSION_KEY``) and columns."""
     if not _ACTOR_DIR.match(path.parent.name):
-        return f"its directory {path.parent.name!r} is not actor=<forward|backward>.<layer>.<shard>"
+        return None, f"its directory {path.parent.name!r} is not actor=<forward|backward>.<layer>.<shard>"
     try:
-        schema = pq.read_schema(path)
+        meta = pq.read_metadata(path)  # the file's own key-value metadata (a stored Arrow schema may hide it)
+        schema = meta.schema.to_arrow_schema()
     except (pa.ArrowException, OSError, ValueError) as err:
-        return f"not a readable Parquet file ({one_line(err)})"
-    names = SCHEMA.names
-    got = {f.name: f.type for f in schema}
+        return None, f"not a readable Parquet file ({one_line(err)})"
+    key = (meta.metadata or {}).get(VERSION_KEY.encode())
+    if key is not None and key != str(SCHEMA_VERSION).encode():
+        return None, (f"schema version {key.decode(errors='replace')!r} in its metadata ({VERSION_KEY}): this "
+                      f"distspike reads versions 0 to {SCHEMA_VERSION}")
+    version, expected = (0, V0_SCHEMA) if key is None else (SCHEMA_VERSION, FILE_SCHEMA)
+    why = _mismatch(schema, expected)
+    return (None, why) if why else (version, None)
+
+
+def _mismatch(schema: pa.Schema, expected: pa.Schema) -> str | None:
+    """How a file's columns differ from ``expected`` (None: they do not)."""
+    names, got = expected.names, {f.name: f.type for f in schema}
     missing = [n for n in names if n not in got]
-    wrong = [f"{n}: {got[n]}" for n in names if n in got and got[n] != SCHEMA.field(n).type]
+    wrong = [f"{n}: {got[n]}" for n in names if n in got and got[n] != expected.field(n).type]
     extra = [n for n in got if n not in names]
-    if missing or wrong or extra:
-        parts = [f"missing {missing}" if missing else "", f"wrong types {wrong}" if wrong else "",
-                 f"unknown columns {extra}" if extra else ""]
-        return "a foreign schema (" + "; ".join(p for p in parts if p) + ")"
-    return None
+    if not (missing or wrong or extra):
+        return None
+    parts = [f"missing {missing}" if missing else "", f"wrong types {wrong}" if wrong else "",
+             f"unknown columns {extra}" if extra else ""]
+    return "a foreign schema (" + "; ".join(p for p in parts if p) + ")"
+
+
+def check_part(path: Path) -> str | None:
+    """Why ``path`` is not a traffic part (of any schema version this reads), or None."""
+    return part_version(path)[1]
+
+
+def _warn_if_v0(directory: Path) -> None:
+    """A resumed run whose actor directory holds schema v0 parts: its new parts are of another version."""
+    last = max((p for p in directory.glob("part-*.parquet") if _PART.match(p.name)), default=None)
+    if last is not None and part_version(last)[0] == 0:
+        warnings.warn(f"traffic logs in {str(directory)!r} are of schema v0 (an older distspike); the parts "
+                      f"added now are of v{SCHEMA_VERSION}: read_traffic reads both, but pandas, polars and DuckDB "
+                      f"read a directory of one version only", RuntimeWarning, stacklevel=3)
 
 
 def _footer_rows(path: Path) -> int | None:
@@ -574,29 +620,55 @@ def _footer_rows(path: Path) -> int | None:
         return None
 
 
-def _dataset(files: list[Path], root: Path) -> ds.Dataset:
+def _dataset(files: list[Path], root: Path, schema: pa.Schema) -> ds.Dataset:
     partitioning = ds.partitioning(pa.schema([("actor", pa.string())]), flavor="hive")
     fmt = ds.ParquetFileFormat(default_fragment_scan_options=ds.ParquetFragmentScanOptions(
         page_checksum_verification=True))
-    return ds.dataset([str(p) for p in files], schema=SCHEMA, format=fmt, partitioning=partitioning,
+    return ds.dataset([str(p) for p in files], schema=schema, format=fmt, partitioning=partitioning,
                       partition_base_dir=str(root))
 
 
-def _read(files: list[Path], root: Path, columns) -> pa.Table:
-    table = _dataset(files, root).to_table(columns=columns)
-    if columns is None or "direction" in columns:  # a value no recorder writes: the bytes were altered
+def _from_v0(table: pa.Table, columns: list[str]) -> pa.Table:
+    """Rows of schema v0 as ``SCHEMA``: ``t_wall`` (float seconds) a timestamp; the tags v0 lacks "" (job -1)."""
+    n, out = table.num_rows, []
+    for name in columns:
+        if name in ("routing", "rule"):
+            out.append(pa.repeat(pa.scalar("", pa.string()), n))
+        elif name == "job":
+            out.append(pa.repeat(pa.scalar(-1, pa.int32()), n))
+        elif name == "t_wall":
+            out.append(pc.cast(pc.round(pc.multiply(table["t_wall"], 1e6)), pa.int64()).cast(WALL_TYPE))
+        else:
+            out.append(table[name])
+    return pa.Table.from_arrays(out, schema=pa.schema([SCHEMA.field(c) for c in columns]))
+
+
+def _read_version(version: int, files: list[Path], root: Path, columns: list[str]) -> pa.Table:
+    if version == SCHEMA_VERSION:
+        return _dataset(files, root, SCHEMA).to_table(columns=columns)
+    table = _dataset(files, root, V0_SCHEMA).to_table(columns=[c for c in columns if c in V0_SCHEMA.names])
+    return _from_v0(table, columns)
+
+
+def _read(parts: list[tuple[Path, int]], root: Path, columns) -> pa.Table:
+    """The rows of ``parts`` (``(path, schema version)``) as one table of ``SCHEMA`` (or its ``columns``)."""
+    columns = SCHEMA.names if columns is None else list(columns)
+    versions = sorted({v for _, v in parts})
+    tables = [_read_version(v, [p for p, w in parts if w == v], root, columns) for v in versions]
+    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+    if "direction" in columns:  # a value no recorder writes: the bytes were altered
         bad = pc.invert(pc.is_in(table["direction"], pa.array(DIRECTIONS)))
         if pc.any(bad).as_py():
             raise pa.ArrowInvalid("a direction value that is not forward/backward")
     return table
 
 
-def _unreadable(files: list[Path], root: Path, columns) -> list[BadPart]:
-    """The parts of ``files`` that fail to read on their own (after the dataset as a whole failed)."""
+def _unreadable(parts: list[tuple[Path, int]], root: Path, columns) -> list[BadPart]:
+    """The parts that fail to read on their own (after the dataset as a whole failed)."""
     bad = []
-    for path in files:
+    for path, version in parts:
         try:
-            _read([path], root, columns)
+            _read([(path, version)], root, columns)
         except (pa.ArrowException, OSError, ValueError) as err:
             bad.append(BadPart(path, f"corrupt data ({one_line(err)})", _footer_rows(path)))
     return bad
@@ -621,13 +693,14 @@ def read_traffic_checked(run_dir, columns: list[str] | None = None,
     files = part_files(run_dir)
     if not files:
         raise TrafficError(f"no traffic logs: {str(root)!r} holds no actor=*/part-*.parquet file")
-    bad = [BadPart(p, why, _footer_rows(p)) for p in files for why in [check_part(p)] if why]
-    good = [p for p in files if p not in {b.path for b in bad}]
+    checked = [(p, *part_version(p)) for p in files]
+    bad = [BadPart(p, why, _footer_rows(p)) for p, _, why in checked if why]
+    good = [(p, v) for p, v, why in checked if not why]
     try:
         table = _read(good, root, columns) if good else None
     except (pa.ArrowException, OSError, ValueError):
         bad += _unreadable(good, root, columns)
-        good = [p for p in good if p not in {b.path for b in bad}]
+        good = [(p, v) for p, v in good if p not in {b.path for b in bad}]
         table = _read(good, root, columns) if good else None
     if bad and not skip_bad:
         more = f" (and {len(bad) - 1} more bad part(s))" if len(bad) > 1 else ""

@@ -234,6 +234,7 @@ def build_backend(cfg: NetConfig, weights: list[np.ndarray], shards: int = 1,
                   logging: LoggingConfig | None = None, run_dir: str | None = None) -> LocalBackend:
     """Shells of every layer, ``shards`` per layer (capped at the layer size)."""
     num = Numerics.of(cfg)
+    logging = logging.for_net(cfg) if logging is not None else None  # the rows' routing, rule and run id
     fq, bq = {}, {}
     for name, kind, spec, block in shard_plan(cfg, [num.encode(w) for w in weights], shards):
         # batches never leave this process, so they are not re-validated at every call

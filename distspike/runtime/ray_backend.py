@@ -382,6 +382,7 @@ def ray_net(cfg: NetConfig, runtime: RuntimeConfig, weights: list[np.ndarray] | 
             ray.shutdown()
         raise
     run_dir = os.path.abspath(run_dir) if run_dir else None
+    logging = logging.for_net(cfg) if logging is not None else None  # one run id for all actors, respawns too
     factory = ActorFactory([(n, kind, spec, block_shape(kind, spec)) for n, kind, spec in specs], bundles, pg, num,
                            logging, run_dir)
     actors = {name: factory.spawn(name, blocks.pop(name)) for name, _, _ in specs}

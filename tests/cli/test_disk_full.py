@@ -136,7 +136,7 @@ def test_a_checkpoint_that_cannot_be_written_leaves_the_last_good_one(straight, 
 
 
 def test_a_traffic_part_that_cannot_be_written_is_one_line_naming_it(tmp_path, fsync_fails):
-    fsync_fails(r"/traffic/.*part-000002\.parquet\.tmp$")
+    fsync_fails(r"/\.traffic\..*part-000002\.parquet\.tmp$")  # written beside traffic/, then moved in
     with pytest.raises(WriteError, match=r"cannot write '[^']*/traffic/actor=[^/]+/part-000002\.parquet'.*ENOSPC"):
         run_job(job_config(*RUN), tmp_path)
     assert not temp_files(tmp_path)

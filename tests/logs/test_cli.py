@@ -80,7 +80,7 @@ def test_plot(runs, capsys):
     run_a = runs[0]
     assert cli.main([str(run_a), "--plot"]) == 0
     out = capsys.readouterr().out
-    plots = run_a / "traffic" / "plots"
+    plots = run_a / "plots"  # beside the dataset: the traffic dir holds Parquet parts only
     for name in ("events_per_step.png", "actor_traffic.png"):
         assert (plots / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"wrote {plots / name}" in out

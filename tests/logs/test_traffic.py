@@ -12,17 +12,19 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pytest
 
-from distspike.config import LoggingConfig, ModelConfig, NetConfig, TrainingConfig
-from distspike.logs.traffic import SCHEMA, TrafficError, TrafficRecorder, layer_totals, read_traffic
+from distspike.config import LoggingConfig, ModelConfig, NetConfig, RunTags, TrainingConfig
+from distspike.logs.traffic import (FILE_SCHEMA, SCHEMA, VERSION_KEY, TrafficError, TrafficRecorder, layer_totals,
+                                    read_traffic)
 from distspike.runtime.local import local_net
 
 ACTOR = "forward.2.1"
+TAGS = RunTags(run_id="0123456789abcdef0123456789abcdef", routing="dfs", rule="fsgd", job=3)
 
 
 def recorder(run_dir, every=1, flush_rows=7, name=ACTOR):
     kind, layer, shard = name.split(".")
     return TrafficRecorder(str(run_dir), name, kind, int(layer), int(shard),
-                           LoggingConfig(every=every, flush_rows=flush_rows))
+                           LoggingConfig(every=every, flush_rows=flush_rows, tags=TAGS))
 
 
 def rows_for(samples, steps=3):
@@ -60,16 +62,17 @@ def test_round_trip_every_and_parts(tmp_path):
     assert sorted_rows(table) == rows_for(range(0, 20, 2))
     for field in SCHEMA:
         assert table.schema.field(field.name).type == field.type, field.name
-    assert set(table["run_id"].to_pylist()) == {"run"}
+    assert {c: set(table[c].to_pylist()) for c in ("run_id", "routing", "rule", "job")} == {
+        "run_id": {TAGS.run_id}, "routing": {"dfs"}, "rule": {"fsgd"}, "job": {3}}
     assert set(table["actor"].to_pylist()) == {ACTOR} and set(table["module"].to_pylist()) == {"forward"}
     assert set(table["layer"].to_pylist()) == {2} and set(table["shard"].to_pylist()) == {1}
-    t_wall = np.array(table.sort_by("t_wall")["t_wall"])
-    assert abs(t_wall[-1] - time.time()) < 60
-    # a part read on its own (pandas, polars, DuckDB) has SCHEMA's column types: plain strings, int16, ...
+    assert abs(pc.max(table["t_wall"]).as_py().timestamp() - time.time()) < 60
+    # a part read on its own (pandas, polars, DuckDB) has FILE_SCHEMA's column types: plain strings, int16, ...
     import pyarrow.parquet as pq
     part = run / "traffic" / f"actor={ACTOR}" / "part-000000.parquet"
-    assert pq.read_table(part).schema.remove_metadata() == SCHEMA
-    stats = pq.read_metadata(part).row_group(0).column(SCHEMA.get_field_index("sample")).statistics
+    assert pq.read_table(part).schema.remove_metadata() == FILE_SCHEMA.remove_metadata()
+    assert pq.read_metadata(part).metadata == {VERSION_KEY.encode(): b"1"}  # the schema version
+    stats = pq.read_metadata(part).row_group(0).column(FILE_SCHEMA.get_field_index("sample")).statistics
     assert (stats.min, stats.max) == (0, 4)  # files can be skipped by sample
 
 
@@ -136,19 +139,21 @@ def test_several_actors_and_run_id(tmp_path):
     assert "custom" in read_traffic(run)["run_id"].to_pylist()
 
 
-def test_hidden_temp_files_are_ignored_and_cleaned(tmp_path):
+def test_temp_files_are_outside_the_dataset_and_cleaned(tmp_path):
     run = tmp_path / "run"
     rec = recorder(run)
     record_all(rec, rows_for([0]))
     rec.close()
+    # a part is written beside the dataset dir (polars and DuckDB read hidden files in it), then moved in
+    assert rec._temp_path(1).parent == run and (run / "traffic") not in rec._temp_path(1).parents
     actor_dir = run / "traffic" / f"actor={ACTOR}"
-    stale = actor_dir / ".part-000001.parquet.tmp"
-    stale.write_bytes(b"PAR1 half a file")
-    # pyarrow's own discovery skips names starting with '.' (ignore_prefixes), and so does read_traffic
-    assert [os.path.basename(f) for f in ds.dataset(str(actor_dir), format="parquet").files] == ["part-000000.parquet"]
+    stale = [rec._temp_path(1), actor_dir / ".part-000001.parquet.tmp"]  # this version's, schema v0's
+    other = recorder(run, name="forward.1.0")._temp_path(0)  # another actor's, being written
+    for path in stale + [other]:
+        path.write_bytes(b"PAR1 half a file")
     assert read_traffic(run).num_rows == 3
-    recorder(run)  # the next recorder of that actor removes the leftover
-    assert not stale.exists()
+    recorder(run)  # the next recorder of that actor removes its leftovers, and only those
+    assert not any(p.exists() for p in stale) and other.exists()
 
 
 def test_plots_dir_is_not_read(tmp_path):
@@ -418,7 +423,7 @@ def test_fused_sample_logs_the_per_message_rows(tmp_path, rule, dtype):
     wall = {}
     for s, w in zip(table["sample"].to_pylist(), table["t_wall"].to_pylist()):
         wall.setdefault(s, []).append(w)
-    assert all(max(v) - min(v) < 1e-3 for v in wall.values())
+    assert all((max(v) - min(v)).total_seconds() < 1e-3 for v in wall.values())
 
 
 @pytest.mark.parametrize("rule", ["sgd", "fsgd"])

@@ -40,8 +40,9 @@ def sorted_rows(table: pa.Table) -> list[tuple]:
 
 
 def without(table: pa.Table, path) -> pa.Table:
-    """The rows of ``table`` that do not come from the part ``path``."""
+    """The rows of ``table`` that do not come from the part ``path`` (its actor is in its directory's name)."""
     own = pq.read_table(path)
+    own = own.append_column("actor", pa.repeat(pa.scalar(path.parent.name.removeprefix("actor=")), own.num_rows))
     rest = sorted_rows(table)
     for row in sorted_rows(own.select(table.column_names)):
         rest.remove(row)
