@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 DTYPES = ("float32", "float64", "int")
 RULES = ("sgd", "fsgd")
 COLUMN_READS = ("before_update", "after_update")
+STEP_LRS = ("constant", "linear_decay")
 RESETS = ("none", "random", "zero")
 ROUTINGS = ("bfs", "dfs")
 #: a potential this many spike units above threshold means a diverged run (``kernels.herding.MAX_SPIKES_PER_UNIT``)
@@ -86,11 +87,15 @@ class TrainingConfig:
     hold_error: bool = True
     backward_reset: str = "none"
     column_read: str = "before_update"
+    regularization: float = 0.0
+    step_lr: str = "constant"
 
     def __post_init__(self) -> None:
         _check_choice("training.rule", self.rule, RULES)
         _check_choice("training.column_read", self.column_read, COLUMN_READS)
         _check_choice("training.backward_reset", self.backward_reset, RESETS)
+        _check_choice("training.step_lr", self.step_lr, STEP_LRS)
+        self._check_fig3_options()
         _check_positive("training.eta", self.eta)
         _check_positive("training.steps", self.steps, integer=True)
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
@@ -98,9 +103,35 @@ class TrainingConfig:
         for key in ("smooth", "hold_error"):
             _check_bool(f"training.{key}", getattr(self, key))
 
+    def _check_fig3_options(self) -> None:
+        """``regularization`` and ``step_lr`` (paper Fig. 3 variants) are FSGD options."""
+        lam = self.regularization
+        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not (0 <= lam < float("inf")):
+            raise ConfigError(f"training.regularization={lam!r} must be a finite number >= 0")
+        if lam > 0 and (self.rule != "fsgd" or self.smooth or not self.hold_error):
+            raise ConfigError(f"training.regularization={lam!r} needs training.rule=fsgd, smooth=false and "
+                              f"hold_error=true (got rule={self.rule!r}, smooth={self.smooth!r}, "
+                              f"hold_error={self.hold_error!r})")
+        if self.step_lr != "constant" and self.rule != "fsgd":
+            raise ConfigError(f"training.step_lr={self.step_lr!r} needs training.rule=fsgd (got {self.rule!r})")
+
     @property
     def fractional(self) -> bool:
         return self.rule == "fsgd"
+
+    def step_factors(self) -> tuple[float, ...]:
+        """Learning-rate factor ``g_t`` of each time step ``t = 0..T-1`` (FSGD, "Fractional Temporal").
+
+        ``constant``: ``g_t = 1``. ``linear_decay`` (our definition of the paper's "higher
+        learning rate for early events", Fig. 3; the authors' public code has none):
+        ``g_t = 2 (T - t) / (T + 1)``, from ``2T/(T+1)`` at the first step down to
+        ``2/(T+1)`` at the last, averaging 1 over the ``T`` steps. An error spike of step
+        ``t`` then updates its column by ``W[:, j] -= s * g_t * lr * relu(c)`` (eq. 7 scaled).
+        """
+        T = self.steps
+        if self.step_lr == "constant":
+            return (1.0,) * T
+        return tuple(2.0 * (T - t) / (T + 1) for t in range(T))
 
     @property
     def read_first(self) -> bool:
@@ -139,6 +170,10 @@ class NetConfig:
                 raise ConfigError(
                     "training.smooth=True is not supported with model.dtype='int': the smooth update "
                     "divides a scaled running sum by K, which is not an integer-only operation")
+            if self.training.regularization or self.training.step_lr != "constant":
+                raise ConfigError(
+                    "training.regularization and training.step_lr are not supported with model.dtype='int': "
+                    "they scale updates by non-integer factors")
 
     def _check_numerics(self) -> None:
         """Refuse weights and scales that overflow or diverge at once, stating the limit.
@@ -169,6 +204,10 @@ class NetConfig:
         if self.model.dtype != "int":
             return 1
         return int(round(self.training.steps ** 2 / self.training.eta))
+
+    def step_lrs(self) -> tuple[float, ...]:
+        """FSGD step size of each time step: ``lr * g_t`` (``TrainingConfig.step_factors``); float mode."""
+        return tuple(self.learning_rate * g for g in self.training.step_factors())
 
     @property
     def learning_rate(self) -> float:

@@ -37,6 +37,8 @@ class TrainingSchema:
     hold_error: bool = TrainingConfig.hold_error
     backward_reset: str = TrainingConfig.backward_reset
     column_read: str = TrainingConfig.column_read
+    regularization: float = TrainingConfig.regularization
+    step_lr: str = TrainingConfig.step_lr
 
 
 @dataclass
