@@ -120,7 +120,8 @@ def fig3(runs: Path, out: Path, t_max: int = T_MAX, n_test: int | None = None, e
     if not costs:
         costs = read_csv(out / "fig3_relu_costs.csv")
     write_csv(rows, out / "fig3_early_guess.csv")
-    write_csv([r for r in rows if int(r["t"]) in SUMMARY_T or int(r["t"]) == t_max], out / "fig3_early_guess_summary.csv")
+    summary = [r for r in rows if int(r["t"]) in SUMMARY_T or int(r["t"]) == t_max]
+    write_csv(summary, out / "fig3_early_guess_summary.csv")
     write_csv(costs, out / "fig3_relu_costs.csv")
     replot(out)
     return rows

@@ -45,7 +45,8 @@ SEEDS = (1234, 1235, 1236)
 COLUMNS = ("variant=variant,setting=setting (change from baseline),epochs=epochs,seeds=seeds,"
            "test_error=test % (mean ± sd),test_per_seed=test % per seed,paper_test_error=paper test %,gap=gap,"
            "train_error=train % (first 10k; mean),wall_time_s=wall s (sum)")
-SEED_COLUMNS = "variant=variant,seed=seed,epochs=epochs,test_error=test %,train_error=train % (first 10k),wall_time_s=wall s"
+SEED_COLUMNS = ("variant=variant,seed=seed,epochs=epochs,test_error=test %,train_error=train % (first 10k),"
+                "wall_time_s=wall s")
 
 
 def seed_run_dir(runs: Path, variant: str, seed: int) -> Path:

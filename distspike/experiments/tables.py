@@ -1,7 +1,8 @@
 """One command per paper table / figure (the runs and files behind results/README.md).
 
     python -m distspike.experiments.tables table1 --data "$DISTSPIKE_DATA" --out results [--protocol authors,...]
-    python -m distspike.experiments.tables table2 --runs "$RUNS" --data "$DISTSPIKE_DATA" --out results [--seeds S,..] [--split validation]
+    python -m distspike.experiments.tables table2 --runs "$RUNS" --data "$DISTSPIKE_DATA" --out results
+        [--seeds S,..] [--split validation]  # (options of the line above)
     python -m distspike.experiments.tables table3 --runs "$RUNS" --data "$DISTSPIKE_DATA" --out results [--seeds S,..]
     python -m distspike.experiments.tables fig3   --runs "$RUNS" --out results
     python -m distspike.experiments.tables fig3-plot --out results   # redraw the figure from its CSVs
@@ -97,6 +98,7 @@ def run_table3(args) -> None:
     table3.table3(args.runs, args.out, variants, 1 if args.smoke else (args.epochs or table3.EPOCHS),
                   not args.no_train, _overrides(args), seeds, args.command)
     print_table(args.out, "table3_ablation.csv", table3.COLUMNS)
+    print_table(args.out, "table3_seeds.csv", table3.SEED_COLUMNS)
 
 
 def run_fig3(args) -> None:
@@ -137,7 +139,8 @@ def main(argv=None) -> None:
     ap.add_argument("--variants", default=None, help="table3: comma-separated subset (default: all)")
     ap.add_argument("--no-train", action="store_true", help="only collect completed runs")
     ap.add_argument("--protocol", default="authors", help="table1: comma-separated data protocols (table1.PROTOCOLS)")
-    ap.add_argument("--seeds", default=None, help="table1 / table2 / table3: comma-separated seeds (default 1234,1235,1236)")
+    ap.add_argument("--seeds", default=None,
+                    help="table1 / table2 / table3: comma-separated seeds (default 1234,1235,1236)")
     ap.add_argument("--hyper", choices=("validation", "defaults"), default="validation",
                     help="table1: eta / C chosen on a validation split, or the authors' defaults (no tuning)")
     ap.add_argument("--split-seed", default=None,
