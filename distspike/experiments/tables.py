@@ -127,6 +127,19 @@ COMMANDS = {"readme": run_readme, "table1": run_table1, "table2": run_table2, "t
             "fig3-plot": run_fig3_plot, "fig3-validation": run_fig3_validation}
 
 
+def recorded_command(argv) -> str:
+    """The command recorded in the CSVs: the one that regenerates their rows, with this machine's
+    runs and data directories written as ``"$RUNS"`` and ``"$DISTSPIKE_DATA"`` (``--no-train``
+    only collects, so it is left out)."""
+    names = {"--runs": '"$RUNS"', "--data": '"$DISTSPIKE_DATA"'}
+    out, argv = [], list(argv)
+    for k, a in enumerate(argv):
+        if a == "--no-train":
+            continue
+        out.append(names[argv[k - 1]] if k and argv[k - 1] in names else a)
+    return " ".join(["python -m distspike.experiments.tables", *out])
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description="Reproduce paper Tables 1-3 and Figs. 2-3 into results/")
     ap.add_argument("item", choices=sorted(COMMANDS))
@@ -153,9 +166,7 @@ def main(argv=None) -> None:
                     help="table2: MNIST official test set, or the authors' validation split (first 50k / last 10k)")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on sklearn's digits (CI)")
     args = ap.parse_args(argv)
-    # recorded in the CSVs: the command that regenerates a row (``--no-train`` only collects, so it is left out)
-    args.command = " ".join(["python -m distspike.experiments.tables",
-                             *(a for a in (sys.argv[1:] if argv is None else argv) if a != "--no-train")])
+    args.command = recorded_command(sys.argv[1:] if argv is None else argv)
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     COMMANDS[args.item](args)

@@ -99,8 +99,8 @@ def test_fig3_validation_command_smoke(tmp_path):
     tables.main(["fig3-validation", "--smoke", "--runs", str(runs), "--out", str(out)])
     rows = read_csv(out / "fig3_regularization_validation.csv")
     assert [float(r["regularization"]) for r in rows] == [0.0, 0.1, 0.01, 0.001]
-    assert all(r["command"].endswith("fig3-validation --smoke --runs " + str(runs) + " --out " + str(out))
-               for r in rows)
+    assert {r["command"] for r in rows} == {
+        f'python -m distspike.experiments.tables fig3-validation --smoke --runs "$RUNS" --out {out}'}
 
 
 def test_table3_command_smoke_and_reuse(tmp_path, capsys):
