@@ -70,6 +70,14 @@ class Reset(Choice):
     zero = "zero"
 
 
+class StepLR(Choice):
+    """FSGD's learning rate over a sample's time steps (Fig. 3 "Fractional Temporal", our definition):
+    ``constant`` (``g_t = 1``) or ``linear_decay`` (``g_t = 2 (T - t) / (T + 1)``, mean 1)."""
+
+    constant = "constant"
+    linear_decay = "linear_decay"
+
+
 class Routing(Choice):
     """Event routing: breadth-first (FIFO) or depth-first (LIFO, paper appendix F)."""
 
@@ -142,11 +150,15 @@ class TrainingConfig:
     hold_error: bool = True
     backward_reset: Reset = Reset.none
     column_read: ColumnRead = ColumnRead.before_update
+    regularization: float = 0.0
+    step_lr: StepLR = StepLR.constant
 
     def __post_init__(self) -> None:
         _set_choice(self, "rule", "training.rule", Rule)
         _set_choice(self, "column_read", "training.column_read", ColumnRead)
         _set_choice(self, "backward_reset", "training.backward_reset", Reset)
+        _set_choice(self, "step_lr", "training.step_lr", StepLR)
+        self._check_fig3_options()
         _check_positive("training.eta", self.eta)
         _check_positive("training.steps", self.steps, integer=True)
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
@@ -154,9 +166,35 @@ class TrainingConfig:
         for key in ("smooth", "hold_error"):
             _check_bool(f"training.{key}", getattr(self, key))
 
+    def _check_fig3_options(self) -> None:
+        """``regularization`` and ``step_lr`` (paper Fig. 3 variants) are FSGD options."""
+        lam = self.regularization
+        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not (0 <= lam < float("inf")):
+            raise ConfigError(f"training.regularization={lam!r} must be a finite number >= 0")
+        if lam > 0 and (self.rule != "fsgd" or self.smooth or not self.hold_error):
+            raise ConfigError(f"training.regularization={lam!r} needs training.rule=fsgd, smooth=false and "
+                              f"hold_error=true (got rule={self.rule!r}, smooth={self.smooth!r}, "
+                              f"hold_error={self.hold_error!r})")
+        if self.step_lr != "constant" and self.rule != "fsgd":
+            raise ConfigError(f"training.step_lr={self.step_lr!r} needs training.rule=fsgd (got {self.rule!r})")
+
     @property
     def fractional(self) -> bool:
         return self.rule == "fsgd"
+
+    def step_factors(self) -> tuple[float, ...]:
+        """Learning-rate factor ``g_t`` of each time step ``t = 0..T-1`` (FSGD, "Fractional Temporal").
+
+        ``constant``: ``g_t = 1``. ``linear_decay`` (our definition of the paper's "higher
+        learning rate for early events", Fig. 3; the authors' public code has none):
+        ``g_t = 2 (T - t) / (T + 1)``, from ``2T/(T+1)`` at the first step down to
+        ``2/(T+1)`` at the last, averaging 1 over the ``T`` steps. An error spike of step
+        ``t`` then updates its column by ``W[:, j] -= s * g_t * lr * relu(c)`` (eq. 7 scaled).
+        """
+        T = self.steps
+        if self.step_lr == "constant":
+            return (1.0,) * T
+        return tuple(2.0 * (T - t) / (T + 1) for t in range(T))
 
     @property
     def read_first(self) -> bool:
@@ -195,6 +233,10 @@ class NetConfig:
                 raise ConfigError(
                     "training.smooth=True is not supported with model.dtype='int': the smooth update "
                     "divides a scaled running sum by K, which is not an integer-only operation")
+            if self.training.regularization or self.training.step_lr != "constant":
+                raise ConfigError(
+                    "training.regularization and training.step_lr are not supported with model.dtype='int': "
+                    "they scale updates by non-integer factors")
 
     def _check_numerics(self) -> None:
         """Refuse weights and scales that overflow or diverge at once, stating the limit.
@@ -225,6 +267,10 @@ class NetConfig:
         if self.model.dtype != "int":
             return 1
         return int(round(self.training.steps ** 2 / self.training.eta))
+
+    def step_lrs(self) -> tuple[float, ...]:
+        """FSGD step size of each time step: ``lr * g_t`` (``TrainingConfig.step_factors``); float mode."""
+        return tuple(self.learning_rate * g for g in self.training.step_factors())
 
     @property
     def learning_rate(self) -> float:

@@ -38,6 +38,10 @@ EXPERIMENTS = {
     "table3_t20": {**BASE3, "steps": 20},
     "table3_fsgd_after_update": {**BASE3, "rule": "fsgd", "column_read": "after_update"},
     "table3_dfs_fsgd": {**BASE3, "routing": "dfs", "rule": "fsgd"},
+    "fig3_regularized_fsgd": {"sizes": [784, 300, 300, 10], "rule": "fsgd", "regularization": 0.001,
+                              "step_lr": "constant"},
+    "fig3_temporal_fsgd": {"sizes": [784, 300, 300, 10], "rule": "fsgd", "regularization": 0.0,
+                           "step_lr": "linear_decay"},
 }
 
 
@@ -62,7 +66,8 @@ def summary(spec: RunSpec) -> dict:
     t = spec.training
     return {"sizes": spec.model["sizes"], "rule": t.rule, "routing": spec.routing, "epochs": t.epochs,
             "steps": t.steps, "smooth": t.smooth, "hold_error": t.hold_error,
-            "backward_reset": t.backward_reset, "column_read": t.column_read, "data": spec.data.name}
+            "backward_reset": t.backward_reset, "column_read": t.column_read, "data": spec.data.name,
+            "regularization": t.regularization, "step_lr": t.step_lr}
 
 
 def test_every_group_option_composes_and_converts():

@@ -27,8 +27,8 @@ from distspike.config import NetConfig
 from distspike.core.messages import Segments, SpikeBatch
 from distspike.kernels.herding import (NO_UPDATE, UPDATE_AFTER, UPDATE_BEFORE, herd_rows, herd_segments, herd_vector,
                                       herd_vector_steps)
-from distspike.kernels.updates import (count_events, gate_and_update, gate_segments, launch_errors, sgd_outer,
-                                       sgd_outer_counts, update_delta, update_rows)
+from distspike.kernels.updates import (count_events, gate_and_update, gate_segments, launch_errors, penalize_columns,
+                                       sgd_outer, sgd_outer_counts, update_delta, update_rows)
 
 
 @dataclass(frozen=True)
@@ -45,15 +45,23 @@ class Numerics:
     thresh: object
     lr: object
     scale: int
+    step_lr: tuple = ()  # FSGD step size of each time step, lr * g_t (TrainingConfig.step_factors)
+    penalty_lr: object = 0  # regularization * lr: a forward spike's column step is penalty_lr * relu(c)
 
     @staticmethod
     def of(cfg: NetConfig) -> "Numerics":
         if cfg.model.dtype == "int":
             k = cfg.scale
             dt = np.dtype(np.int64)
-            return Numerics(dt, dt.type(k), dt.type(k // 2), dt.type(1), k)
+            return Numerics(dt, dt.type(k), dt.type(k // 2), dt.type(1), k, (dt.type(1),) * cfg.training.steps)
         dt = np.dtype(cfg.model.dtype)
-        return Numerics(dt, dt.type(1), dt.type(0.5), dt.type(cfg.learning_rate), 1)
+        step_lr = tuple(dt.type(v) for v in cfg.step_lrs())
+        penalty = dt.type(cfg.learning_rate * cfg.training.regularization)
+        return Numerics(dt, dt.type(1), dt.type(0.5), dt.type(cfg.learning_rate), 1, step_lr, penalty)
+
+    def lr_at(self, step: int):
+        """The FSGD step size of time step ``step`` (``lr`` itself for ``step_lr=constant``)."""
+        return self.step_lr[step] if self.step_lr else self.lr
 
     @property
     def is_int(self) -> bool:
@@ -170,6 +178,7 @@ class LayerSpec:
     reset: str  # backward reset policy: none | random | zero
     seed: int
     read_first: bool = True  # FSGD: a column is read before its own update (TrainingConfig.read_first)
+    penalized: bool = False  # training.regularization > 0: forward spikes update their own columns
 
 
 class ForwardQuantizer:
@@ -178,7 +187,12 @@ class ForwardQuantizer:
     Forward (eq. 4, Alg. 7): for each incoming spike ``(i, s)``: ``c_i += s``;
     ``S += s * W[i, block]``; ``phi += s * W[i, block]``; herd (rectified, after every
     row). Backward: gate ``S_j >= 0`` and update (eq. 6 SGD / eq. 7 FSGD with
-    ``lr = eta/T^2``).
+    ``lr = eta/T^2``, times ``g_t`` of the current step, ``training.step_lr``).
+
+    Regularization (``spec.penalized``, the authors' ``SpikeWeighterModule``): after a
+    training batch is herded, each emitted spike ``(j, s)`` in firing order updates its
+    own column, ungated and not backpropagated:
+    ``W[:, j] -= s * regularization * lr * relu(c)`` (``c`` counted through this batch).
     """
 
     def __init__(self, spec: LayerSpec, num: Numerics, weights: np.ndarray, own: bool = False):
@@ -195,6 +209,7 @@ class ForwardQuantizer:
         self.c = np.zeros(spec.n_in, np.int64)  # (n_in,) signed input spike counts
         self.e = np.zeros(nb, np.int64)  # (nb,) passed error counts (SGD)
         self.S_at = np.zeros((0, nb), num.dtype)  # (steps, nb): S after each step (sample-wide messages)
+        self.step = 0  # time step of the message being consumed (set by the shell): FSGD's g_t
         self._no_delta = np.zeros(0, num.dtype)
         self._no_hist, self._no_rows = np.zeros((0, nb), num.dtype), np.zeros(0, np.int64)
 
@@ -232,6 +247,8 @@ class ForwardQuantizer:
         n = self.num
         off, idx, sign, pot = herd_rows(self.W, self.phi, self.S, batch.idx, batch.sign, n.thresh, n.unit,
                                         False, self.spec.lo, True, self._no_delta, NO_UPDATE)
+        if count and self.spec.penalized:
+            penalize_columns(self.W, update_delta(self.c, n.penalty_lr, n.dtype), idx, sign, self.spec.lo)
         return SpikeBatch(idx, sign, off, pot)
 
     def _forward_segments(self, segs: Segments, train: bool) -> Segments:
@@ -246,10 +263,10 @@ class ForwardQuantizer:
                                                     hist, rows)
         return Segments(SpikeBatch(idx, sign, off, pot), bounds, segs.steps)
 
-    def delta(self, smooth_input=None) -> np.ndarray:
-        """``lr * relu(c)``, or ``lr * relu(S_{l-1})`` for smooth updates."""
+    def delta(self, smooth_input=None, lr=None) -> np.ndarray:
+        """``lr * relu(c)``, or ``lr * relu(S_{l-1})`` for smooth updates (``lr``: default ``num.lr``)."""
         src = smooth_input if self.spec.smooth else self.c
-        return update_delta(src, self.num.lr, self.num.dtype)
+        return update_delta(src, self.num.lr if lr is None else lr, self.num.dtype)
 
     def gate(self, batch, smooth_input=None) -> np.ndarray:
         """Gate error spikes of this block and apply their updates; mask of passed events.
@@ -257,7 +274,7 @@ class ForwardQuantizer:
         ``Segments`` are gated in order in one kernel call; segments with time steps
         (sample-wide messages) are gated against ``S`` as it stood after their step.
         """
-        delta = self.delta(smooth_input) if self.spec.fractional else self._no_delta
+        delta = self.delta(smooth_input, self.num.lr_at(self.step)) if self.spec.fractional else self._no_delta
         lo, frac = self.spec.lo, self.spec.fractional
         if not isinstance(batch, Segments):
             return gate_and_update(self.W, self.S, self.e, delta, batch.idx, batch.sign, lo, frac)
@@ -315,6 +332,7 @@ class BackwardQuantizer:
         self.e = np.zeros(spec.n_out, np.int64)  # (n_out,) passed error counts (SGD)
         self.rng = np.random.default_rng([spec.seed, spec.layer])
         self.last_sample = -1  # index of the last training sample started (random-reset draws)
+        self.step = 0  # time step of the message being consumed (set by the shell): FSGD's g_t
         self._no_delta = np.zeros(0, num.dtype)
         self._no_hist, self._no_rows = np.zeros((0, nb), num.dtype), np.zeros(0, np.int64)
 
@@ -345,10 +363,16 @@ class BackwardQuantizer:
         batch = batch.batch if isinstance(batch, Segments) else batch
         count_events(self.c, batch.idx, batch.sign, self.spec.lo)
 
-    def delta(self, smooth_input=None) -> np.ndarray:
+    def delta(self, smooth_input=None, lr=None) -> np.ndarray:
         """``lr * relu(c)`` of this block; smooth: ``lr * relu(S_{l-1})`` (full vector given)."""
         src = smooth_input[self.spec.lo:self.spec.hi] if self.spec.smooth else self.c
-        return update_delta(src, self.num.lr, self.num.dtype)
+        return update_delta(src, self.num.lr if lr is None else lr, self.num.dtype)
+
+    def penalize(self, batch) -> None:
+        """Regularization: the spikes ``(j, s)`` layer ``l`` just emitted update this replica's
+        rows as ``ForwardQuantizer.forward`` updates the forward columns (same order, same values)."""
+        batch = batch.batch if isinstance(batch, Segments) else batch
+        update_rows(self.WT, update_delta(self.c, self.num.penalty_lr, self.num.dtype), batch.idx, batch.sign)
 
     def backward(self, batch, interleave: bool, smooth_input=None):
         """Consume passed error spikes of layer ``l``; return error spikes of layer ``l-1``.
@@ -362,7 +386,7 @@ class BackwardQuantizer:
         its own, in one kernel call.
         """
         fractional = self.spec.fractional
-        delta = self.delta(smooth_input) if fractional else self._no_delta
+        delta = self.delta(smooth_input, self.num.lr_at(self.step)) if fractional else self._no_delta
         per_event, per_batch = self._update_modes(interleave)
         if isinstance(batch, Segments):
             return self._backward_segments(batch, delta, per_event, per_batch)

@@ -69,7 +69,7 @@ def layer_specs(cfg: NetConfig, layer: int, shards: int, backward: bool) -> list
     n_in, n_out = sizes[layer - 1], sizes[layer]
     blocks = split_blocks(n_in if backward else n_out, shards)
     return [LayerSpec(layer, n_in, n_out, lo, hi, tr.fractional, tr.smooth, tr.backward_reset, cfg.seed,
-                      tr.read_first)
+                      tr.read_first, tr.regularization > 0)
             for lo, hi in blocks]
 
 

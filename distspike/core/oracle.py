@@ -11,6 +11,7 @@ Graph of layer ``l`` (consumer order as bound):
     spikes of layer l-1 -> updater_l.count, fwdweights_l
     fwdweights_l (row s*W[i]) -> presum_l, herder_l
     herder_l (spike) -> [layer l+1 as above] | counter (held) | gate_L (un-held)
+                     -> updater_l.penalty after the step's forward pass (training.regularization)
     target (spike) -> counter (held) | gate_L (un-held)
     gate_l (passed error) -> bwdweights_l (l >= 2), updater_l.error   (column_read=before_update)
                           -> updater_l.error, bwdweights_l (l >= 2)   (column_read=after_update)
@@ -113,6 +114,7 @@ class Updater:
         self.smooth_source = smooth_source  # object with the running sum feeding this layer
         self.c = np.zeros(W.shape[0], np.int64)
         self.e = np.zeros(W.shape[1], np.int64)
+        self.lr = num.lr  # step size of the current time step: lr * g_t (training.step_lr)
 
     def count(self, ev):
         self.c[ev[0]] += ev[1]
@@ -120,7 +122,16 @@ class Updater:
     def delta(self):
         src = self.c if self.smooth_source is None else _running_sum(self.smooth_source)
         r = np.maximum(src, 0).astype(self.num.dtype)
-        return r if self.num.is_int else r * self.num.lr
+        return r if self.num.is_int else r * self.lr
+
+    def penalty(self, ev):
+        """Regularization (authors' ``SpikeWeighterModule``): ``W[:, j] -= s * regularization * lr * relu(c)``."""
+        j, s = ev
+        p = np.maximum(self.c, 0).astype(self.num.dtype) * self.num.penalty_lr
+        if s > 0:
+            self.W[:, j] -= p
+        else:
+            self.W[:, j] += p
 
     def error(self, ev):
         j, s = ev
@@ -179,6 +190,7 @@ class OracleNet:
         self.bwd_rngs = {l: np.random.default_rng([cfg.seed, l]) for l in range(2, self.L + 1)}
         self.trace: list[tuple] = []
         self.step = 0
+        self.fwd_spikes: dict[int, list] = {}  # layer -> its forward spikes of the current step (regularization)
         self._build()
 
     # -- graph ---------------------------------------------------------------------
@@ -255,13 +267,26 @@ class OracleNet:
         self._reset_sample()
         for t in range(self.cfg.training.steps):
             self.step = t
+            for l in range(1, self.L + 1):
+                m[f"updater{l}"].lr = self.num.lr_at(t)
+            self.fwd_spikes = {l: [] for l in range(1, self.L + 1)}
             r.feed("input_node", "consume", xe)
+            self._penalize()
             r.feed("target", "consume", (1, ne))
             if self.cfg.training.hold_error:
                 for ev in m["counter"].launch():
                     r.feed(f"gate{self.L}", "consume", ev)
         for l in range(1, self.L + 1):
             m[f"updater{l}"].end_sample()
+
+    def _penalize(self) -> None:
+        """Regularization: after a step's forward pass (nothing reads ``W_l`` in between), each
+        layer's spikes of the step, in firing order, go to its updater's ``penalty``."""
+        if not self.cfg.training.regularization:
+            return
+        for l, spikes in self.fwd_spikes.items():
+            for ev in spikes:
+                self.router.modules[f"updater{l}"].penalty(ev)
 
     def predict_scores(self, x: np.ndarray) -> np.ndarray:
         """``T`` forward steps with fresh forward state; ``sum_t u_L / T``."""
@@ -304,5 +329,7 @@ class _Traced:
         n = 0
         for out in self.inner.consume(ev):
             n += 1
+            if self.kind == "fwd" and self.net.cfg.training.regularization:
+                self.net.fwd_spikes[self.layer].append(out)
             yield out
         self.net.trace.append((self.net.step, self.kind, self.layer, n))

@@ -92,7 +92,9 @@ class Scheduler:
         # a whole sample in one compiled call when the backend offers it (in-process, one shard per layer)
         self.fused = static and getattr(backend, "can_fuse", lambda: False)()
         # the same schedule as one Ray Compiled Graph execution per sample (runtime.compiled)
-        self.compiled = static and getattr(backend, "can_compile", lambda: False)()
+        # (not with the Fig. 3 FSGD options: regularization and step_lr run message by message on Ray)
+        plain = cfg.training.regularization == 0 and cfg.training.step_lr == "constant"
+        self.compiled = static and plain and getattr(backend, "can_compile", lambda: False)()
 
     # -- one training sample (paper section 3.8) --------------------------------
     def train_sample(self, x: np.ndarray, neg_y: np.ndarray, epoch: int = 0, sample: int = 0) -> None:

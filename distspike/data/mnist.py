@@ -226,8 +226,18 @@ def _split(images: np.ndarray, labels: np.ndarray, images_path: Path, labels_pat
     return ScaledRows(images.reshape(len(images), -1), 255.0), labels.astype(np.int64)
 
 
-def load_mnist(root: PathLike, download: bool = True) -> Dataset:
-    """Load MNIST (official 60000 train / 10000 test split, file order) from ``root``.
+#: ``split`` option of :func:`load_mnist`
+SPLITS = ("official", "validation")
+N_VALIDATION = 10000  # mnist.pkl.gz's validation part: the last 10k official training images
+
+
+def load_mnist(root: PathLike, download: bool = True, split: str = "official") -> Dataset:
+    """Load MNIST from ``root``, file order.
+
+    ``split="official"``: the official 60000 train / 10000 test split.
+    ``split="validation"``: the split of ``mnist.pkl.gz`` that the paper's authors
+    measured on: train on the first 50000 official training images, test on the last
+    10000 of them (the official test set is not used; ``data.options.split``).
 
     Each of the four IDX files is read as ``root/<name>`` or ``root/<name>.gz``;
     the header, size and MD5 of the decompressed content are checked, and any
@@ -237,6 +247,17 @@ def load_mnist(root: PathLike, download: bool = True) -> Dataset:
     Returns a Dataset with ``x`` float64 in [0, 1] of shape (n, 784) (``ScaledRows``: the images stay
     uint8 and each row is scaled as it is read), ``y`` int64.
     """
+    if split not in SPLITS:
+        raise DataError(f"mnist: split={split!r} is not one of {list(SPLITS)}")
+    ds = _load_official(root, download)
+    if split == "official":
+        return ds
+    k = len(ds.x_train) - N_VALIDATION
+    return Dataset("mnist", ds.x_train[:k], ds.y_train[:k], ds.x_train[k:], ds.y_train[k:], n_classes=10)
+
+
+def _load_official(root: PathLike, download: bool) -> Dataset:
+    """The official 60000 / 10000 split (``load_mnist``'s checks)."""
     root = Path(root).expanduser()
     paths = _locate_all(root, download)
     arrays = {name: load_idx_file(path, name) for name, path in paths.items()}

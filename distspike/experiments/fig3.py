@@ -19,10 +19,19 @@ from pathlib import Path
 import numpy as np
 
 from distspike.analysis.early_guess import early_guess_curve, relu_costs
-from distspike.experiments.common import (load_run_data, plot_setup, read_csv, read_run, run_config, run_dir,
-                                          run_weights, write_csv)
+from distspike.experiments.common import (done_epochs, ensure_run, load_run_data, plot_setup, read_csv, read_run,
+                                          run_config, run_dir, run_weights, write_csv)
+from distspike.experiments.table2 import RUN_OVERRIDES
 
 T_MAX = 32
+EPOCHS = 20  # the Table 2 nets of the figure were trained 20 epochs
+# key -> (experiment, the paper's curve name); trained into <runs>/fig3/<experiment>
+VARIANTS = {"regularized": ("fig3_regularized_fsgd", "Regularized Fractional"),
+            "temporal": ("fig3_temporal_fsgd", "Fractional Temporal")}
+REG_GRID = (0.0, 0.1, 0.01, 0.001)  # training.regularization values tried on the validation split
+VAL_EPOCHS = 1
+VAL_COLUMNS = ("regularization=regularization,epochs=epochs,val_error=validation error % (last 10k),"
+               "train_error_first_1k=train % (first 1k),wall_time_s=wall s")
 SUMMARY_T = (1, 2, 3, 4, 6, 8, 10, 16, 32)
 COLUMNS = ("net=weights trained as,t=t,test_error=test %,ops_all=ops/image (all layers),"
            "ops_hidden=ops/image (layers >= 2)")
@@ -40,28 +49,95 @@ def relu_weights(runs: Path) -> tuple[list[np.ndarray], str]:
         return [z[f"arr_{i}"] for i in range(len(z.files))], files[-1].name
 
 
-def fig3(runs: Path, out: Path, t_max: int = T_MAX, n_test: int | None = None) -> list[dict]:
-    """Write ``fig3_early_guess.csv`` (every t), ``fig3_early_guess_summary.csv``, ``fig3_relu_costs.csv``
-    and ``fig3_early_guess.png``; returns the curve rows."""
-    paths = {r: run_dir(runs, "table2", f"table2_spiking_{r}") for r in ("sgd", "fsgd")}
-    cfg = run_config(paths["fsgd"])
-    ds = load_run_data(cfg)
-    X, y = ds.x_test[:n_test], ds.y_test[:n_test]
-    rw, rname = relu_weights(runs)
-    relu_tag = rname[len("weights_"):-len(".npz")].replace("_", ", ").replace("epoch", "ep ")  # "seed1236, ep 5"
-    nets = {f"spiking SGD ({read_run(paths['sgd'])['epochs']} ep)": run_weights(paths["sgd"]),
-            f"spiking FSGD ({read_run(paths['fsgd'])['epochs']} ep)": run_weights(paths["fsgd"]),
-            f"ReLU-trained weights ({relu_tag})": rw}
-    rows = [{"net": name, **r} for name, w in nets.items() for r in early_guess_curve(w, X, y, t_max)]
-    from distspike.relu import ReluMLP
-    relu_err = ReluMLP.from_weights(rw).error(X, y)
-    costs = [{"net": f"ReLU MLP forward pass ({relu_tag})", "test_error": relu_err,
-              **relu_costs(rw, X)}]
-    write_csv(rows, out / "fig3_early_guess.csv")
-    write_csv([r for r in rows if r["t"] in SUMMARY_T or r["t"] == t_max], out / "fig3_early_guess_summary.csv")
-    write_csv(costs, out / "fig3_relu_costs.csv")
-    plot_fig3(rows, costs[0], out / "fig3_early_guess.png")
+def validate_regularization(runs: Path, out: Path, train: bool = True, overrides=(), split: bool = True,
+                            command: str = "") -> list[dict]:
+    """Choose ``training.regularization`` of "Regularized Fractional" on the validation split.
+
+    Table 2's FSGD net for ``VAL_EPOCHS`` epoch(s) on the first 50k training images with each
+    value of ``REG_GRID`` (0 = plain FSGD, for reference), error on the last 10k
+    (``data.options.split=validation``; ``split=False`` only for the smoke test's digits).
+    Runs in ``<runs>/fig3_val/reg_<value>``; writes ``out/fig3_regularization_validation.csv``.
+    """
+    rows = []
+    for lam in REG_GRID:
+        path = run_dir(runs, "fig3_val", f"reg_{lam:g}")
+        opts = ("eval_train=1000", "checkpoint.keep=0", *(("data.options.split=validation",) if split else ()),
+                f"training.regularization={lam:g}", *overrides)
+        if ensure_run(path, "table2_spiking_fsgd", VAL_EPOCHS, opts, train):
+            m = read_run(path)
+            rows.append({"regularization": lam, "epochs": m["epochs"], "val_error": m["final_test_error"],
+                         "train_error_first_1k": m["final_train_error"], "wall_time_s": round(m["wall_time_s"]),
+                         "command": command})
+    if rows:
+        write_csv(rows, out / "fig3_regularization_validation.csv")
     return rows
+
+
+def variant_label(key: str, path: Path) -> str:
+    """Curve label of a Fig. 3 variant run: name, its setting and epochs."""
+    m, tr = read_run(path), run_config(path)["training"]
+    setting = f"lambda={tr['regularization']:g}" if key == "regularized" else "ours: g_t=2(T-t)/(T+1)"
+    return f"{VARIANTS[key][1]} ({setting}, {m['epochs']} ep)"
+
+
+def fig3(runs: Path, out: Path, t_max: int = T_MAX, n_test: int | None = None, epochs: int = EPOCHS,
+         train: bool = True, overrides=()) -> list[dict]:
+    """Write ``fig3_early_guess.csv`` (every t), ``fig3_early_guess_summary.csv``, ``fig3_relu_costs.csv``
+    and ``fig3_early_guess.png``; returns the curve rows.
+
+    The Table 2 nets are used if their runs are under ``runs`` (else their rows already in
+    ``out`` are kept); the two variants (``VARIANTS``) are trained here first if missing
+    (``<runs>/fig3/<experiment>``, Table 2's protocol, ``epochs`` epochs).
+    """
+    nets, data_cfg = {}, None
+    paths = {r: run_dir(runs, "table2", f"table2_spiking_{r}") for r in ("sgd", "fsgd")}
+    for r, path in paths.items():
+        if done_epochs(path):
+            nets[f"spiking {r.upper()} ({read_run(path)['epochs']} ep)"] = run_weights(path)
+            data_cfg = data_cfg or run_config(path)
+    for key, (experiment, _) in VARIANTS.items():
+        path = run_dir(runs, "fig3", experiment)
+        if ensure_run(path, experiment, epochs, (*RUN_OVERRIDES, *overrides), train):
+            nets[variant_label(key, path)] = run_weights(path)
+            data_cfg = data_cfg or run_config(path)
+    if data_cfg is None:
+        raise FileNotFoundError(f"no Table 2 or Fig. 3 run under {runs}: run the table2 / fig3 command first")
+    ds = load_run_data(data_cfg)
+    X, y = ds.x_test[:n_test], ds.y_test[:n_test]
+    costs = []
+    try:
+        rw, rname = relu_weights(runs)
+    except FileNotFoundError:
+        rw = None
+    if rw is not None:
+        relu_tag = rname[len("weights_"):-len(".npz")].replace("_", ", ").replace("epoch", "ep ")  # "seed1236, ep 5"
+        nets[f"ReLU-trained weights ({relu_tag})"] = rw
+        from distspike.relu import ReluMLP
+        costs = [{"net": f"ReLU MLP forward pass ({relu_tag})", "test_error": ReluMLP.from_weights(rw).error(X, y),
+                  **relu_costs(rw, X)}]
+    rows = [{"net": name, **r} for name, w in nets.items() for r in early_guess_curve(w, X, y, t_max)]
+    rows = merge_curves(out / "fig3_early_guess.csv", rows)
+    if not costs:
+        costs = read_csv(out / "fig3_relu_costs.csv")
+    write_csv(rows, out / "fig3_early_guess.csv")
+    summary = [r for r in rows if int(r["t"]) in SUMMARY_T or int(r["t"]) == t_max]
+    write_csv(summary, out / "fig3_early_guess_summary.csv")
+    write_csv(costs, out / "fig3_relu_costs.csv")
+    replot(out)
+    return rows
+
+
+def family(label: str) -> str:
+    """``"spiking FSGD (20 ep)" -> "spiking FSGD"``: rows of a newer run replace its family's rows."""
+    return label.split(" (")[0]
+
+
+def merge_curves(path: Path, new: list[dict]) -> list[dict]:
+    """``new`` rows plus the rows of ``path`` whose nets' families are not among them (Table 2 nets
+    whose runs are not at hand stay as they were); families in first-seen order, old ones first."""
+    fams = {family(r["net"]) for r in new}
+    old = [r for r in read_csv(path) if family(r["net"]) not in fams] if path.exists() else []
+    return [{k: str(v) for k, v in r.items()} for r in old + new]
 
 
 def plain_log_ticks(ax) -> None:

@@ -30,10 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from distspike.experiments.common import (ensure_run, load_run_data, net_config, plot_setup, read_run, run_config,
-                                          run_dir, run_weights, write_csv)
+from distspike.experiments.common import (ensure_run, load_run_data, net_config, plot_setup, read_csv, read_run,
+                                          run_config, run_dir, run_weights, write_csv)
 
 EPOCHS = 5
+SEEDS = (1234, 1235, 1236)
 RUN_OVERRIDES = ("eval_train=10000", "checkpoint.keep=0")
 PAPER = {  # row -> (test %, train %), 50 epochs, the authors' validation split
     "spiking_sgd": (3.6, 2.484), "spiking_fsgd": (2.07, 0.37), "relu_mlp": (1.63, 0.426),
@@ -90,48 +91,87 @@ def _row(name: str, weights: str, epochs: int, seed: int, test: float, train: fl
             "wall_time_s": wall if wall == "" else round(wall)}
 
 
-def relu_weights_path(runs: Path, seed: int, epochs: int) -> Path:
+def relu_weights_path(runs: Path, seed: int, epochs: int, split: str = "official") -> Path:
     """Where the ReLU net's final weights are kept for Fig. 3."""
-    return run_dir(runs, "table2", "relu_mlp") / f"weights_seed{seed}_epoch{epochs}.npz"
+    tag = "" if split == "official" else f"_{split}"
+    return run_dir(runs, "table2", "relu_mlp") / f"weights{tag}_seed{seed}_epoch{epochs}.npz"
 
 
-def table2(runs: Path, out: Path, epochs: int = EPOCHS, train: bool = True, overrides=()) -> list[dict]:
-    """Table 2 rows and Fig. 2 curves: ``out/table2_mnist.csv``, ``fig2_learning_curves.csv/.png``."""
-    paths = {r: run_dir(runs, "table2", f"table2_spiking_{r}") for r in ("sgd", "fsgd")}
-    for r, path in paths.items():
-        if not ensure_run(path, f"table2_spiking_{r}", epochs, (*RUN_OVERRIDES, *overrides), train):
+def spiking_run_dir(runs: Path, rule: str, seed: int, split: str = "official") -> Path:
+    """``<runs>/table2/table2_spiking_<rule>[_<split>][_seed<seed>]`` (nothing added for official / 1234)."""
+    name = f"table2_spiking_{rule}" + ("" if split == "official" else f"_{split}")
+    return run_dir(runs, "table2", name + ("" if seed == SEEDS[0] else f"_seed{seed}"))
+
+
+def csv_name(split: str, kind: str = "table2_mnist") -> str:
+    """``table2_mnist.csv`` / ``fig2_learning_curves.csv``, with ``_<split>`` for another split."""
+    return f"{kind}{'' if split == 'official' else '_' + split}.csv"
+
+
+def table2(runs: Path, out: Path, epochs: int = EPOCHS, train: bool = True, overrides=(), seeds=SEEDS[:1],
+           split: str = "official", command: str = "") -> list[dict]:
+    """Table 2 rows and Fig. 2 curves: ``out/table2_mnist[_<split>].csv``, ``fig2_learning_curves[_<split>].csv/.png``.
+
+    Every seed gets its spiking SGD and FSGD runs and its ReLU net (a seed whose ReLU net
+    has a dead output unit is reported as it is); the first live seed's ReLU net is added
+    if no seed in ``seeds`` is live. Cross rows use the first seed's FSGD weights and the
+    live ReLU net. ``split``: ``official`` (60k / 10k test set) or ``validation`` (the
+    authors' protocol: first 50k training images, tested on the last 10k;
+    ``data.options.split``). Every row records its command and seeds.
+    """
+    data_opt = () if split == "official" else (f"data.options.split={split}",)
+    paths = {(r, s): spiking_run_dir(runs, r, s, split) for r in ("sgd", "fsgd") for s in seeds}
+    for (r, seed), path in paths.items():
+        if not ensure_run(path, f"table2_spiking_{r}", epochs, (*RUN_OVERRIDES, *overrides, *data_opt,
+                                                                    f"seed={seed}"), train):
             print(f"table2: {path} is not complete yet")
             return []
-    runs_m = {r: read_run(p) for r, p in paths.items()}
-    cfg = run_config(paths["fsgd"])
+    runs_m = {k: read_run(p) for k, p in paths.items()}
+    first = paths[("fsgd", seeds[0])]
+    cfg = run_config(first)
     ds, n_eval = load_run_data(cfg), cfg["eval_train"] or 10 ** 9
     sizes, eta, w_init = cfg["model"]["sizes"], cfg["training"]["eta"], cfg["model"]["w_init"]
     e_relu = max(m["epochs"] for m in runs_m.values())
-    live = first_live_seed(ds.x_train, sizes, w_init, cfg["seed"])
+    live = first_live_seed(ds.x_train, sizes, w_init, seeds[0])
     rows = [_row(f"spiking_{r}", f"spiking {r.upper()}", m["epochs"], m["seed"], m["final_test_error"],
-                 m["final_train_error"], m["wall_time_s"]) for r, m in runs_m.items()]
-    curves = [{"net": f"spiking_{r}", "epoch": int(c["epoch"]), "train_error": c["train_error"],
-               "test_error": c["test_error"]} for r, m in runs_m.items() for c in m["curve"]]
+                 m["final_train_error"], m["wall_time_s"]) for (r, _), m in runs_m.items()]
+    curves = [{"net": f"spiking_{r}" + ("" if s == seeds[0] else f"_seed{s}"), "epoch": int(c["epoch"]),
+               "train_error": c["train_error"], "test_error": c["test_error"]}
+              for (r, s), m in runs_m.items() for c in m["curve"]]
     relus = {}
-    for seed in dict.fromkeys((cfg["seed"], live)):
+    for seed in dict.fromkeys((*seeds, live)):
+        t0 = time.perf_counter()
         net, curve = train_relu(ds, sizes, eta, w_init, seed, e_relu, n_eval)
         relus[seed] = net
         rows.append(_row(f"relu_mlp (seed {seed})", "ReLU", e_relu, seed, curve[-1]["test_error"],
-                         curve[-1]["train_error"]))
+                         curve[-1]["train_error"], time.perf_counter() - t0))
         curves += [{"net": f"relu_seed{seed}", **{k: c[k] for k in ("epoch", "train_error", "test_error")}}
                    for c in curve]
-    wpath = relu_weights_path(runs, live, e_relu)
+    wpath = relu_weights_path(runs, live, e_relu, split)
     wpath.parent.mkdir(parents=True, exist_ok=True)
     np.savez(wpath, *relus[live].weights)
     rows.append(_row("spiking_relu_weights", f"ReLU (seed {live})", e_relu, live,
                      *spiking_errors(cfg, relus[live].weights, ds, n_eval)))
-    fsgd_w = run_weights(paths["fsgd"])
-    rows.append(_row("relu_fsgd_weights", "spiking FSGD", runs_m["fsgd"]["epochs"], cfg["seed"],
+    fsgd_w = run_weights(first)
+    rows.append(_row("relu_fsgd_weights", "spiking FSGD", runs_m[("fsgd", seeds[0])]["epochs"], seeds[0],
                      *relu_errors(fsgd_w, ds, n_eval)))
-    write_csv(rows, out / "table2_mnist.csv")
-    write_csv(curves, out / "fig2_learning_curves.csv")
-    plot_fig2(curves, out / "fig2_learning_curves.png")
+    rows = [{**r, "split": split, "command": command} for r in rows]
+    write_csv(merge(out / csv_name(split), rows, ("row", "seed", "epochs")), out / csv_name(split))
+    curves = merge(out / csv_name(split, "fig2_learning_curves"), curves, ("net", "epoch"))
+    write_csv(curves, out / csv_name(split, "fig2_learning_curves"))
+    plot_fig2([{**c, "epoch": int(c["epoch"]), **{k: float(c[k]) for k in ("train_error", "test_error")}}
+               for c in curves], out / csv_name(split, "fig2_learning_curves").replace(".csv", ".png"))
     return rows
+
+
+def merge(path: Path, new: list[dict], key: tuple) -> list[dict]:
+    """The rows of ``path`` whose ``key`` values no new row has, then ``new``: a run for other seeds or
+    epochs adds its rows (a 50-epoch extension keeps the 20-epoch rows written before it)."""
+    def k(r):
+        return tuple(str(r.get(c, "")) for c in key)
+    done = {k(r) for r in new}
+    old = [r for r in read_csv(path) if k(r) not in done] if path.exists() else []
+    return [{c: str(v) for c, v in r.items()} for r in old + new]
 
 
 def plot_fig2(curves: list[dict], path: Path) -> None:

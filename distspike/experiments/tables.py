@@ -2,9 +2,11 @@
 
     python -m distspike.experiments.tables table1 --data "$DISTSPIKE_DATA" --out results [--protocol authors,...]
     python -m distspike.experiments.tables table2 --runs "$RUNS" --data "$DISTSPIKE_DATA" --out results
-    python -m distspike.experiments.tables table3 --runs "$RUNS" --data "$DISTSPIKE_DATA" --out results
+        [--seeds S,..] [--split validation]  # (options of the line above)
+    python -m distspike.experiments.tables table3 --runs "$RUNS" --data "$DISTSPIKE_DATA" --out results [--seeds S,..]
     python -m distspike.experiments.tables fig3   --runs "$RUNS" --out results
     python -m distspike.experiments.tables fig3-plot --out results   # redraw the figure from its CSVs
+    python -m distspike.experiments.tables fig3-validation --runs "$RUNS" --data "$DISTSPIKE_DATA" --out results
 
 ``table2`` / ``table3`` start the missing ``distspike-train`` runs under
 ``<runs>/table2/`` and ``<runs>/table3/`` one after another, resume interrupted ones from
@@ -28,7 +30,7 @@ SMOKE = ("data=digits", "model=digits_small", "data.n_train=120", "data.n_test=6
 
 
 def run_table1(args) -> None:
-    seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else table1.SEEDS
+    seeds = _seeds(args, table1.SEEDS)
     models = args.models.split(",") if args.models else None
     if args.smoke:
         grids = {name: grid[:2] for name, (_, _, grid) in table1.MODELS.items()}
@@ -81,22 +83,35 @@ def _overrides(args) -> tuple:
 
 def run_table2(args) -> None:
     table2.table2(args.runs, args.out, 1 if args.smoke else (args.epochs or table2.EPOCHS), not args.no_train,
-                  _overrides(args))
-    print_table(args.out, "table2_mnist.csv", table2.COLUMNS)
+                  _overrides(args), _seeds(args, table2.SEEDS[:1]), args.split, args.command)
+    print_table(args.out, table2.csv_name(args.split), table2.COLUMNS)
+
+
+def _seeds(args, default) -> tuple:
+    return tuple(int(s) for s in args.seeds.split(",")) if args.seeds else default
 
 
 def run_table3(args) -> None:
     variants = args.variants.split(",") if args.variants else tuple(table3.VARIANTS)
     variants = ("baseline", "fsgd") if args.smoke else variants
+    seeds = _seeds(args, table3.SEEDS[:1] if args.smoke else table3.SEEDS)
     table3.table3(args.runs, args.out, variants, 1 if args.smoke else (args.epochs or table3.EPOCHS),
-                  not args.no_train, _overrides(args))
+                  not args.no_train, _overrides(args), seeds, args.command)
     print_table(args.out, "table3_ablation.csv", table3.COLUMNS)
+    print_table(args.out, "table3_seeds.csv", table3.SEED_COLUMNS)
 
 
 def run_fig3(args) -> None:
-    fig3.fig3(args.runs, args.out, 3 if args.smoke else (args.t_max or fig3.T_MAX), 20 if args.smoke else args.n_test)
+    fig3.fig3(args.runs, args.out, 3 if args.smoke else (args.t_max or fig3.T_MAX), 20 if args.smoke else args.n_test,
+              1 if args.smoke else (args.epochs or fig3.EPOCHS), not args.no_train, _overrides(args))
     print_table(args.out, "fig3_early_guess_summary.csv", fig3.COLUMNS)
     print_table(args.out, "fig3_relu_costs.csv", fig3.COST_COLUMNS)
+
+
+def run_fig3_validation(args) -> None:
+    fig3.validate_regularization(args.runs, args.out, not args.no_train, _overrides(args), not args.smoke,
+                                 args.command)
+    print_table(args.out, "fig3_regularization_validation.csv", fig3.VAL_COLUMNS)
 
 
 def run_fig3_plot(args) -> None:
@@ -109,7 +124,20 @@ def run_readme(args) -> None:
 
 
 COMMANDS = {"readme": run_readme, "table1": run_table1, "table2": run_table2, "table3": run_table3, "fig3": run_fig3,
-            "fig3-plot": run_fig3_plot}
+            "fig3-plot": run_fig3_plot, "fig3-validation": run_fig3_validation}
+
+
+def recorded_command(argv) -> str:
+    """The command recorded in the CSVs: the one that regenerates their rows, with this machine's
+    runs and data directories written as ``"$RUNS"`` and ``"$DISTSPIKE_DATA"`` (``--no-train``
+    only collects, so it is left out)."""
+    names = {"--runs": '"$RUNS"', "--data": '"$DISTSPIKE_DATA"'}
+    out, argv = [], list(argv)
+    for k, a in enumerate(argv):
+        if a == "--no-train":
+            continue
+        out.append(names[argv[k - 1]] if k and argv[k - 1] in names else a)
+    return " ".join(["python -m distspike.experiments.tables", *out])
 
 
 def main(argv=None) -> None:
@@ -124,7 +152,8 @@ def main(argv=None) -> None:
     ap.add_argument("--variants", default=None, help="table3: comma-separated subset (default: all)")
     ap.add_argument("--no-train", action="store_true", help="only collect completed runs")
     ap.add_argument("--protocol", default="authors", help="table1: comma-separated data protocols (table1.PROTOCOLS)")
-    ap.add_argument("--seeds", default=None, help="table1: comma-separated seeds (default 1234,1235,1236)")
+    ap.add_argument("--seeds", default=None,
+                    help="table1 / table2 / table3: comma-separated seeds (default 1234,1235,1236)")
     ap.add_argument("--hyper", choices=("validation", "defaults"), default="validation",
                     help="table1: eta / C chosen on a validation split, or the authors' defaults (no tuning)")
     ap.add_argument("--split-seed", default=None,
@@ -133,9 +162,11 @@ def main(argv=None) -> None:
                     help="table1: only the per-epoch test / train curves of the nets (a diagnostic)")
     ap.add_argument("--curve-eta", type=float, default=None, help="table1 --curves: eta of the nets (default 0.01)")
     ap.add_argument("--models", default=None, help="table1: comma-separated subset of the three models")
+    ap.add_argument("--split", choices=("official", "validation"), default="official",
+                    help="table2: MNIST official test set, or the authors' validation split (first 50k / last 10k)")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on sklearn's digits (CI)")
     args = ap.parse_args(argv)
-    args.command = " ".join(["python -m distspike.experiments.tables", *(sys.argv[1:] if argv is None else argv)])
+    args.command = recorded_command(sys.argv[1:] if argv is None else argv)
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     COMMANDS[args.item](args)

@@ -41,7 +41,7 @@ from numba import njit
 
 from distspike.kernels.herding import NO_UPDATE, UPDATE_AFTER, UPDATE_BEFORE, herd_rows, herd_segments
 from distspike.kernels.traffic import BACKWARD, SENT_BATCH, SENT_MASK, SENT_NONE, put_message_row
-from distspike.kernels.updates import count_events, gate_and_update, launch_errors
+from distspike.kernels.updates import count_events, gate_and_update, launch_errors, penalize_columns, update_rows
 
 FWD_OUT, ERR_IN, ERR_PASSED, BWD_OUT = 0, 1, 2, 3  # same order as the shells' counters
 # traffic-log message forms, as the shells log them
@@ -204,8 +204,13 @@ def rows_by_actor(log, samples, n_actors, ints, floats, scratch, header_bytes, e
 
 @njit(cache=True, nogil=True)
 def train_sample(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, in_sign, in_bounds, tg_idx, tg_sign,
-                 tg_bounds, counts, thresh, unit, lr, fractional, read_first, stats, log, log_start, log_mode):
+                 tg_bounds, counts, thresh, unit, lr, fractional, read_first, stats, log, log_start, log_mode,
+                 step_lr, penalty_lr, penalized):
     """All ``T`` steps of one SGD or FSGD (``fractional``) training sample; returns ``(log, rows)``.
+
+    FSGD error spikes of step ``t`` use ``step_lr[t]`` (``Numerics.step_lr``); ``penalized``:
+    after each layer's forward batch, its emitted spikes update their own columns (forward
+    copy and replica) by ``penalty_lr * relu(c)`` (``ForwardQuantizer`` docstring).
 
     ``Ws[l], Ss[l], phis[l], cs[l], es[l]``: forward quantizer of layer ``l+1`` (weights
     ``(n_l, n_{l+1})``, sums, herder, input counts, error counts); ``WTs[l], bphis[l],
@@ -236,6 +241,12 @@ def train_sample(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, in_sign, in
                 _, idx, sign, _ = herd_rows(Ws[l], phis[l], Ss[l], idx, sign, thresh, unit, False, 0, True,
                                             no_delta, NO_UPDATE)
                 stats[t, FWD_OUT, l + 1] += idx.shape[0]
+                if penalized:
+                    pen = relu_delta(cs[l], penalty_lr, np.empty(cs[l].shape[0], Ws[l].dtype))
+                    penalize_columns(Ws[l], pen, idx, sign, 0)
+                    if l >= 1:
+                        update_rows(WTs[l], relu_delta(bcs[l], penalty_lr, np.empty(bcs[l].shape[0], WTs[l].dtype)),
+                                    idx, sign)
             if log_mode != LOG_OFF:
                 if l >= 1:
                     n = log_row(log, n, L + l - 1, COUNT_FORM, t, n_in, 0, 0, live)
@@ -255,7 +266,7 @@ def train_sample(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, in_sign, in
                 if log_mode == LOG_DEAD:
                     n = log_dead_chain(log, n, L, l, t, bounds.shape[0] - 1, True)
                 break
-            delta = relu_delta(cs[l], lr, np.empty(cs[l].shape[0], Ws[l].dtype))
+            delta = relu_delta(cs[l], step_lr[t], np.empty(cs[l].shape[0], Ws[l].dtype))
             mask = np.zeros(idx.shape[0], np.bool_)
             for p in range(bounds.shape[0] - 1):
                 a, b = bounds[p], bounds[p + 1]
@@ -274,7 +285,7 @@ def train_sample(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, in_sign, in
                 if log_mode == LOG_DEAD:
                     n = log_dead_chain(log, n, L, l, t, bounds.shape[0] - 1, False)
                 break
-            bdelta = relu_delta(bcs[l], lr, np.empty(bcs[l].shape[0], WTs[l].dtype))
+            bdelta = relu_delta(bcs[l], step_lr[t], np.empty(bcs[l].shape[0], WTs[l].dtype))
             if not fractional:
                 count_events(bes[l], idx, sign, 0)
             no_hist = np.zeros((0, bphis[l].shape[0]), WTs[l].dtype)

@@ -96,6 +96,25 @@ def update_rows(mat, delta, in_idx, in_sign):
 
 
 @njit(cache=True)
+def penalize_columns(W, delta, in_idx, in_sign, lo):
+    """Regularization steps of a batch of emitted spikes on a block's columns: ``W[:, j-lo] -= s * delta``.
+
+    The forward-copy twin of ``update_rows`` (same values, same order per element), for
+    the spikes ``(j, s)`` a forward quantizer block ``[lo, lo + W.shape[1])`` just emitted.
+    """
+    for k in range(in_idx.shape[0]):
+        j = in_idx[k] - lo
+        if j < 0 or j >= W.shape[1]:
+            continue
+        if in_sign[k] > 0:
+            for i in range(W.shape[0]):
+                W[i, j] = W[i, j] - delta[i]
+        else:
+            for i in range(W.shape[0]):
+                W[i, j] = W[i, j] + delta[i]
+
+
+@njit(cache=True)
 def count_events(counts, in_idx, in_sign, lo):
     """Signed spike counts ``c_i += s`` of the events that fall in ``[lo, lo + len(counts))``."""
     n = counts.shape[0]

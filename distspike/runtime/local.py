@@ -72,7 +72,8 @@ class LocalBackend:
             log, rows = fused.train_sample(
                 *self._fused_state, inputs.batch.idx, inputs.batch.sign, inputs.bounds, targets.batch.idx,
                 targets.batch.sign, targets.bounds, counts, num.thresh, num.unit, num.lr, fractional, read_first,
-                stats, log, start, mode)
+                stats, log, start, mode, np.array(num.step_lr, num.dtype), num.penalty_lr,
+                first.module.spec.penalized)
         except OverflowError as err:
             raise OverflowError(f"fused in-process sample at {first.position}: {err}") from None
         if logging:  # the sample's compute time is split evenly over its rows, of all actors
@@ -114,7 +115,11 @@ class LocalBackend:
             for m in self.bq.get(layer, ()):
                 m.count(batch)
         self.calls += len(self.fq[layer]) + (len(self.bq.get(layer, ())) if train else 0)
-        return merge_parts([m.forward(batch, train) for m in self.fq[layer]]).plain()
+        out = merge_parts([m.forward(batch, train) for m in self.fq[layer]]).plain()
+        if train and self.fq[layer][0].module.spec.penalized:  # regularization: the replicas follow
+            for m in self.bq.get(layer, ()):
+                m.penalize(out)
+        return out
 
     def gate(self, layer: int, batch, smooth=None):
         """Every shard gates the events of its own block; the passed events keep their order."""

@@ -38,7 +38,7 @@ import numpy as np
 import ray
 from ray.util.placement_group import remove_placement_group
 
-from distspike.config import LoggingConfig, NetConfig, RuntimeConfig
+from distspike.config import ConfigError, LoggingConfig, NetConfig, RuntimeConfig
 from distspike.core.messages import Segments
 from distspike.core.network import SpikingNet
 from distspike.core.modules import Numerics
@@ -365,6 +365,9 @@ class RayBackend(LossHandling):
 def ray_net(cfg: NetConfig, runtime: RuntimeConfig, weights: list[np.ndarray] | None = None,
             logging: LoggingConfig | None = None, run_dir: str | None = None) -> SpikingNet:
     """Start (or join) Ray, check that the actors fit, place one actor per layer shard, and return the net."""
+    if cfg.training.regularization:
+        raise ConfigError(f"training.regularization={cfg.training.regularization!r} needs runtime=local: on Ray "
+                          f"the backward replicas do not receive the forward spikes that the penalty updates")
     runtime.check_against(cfg.model)
     num = Numerics.of(cfg)
     specs = plan_specs(cfg, runtime.shards)

@@ -148,11 +148,19 @@ class Shell:
         if self.recorder is not None:
             self._log_count(batch, t0)
 
+    def penalize(self, batch) -> None:
+        """Regularization steps of layer ``l``'s emitted spikes on a backward replica (not logged:
+        in-process only; ``BackwardQuantizer.penalize``)."""
+        self._check(batch, "bwd")
+        self._enter()
+        self.module.penalize(batch)
+
     def gate(self, batch, smooth=None) -> np.ndarray:
         """Gate a batch (or the segments of several roots, in order); mask of passed events."""
         self._check(batch, "gate")
         self._enter()
         t0 = time.perf_counter_ns()
+        self.module.step = self.position[2]  # FSGD's g_t (training.step_lr)
         passed = self.module.gate(batch, smooth)
         spec = self.module.spec
         idx = (batch.batch if isinstance(batch, Segments) else batch).idx
@@ -167,6 +175,7 @@ class Shell:
         self._check(batch, "bwd")
         self._enter()
         t0 = time.perf_counter_ns()
+        self.module.step = self.position[2]  # FSGD's g_t (training.step_lr)
         try:
             out = self.module.backward(batch, interleave, smooth)
         except OverflowError as err:

@@ -78,6 +78,22 @@ def test_load_dataset_dispatches_to_mnist(real_mnist):
     assert d.subset(100, 10).x_train.shape == (100, 784)
 
 
+def test_validation_split_is_mnist_pkl_gz_s(real_mnist):
+    """``split=validation``: train on the first 50k official training images, test on the last 10k."""
+    d = load_dataset("mnist", DATA, download=False, split="validation")
+    assert (d.n_train, d.n_test) == (50000, 10000)
+    np.testing.assert_array_equal(d.x_train, real_mnist.x_train[:50000])
+    np.testing.assert_array_equal(d.x_test, real_mnist.x_train[50000:])
+    np.testing.assert_array_equal(d.y_test, real_mnist.y_train[50000:])
+    assert np.bincount(d.y_test, minlength=10).tolist() == [  # the counts of mnist.pkl.gz's validation set
+        991, 1064, 990, 1030, 983, 915, 967, 1090, 1009, 961]
+
+
+def test_unknown_split_is_one_clear_error():
+    with pytest.raises(DataError, match="split='test' is not one of"):
+        mnist.load_mnist(Path("/nonexistent"), download=False, split="test")
+
+
 # --------------------------------------------------------------------------- corrupt files
 
 def _copy_real(tmp_path: Path) -> Path:

@@ -1,6 +1,7 @@
 """Smoke runs of the Table 1-3 / Fig. 2-3 commands (tiny sizes, sklearn digits) and the
 early-guess forward pass against the runtime; the full runs are marked slow."""
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +83,24 @@ def test_table2_and_fig3_commands_smoke(tmp_path):
     assert (out / "fig2_learning_curves.png").stat().st_size > 0
     tables.main(["fig3", "--smoke", "--runs", str(runs), "--out", str(out)])
     curve = read_csv(out / "fig3_early_guess.csv")
-    assert len(curve) == 3 * 3 and (out / "fig3_early_guess.png").stat().st_size > 0
+    assert len(curve) == 5 * 3 and (out / "fig3_early_guess.png").stat().st_size > 0  # SGD, FSGD, 2 variants, ReLU
+    nets = {r["net"] for r in curve}
+    assert any(n.startswith("Regularized Fractional (lambda=") for n in nets)
+    assert any(n.startswith("Fractional Temporal (ours") for n in nets)
+    kept = [r for r in curve if r["net"].startswith("spiking SGD")]
+    for p in (runs / "table2").glob("table2_spiking_*"):  # without the Table 2 runs their rows stay as they were
+        shutil.rmtree(p)
+    tables.main(["fig3", "--smoke", "--no-train", "--runs", str(runs), "--out", str(out)])
+    assert [r for r in read_csv(out / "fig3_early_guess.csv") if r["net"].startswith("spiking SGD")] == kept
+
+
+def test_fig3_validation_command_smoke(tmp_path):
+    out, runs = tmp_path / "res", tmp_path / "runs"
+    tables.main(["fig3-validation", "--smoke", "--runs", str(runs), "--out", str(out)])
+    rows = read_csv(out / "fig3_regularization_validation.csv")
+    assert [float(r["regularization"]) for r in rows] == [0.0, 0.1, 0.01, 0.001]
+    assert {r["command"] for r in rows} == {
+        f'python -m distspike.experiments.tables fig3-validation --smoke --runs "$RUNS" --out {out}'}
 
 
 def test_table3_command_smoke_and_reuse(tmp_path, capsys):
@@ -104,6 +122,21 @@ def test_table3_rows_of_other_variants_are_kept_in_table_order(tmp_path):
     rows = merge_rows(path, [{"variant": "fsgd", "test_error": "2"}, {"variant": "t5", "test_error": "3"}])
     assert [(r["variant"], r["test_error"]) for r in rows] == [("baseline", "1"), ("fsgd", "2"), ("dfs", "1"),
                                                                 ("t5", "3")]
+    assert {r["seed"] for r in rows} == {"1234"}  # rows without a seed were seed 1234's
+    write_csv(rows, path)
+    rows = merge_rows(path, [{"variant": "fsgd", "seed": 1236, "test_error": "5"},
+                             {"variant": "fsgd", "seed": 1235, "test_error": "4"}])
+    assert [(r["variant"], r["seed"], r["test_error"]) for r in rows if r["variant"] == "fsgd"] == [
+        ("fsgd", "1234", "2"), ("fsgd", "1235", "4"), ("fsgd", "1236", "5")]
+
+
+def test_table3_summary_is_mean_and_sd_over_the_seeds_at_the_longest_run():
+    from distspike.experiments.table3 import summarize
+    rows = [{"variant": "fsgd", "seed": str(s), "epochs": str(e), "test_error": str(t), "train_error": "1",
+             "wall_time_s": "10", "command": "c"} for s, e, t in ((1234, 4, 3.0), (1235, 4, 4.0), (1236, 2, 9.0))]
+    (row,) = summarize(rows)
+    assert (row["seeds"], row["test_error"], row["epochs"], row["wall_time_s"]) == ("1234;1235", "3.50 ± 0.71", 4, 20)
+    assert row["gap"] == round(3.5 - 3.10, 2) and row["test_per_seed"] == "3.00;4.00"
 
 
 needs_data = pytest.mark.skipif(not (DATA / "mnist").exists(), reason=f"data not found under {DATA}")

@@ -47,7 +47,27 @@ CASES = [
 
 @pytest.mark.parametrize("routing,rule,hold,dtype,shards", CASES)
 def test_ray_equals_local_bit_for_bit(ray_cluster, routing, rule, hold, dtype, shards):
-    cfg = _cfg(routing, rule, hold, dtype)
+    _check_ray_equals_local(_cfg(routing, rule, hold, dtype), shards)
+
+
+@pytest.mark.parametrize("routing,shards", [("bfs", 3), ("dfs", 1)])
+def test_ray_step_lr_equals_local(ray_cluster, routing, shards):
+    """Fractional Temporal (``training.step_lr=linear_decay``): the step of every gate and backward
+    message reaches the actors with its position, so Ray equals the oracle-checked local runtime."""
+    cfg = NetConfig(ModelConfig(SIZES, 1.2, "float64"),
+                    TrainingConfig(rule="fsgd", steps=5, eta=0.25, step_lr="linear_decay"), routing=routing, seed=7)
+    _check_ray_equals_local(cfg, shards)
+
+
+def test_ray_refuses_regularization(ray_cluster):
+    """Regularization runs in-process only: on Ray it is refused before any actor starts."""
+    from distspike.config import ConfigError
+    cfg = NetConfig(ModelConfig(SIZES, 1.2, "float64"), TrainingConfig(rule="fsgd", regularization=0.1), seed=7)
+    with pytest.raises(ConfigError, match="training.regularization=0.1 needs runtime=local"):
+        make_net(cfg, RuntimeConfig("ray_cluster", 1, address="auto"))
+
+
+def _check_ray_equals_local(cfg, shards):
     X, y = _data()
     local = local_net(cfg, shards=shards)
     expected = _train(local, X, y)
