@@ -40,8 +40,10 @@ def train_cmd() -> list[str]:
 
 
 def final_weights(run_dir: Path) -> dict[str, np.ndarray]:
-    z = np.load(run_dir / "checkpoints" / "epoch_0001.npz")
-    return {k: z[k] for k in z.files if k.endswith((".W", ".WT"))}
+    """The weight blocks of the run's last checkpoint (one ``.npz`` in-process, a part per actor on Ray)."""
+    from distspike.cli import checkpoint
+    z = checkpoint.latest(run_dir).load_state()
+    return {k: z[k] for k in z if k.endswith((".W", ".WT"))}
 
 
 def reference(out: Path) -> dict[str, np.ndarray]:

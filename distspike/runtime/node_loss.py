@@ -58,7 +58,14 @@ class LossHandling:
     revive_timeout_s = 60.0
 
     def remember_nodes(self) -> None:
-        """Record the node address of every actor (for naming a lost node later)."""
+        """Record the node address of every actor (for naming a lost node later).
+
+        Also silences Ray's "Unhandled error" echoes from the start: the backend fetches every
+        call's result, so an error in a dropped result is an echo of a loss (or failure) that is
+        handled and reported once. Set only at the first loss, the echoes of results dropped
+        before it still printed, depending on timing.
+        """
+        os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
         self.nodes = {name: w["node"] for name, w in where_actors(self.actors).items()}
         self.stranded: set[str] = set()
 
@@ -89,9 +96,6 @@ class LossHandling:
         dead): it is created again until ``revive_timeout_s`` is spent.
         """
         self.drop_graph()
-        # every result downstream of a lost actor now holds an echo of the loss, which Ray would
-        # print as an "Unhandled error" when it is dropped; the loss is handled and logged once
-        os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
         lost = self.unanswered()
         t0, todo = time.monotonic(), list(lost)
         while todo:

@@ -7,8 +7,11 @@ test fails; a rig left by a crashed session in the same dir is stopped first.
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from distspike.cluster import emulated
@@ -34,3 +37,25 @@ def rig():
         yield SimpleNamespace(dir=RIG_DIR, address=address, state=emulated.Rig.load(RIG_DIR).state)
     finally:
         emulated.stop(RIG_DIR, grace_s=2.0)
+
+
+def final_layers(run_dir: Path, epoch: int = 1) -> dict[str, np.ndarray]:
+    """Each layer's forward ``W`` and backward replica ``W^T`` of the run's last checkpoint (one
+    ``.npz`` from ``runtime=local``, a part per actor from Ray), reassembled from the shards' blocks."""
+    from distspike.cli import checkpoint
+    ck = checkpoint.latest(Path(run_dir))
+    assert ck is not None and ck.epoch == epoch and ck.index == 0, ck
+    z = ck.load_state()
+    out = {}
+    for kind, field in (("forward", "W"), ("backward", "WT")):
+        keys = sorted((int(m[1]), int(m[2]), k) for k in z
+                      if (m := re.fullmatch(rf"{kind}\.(\d+)\.(\d+)\.{field}", k)))
+        for layer in sorted({l for l, _, _ in keys}):
+            out[f"{kind}.{layer}"] = np.concatenate([z[k] for l, _, k in keys if l == layer], axis=1)
+    return out
+
+
+@pytest.fixture(scope="session")
+def layers():
+    """``final_layers``: a run dir's final weights, whatever runtime wrote its checkpoint."""
+    return final_layers

@@ -23,29 +23,13 @@ def train_cmd() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "distspike.train"]
 
 
-def layers(run_dir: Path) -> dict[str, np.ndarray]:
-    """Each layer's forward ``W`` and backward replica ``W^T`` of the run's last checkpoint (one
-    ``.npz`` from ``runtime=local``, a part per actor from Ray), reassembled from the shards' blocks."""
-    from distspike.cli import checkpoint
-    ck = checkpoint.latest(run_dir)
-    assert ck is not None and ck.epoch == 1 and ck.index == 0
-    z = ck.load_state()
-    out = {}
-    for kind, field, axis in (("forward", "W", 1), ("backward", "WT", 1)):
-        keys = sorted((int(m[1]), int(m[2]), k) for k in z
-                      if (m := re.fullmatch(rf"{kind}\.(\d+)\.(\d+)\.{field}", k)))
-        for layer in sorted({l for l, _, _ in keys}):
-            out[f"{kind}.{layer}"] = np.concatenate([z[k] for l, _, k in keys if l == layer], axis=axis)
-    return out
-
-
 def env() -> dict:
     e = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     return dict(e, PYTHONUNBUFFERED="1")
 
 
 @pytest.mark.ray
-def test_three_shards_on_three_nodes_match_local_bit_for_bit(rig, tmp_path):
+def test_three_shards_on_three_nodes_match_local_bit_for_bit(rig, layers, tmp_path):
     local = tmp_path / "local"
     res = subprocess.run(train_cmd() + ["runtime=local", *TINY, f"hydra.run.dir={local}"], cwd=tmp_path,
                          env=env(), capture_output=True, text=True, timeout=300)
