@@ -288,6 +288,20 @@ class RuntimeKind(Choice):
     ray_cluster = "ray_cluster"
 
 
+class Storage(Choice):
+    """Where the Ray actors write their checkpoint and traffic parts (``docs/cluster.md``, storage).
+
+    ``shared``: straight into the run directory, which every node must mount at the same path;
+    ``collect``: into their node's own temp dir, from where the driver collects them through Ray
+    into the run directory (flush, checkpoint, end); ``auto``: ``shared`` if every actor sees the
+    run directory (a token the driver writes there), else ``collect``.
+    """
+
+    shared = "shared"
+    collect = "collect"
+    auto = "auto"
+
+
 class Strategy(Choice):
     """Ray placement-group strategy; the lower-case names are accepted too (``spread``)."""
 
@@ -371,6 +385,8 @@ class RuntimeConfig:
     ``runtime/compiled.py``); actors then pass batches through shared-memory channels.
     ``"auto"`` (the default): compiled graphs only where every actor has a physical core
     of its machine to itself, plain calls otherwise (``runtime/cores.py``).
+    ``storage`` (Ray runtimes): where the actors write their parts (``Storage``); ``auto`` (the
+    default) collects them through the driver only where some node does not see the run directory.
     """
 
     kind: RuntimeKind = RuntimeKind.local
@@ -379,9 +395,11 @@ class RuntimeConfig:
     temp_dir: str | None = None
     placement: PlacementConfig = field(default_factory=PlacementConfig, metadata={"node": None})  # own group
     compiled: bool | str = field(default="auto", metadata={"node": Any})  # true, false or auto
+    storage: Storage = Storage.auto
 
     def __post_init__(self) -> None:
         _set_choice(self, "kind", "runtime", RuntimeKind)
+        _set_choice(self, "storage", "runtime.storage", Storage)
         _check_positive("runtime.shards", self.shards, integer=True)
         _check_optional_str("runtime.address", self.address)
         _check_optional_str("runtime.temp_dir", self.temp_dir)

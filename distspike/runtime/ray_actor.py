@@ -18,9 +18,10 @@ from distspike.config import LoggingConfig
 from distspike.core.messages import MessageError, Segments, SpikeBatch
 from distspike.core.modules import ErrorCounter, Numerics
 from distspike.runtime.cores import probe
-from distspike.runtime.local import make_recorder
 from distspike.runtime.ray_refs import assemble
-from distspike.runtime.shard_state import load_shell, process_memory, save_shell, shard_module
+from distspike.runtime.ray_storage import StoreActor
+from distspike.runtime.shard_state import process_memory, shard_module
+from distspike.runtime.storage import NodeStore
 from distspike.runtime.shell import Shell
 
 
@@ -48,7 +49,7 @@ def _numbered(method):
     return run
 
 
-class ShardActor:
+class ShardActor(StoreActor):
     """One shard of a forward or backward quantizer, as a Ray actor (a thin shell).
 
     Every message carries a header ``(seq, layer)``, its position ``(epoch, sample,
@@ -56,14 +57,16 @@ class ShardActor:
     resolves before the call runs. ``seq`` numbers the messages to this actor: one
     whose number is not the next expected one, or that is meant for another layer,
     is rejected with a ``MessageError`` before anything is applied, so no batch is
-    applied twice or skipped (a rejected message does not use up its number).
+    applied twice or skipped (a rejected message does not use up its number). Where it
+    writes its traffic and checkpoint parts: ``store`` (``StoreActor``, ``runtime.storage``).
     """
 
     def __init__(self, name: str, kind: str, spec, num: Numerics, weights,
-                 logging: LoggingConfig | None, run_dir: str | None):
+                 logging: LoggingConfig | None, store: NodeStore | None, first_seq: int = 0):
         module = shard_module(kind, spec, num, weights)  # its block, its seeded block, or zeros
-        self.shell = Shell(name, module, make_recorder(logging, run_dir, name), validate=True)
-        self.name, self.num, self.n_in = name, num, spec.n_in
+        self.shell = Shell(name, module, None, validate=True)
+        self.name, self.num, self.n_in, self.logging = name, num, spec.n_in, logging
+        self.use_storage(store, first_seq)  # its traffic recorder, where the store says
         self.next_seq = 0  # number of the next message to apply
         self.rejected: str | None = None  # why the last rejected message was rejected
         self.busy_s = 0.0  # seconds spent applying numbered messages (benchmarks: actor time vs wall time)
@@ -353,15 +356,6 @@ class ShardActor:
     def load_state(self, state, next_seq: int):
         """Restore a checkpoint's state; the next message is number ``next_seq``."""
         self.shell.load_state(state)
-        self.next_seq, self.rejected = int(next_seq), None
-
-    def save_part(self, path: str, token: str) -> str:
-        """Write this shard's state as the part ``path`` of a state directory; its sha256."""
-        return save_shell(self.shell, path, token)
-
-    def load_part(self, path: str, sha256: str, next_seq: int):
-        """Check and load this shard's part ``path``; the next message is number ``next_seq``."""
-        load_shell(self.shell, path, sha256)
         self.next_seq, self.rejected = int(next_seq), None
 
     def flush(self):

@@ -51,8 +51,9 @@ from distspike.runtime.ray_factory import ActorFactory
 from distspike.runtime.ray_placement import PlacementError  # noqa: F401 - re-exported for callers
 from distspike.runtime.ray_placement import alive_nodes, choose_calls, place, shard_bundles
 from distspike.runtime.ray_refs import Pending, _as_args, _resolve, assemble
-from distspike.runtime import shard_state
+from distspike.runtime.ray_storage import Collecting, first_store, settle
 from distspike.runtime.shard_state import SeededInit
+from distspike.runtime.storage import stale_temps
 
 
 # -- Ray lifecycle and placement -------------------------------------------------------
@@ -110,7 +111,7 @@ def loopback_only():
 
 
 # -- the backend ------------------------------------------------------------------------
-class RayBackend(LossHandling):
+class RayBackend(LossHandling, Collecting):
     """Dispatches the scheduler's batches to shard actors; same interface as ``LocalBackend``.
 
     Every message to an actor is numbered (``seq``); the last call submitted to each
@@ -118,10 +119,12 @@ class RayBackend(LossHandling):
     actor lost anywhere (also on the un-awaited backward chain) surfaces within one
     sample as one of ``failures``. ``revive`` re-creates lost actors, and
     ``load_state`` restores a checkpoint into every actor and resets the numbering.
+    Where the actors' parts go, and how the driver collects them: ``Collecting``.
     """
 
     def __init__(self, actors: dict[str, object], factory: ActorFactory, owns_ray: bool, compiled: bool = False):
         self.actors, self.factory, self.pg, self.owns_ray = actors, factory, factory.pg, owns_ray
+        self.store = factory.store  # runtime.storage, settled
         self.compiled = compiled  # runtime.compiled: train samples through a SampleGraph where it applies
         self.graph: SampleGraph | None = None  # built on first use; torn down when actors are replaced
         self.fq: dict[int, list[str]] = {}
@@ -317,12 +320,6 @@ class RayBackend(LossHandling):
         self.tail.clear()  # calls before the restore: their results and errors are void
         self.deferred.clear()  # counts of the rolled-back sample
 
-    def load_parts(self, saved) -> None:
-        """Every actor reads its own part of a state on disk (``shard_state``; ``save_net`` writes them)."""
-        shard_state.load_actors(self.actors, saved, self.seq)
-        self.tail.clear()
-        self.deferred.clear()
-
     def busy(self) -> dict[str, tuple[int, float]]:
         """Per actor: ``(messages applied, seconds spent applying them)`` (waits for queued calls)."""
         self.send_counts()
@@ -336,10 +333,12 @@ class RayBackend(LossHandling):
     def flush(self) -> None:
         self.send_counts()
         self._get_all(list(self.actors), "flush")
+        self.collect_traffic()  # runtime.storage=collect: the parts just written, into the run dir
 
     def discard_logs(self) -> None:
         self.drop_graph()  # recovery: a broken graph's execution loops must not hold the actors
         self._get_all(list(self.actors), "discard_logs")
+        self.collect_traffic()  # collect: parts after the snapshot join the run dir, for the rollback to move
 
     def close(self) -> None:
         """Flush logs, stop the actors, free the placement group; shut down Ray if we started it."""
@@ -353,6 +352,7 @@ class RayBackend(LossHandling):
                     ray.get(ref)
                 except self.failures:  # a lost actor has nothing left to flush
                     pass
+            self.finish_storage()
         finally:
             for a in self.actors.values():
                 ray.kill(a)
@@ -387,10 +387,13 @@ def ray_net(cfg: NetConfig, runtime: RuntimeConfig, weights: list[np.ndarray] | 
     run_dir = os.path.abspath(run_dir) if run_dir else None
     logging = logging.for_net(cfg) if logging is not None else None  # one run id for all actors, respawns too
     factory = ActorFactory([(n, kind, spec, block_shape(kind, spec)) for n, kind, spec in specs], bundles, pg, num,
-                           logging, run_dir)
+                           logging, first_store(runtime.storage, runtime.kind, run_dir))
     actors = {name: factory.spawn(name, blocks.pop(name)) for name, _, _ in specs}
     try:
         compiled = choose_calls(actors, runtime.compiled)  # waits for every actor to start
+        factory.store = settle(actors, factory.store, runtime.storage, runtime.kind)
+        for temp in stale_temps(run_dir) if factory.store.collect else ():
+            temp.unlink(missing_ok=True)  # left by a collecting driver that was killed
     except BaseException:
         for a in actors.values():
             ray.kill(a)

@@ -10,18 +10,20 @@ from distspike.core.modules import Numerics
 from distspike.runtime.ray_actor import ShardActor
 from distspike.runtime.ray_placement import actor_options
 from distspike.runtime.shard_state import SeededInit
+from distspike.runtime.storage import NodeStore, next_seq
 
 
 class ActorFactory:
     """Creates the shard actors of one network in their placement-group bundles (and re-creates lost ones).
 
     ``plan`` rows are ``(name, kind, spec, weight shape)``; bundle ``k`` holds actor ``k``.
+    ``store``: where the actors write their parts (``runtime.storage``; settled once they run).
     """
 
     def __init__(self, plan: list, bundles: list[dict], pg, num: Numerics, logging: LoggingConfig | None,
-                 run_dir: str | None):
+                 store: NodeStore):
         self.plan, self.bundles, self.pg, self.num = plan, bundles, pg, num
-        self.logging, self.run_dir = logging, run_dir
+        self.logging, self.store = logging, store
         self.index = {row[0]: k for k, row in enumerate(plan)}
         self.remote_cls = ray.remote(ShardActor)
 
@@ -35,4 +37,5 @@ class ActorFactory:
         strategy = PlacementGroupSchedulingStrategy(placement_group=self.pg, placement_group_bundle_index=k)
         return self.remote_cls.options(scheduling_strategy=strategy, max_concurrency=1,
                                        **actor_options(self.bundles[k])).remote(
-            name, kind, spec, self.num, block, self.logging, self.run_dir)
+            name, kind, spec, self.num, block, self.logging, self.store,
+            next_seq(self.store.run_dir, name) if self.store.collect else 0)

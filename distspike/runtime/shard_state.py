@@ -12,11 +12,12 @@ no larger than the part can be, the sha256, every array's name, shape and dtype,
 finite values, RNG states) and streams the weight block straight into the module's
 own array: a shard restores with no second copy of its block.
 
-Storage: the actors write into the run directory as the driver names it, so the
-run directory must be on a filesystem that every node mounts at the same path
-(``docs/cluster.md``). Each state directory holds a token the driver writes first;
-an actor that does not see it refuses with one line naming its node
-(``StorageError``) before writing anything.
+Storage (``runtime.storage``): with ``shared`` the actors write into the run directory
+as the driver names it, so it must be on a filesystem that every node mounts at the
+same path (``docs/cluster.md``). Each state directory holds a token the driver writes
+first; an actor that does not see it refuses with one line naming its node
+(``StorageError``) before writing anything. With ``collect`` each actor writes its part
+on its own node and the driver takes it into the state directory (``ray_storage.py``).
 """
 from __future__ import annotations
 
@@ -292,13 +293,21 @@ def save_actors(actors: dict, parts_dir: Path, token: str) -> dict[str, str]:
     return dict(zip(refs, _get(list(refs.values()))))
 
 
-def load_actors(actors: dict, saved: SavedState, next_seq: dict[str, int]) -> None:
-    """Each actor checks and loads its part of ``saved``; numbering restarts at ``next_seq``."""
+def load_actors(actors: dict, saved: SavedState, next_seq: dict[str, int], ship=None) -> None:
+    """Each actor checks and loads its part of ``saved``; numbering restarts at ``next_seq``.
+
+    ``ship(name, actor, path)`` (``runtime.storage=collect``): sends an actor its part before it loads it.
+    """
     missing = sorted(set(actors) - set(saved.sha256))
     if missing:
         from distspike.cli.checkpoint import CheckpointError
         raise CheckpointError(f"{saved.dir.name} has no part for actor(s) {missing[:4]}")
-    _get([a.load_part.remote(str(saved.part(n)), saved.sha256[n], next_seq[n]) for n, a in actors.items()])
+    refs = []
+    for n, a in actors.items():
+        if ship is not None:
+            ship(n, a, saved.part(n))
+        refs.append(a.load_part.remote(str(saved.part(n)), saved.sha256[n], next_seq[n]))
+    _get(refs)
 
 
 def _get(refs: list) -> list:
@@ -320,7 +329,7 @@ def save_net(net, parts_dir: Path, scratch: bool = False) -> SavedState:
     token = new_state_dir(parts_dir)
     try:
         net.backend.send_counts()
-        saved = SavedState(Path(parts_dir), save_actors(net.backend.actors, Path(parts_dir), token),
+        saved = SavedState(Path(parts_dir), net.backend.save_parts(Path(parts_dir), token),
                            {"net.samples_seen": np.array(net.samples_seen, np.int64),
                             "net.input_spikes": np.array(net.scheduler.input_spikes, np.int64)}, scratch)
         write_net_part(saved)

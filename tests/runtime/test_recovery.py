@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -126,6 +127,27 @@ def test_an_actor_killed_mid_sample_from_another_thread(ray_cluster, expected):
               f"run {time.time() - t0:.1f} s")
         assert detect < 5.0
         _check(net, expected, "fsgd", guard, res)
+
+
+def test_with_collected_storage_a_killed_actor_is_restored_from_parts_the_driver_sends(ray_cluster, expected,
+                                                                                      tmp_path):
+    """``runtime.storage=collect``: the restore points and traffic live in the driver's run dir; the revived
+    actor gets its part through Ray. The run ends bit-equal, with its traffic readable, the nodes empty."""
+    from distspike.config import LoggingConfig
+    from distspike.logs.traffic import read_traffic
+    run = tmp_path / "run"
+    runtime = RuntimeConfig("ray_cluster", 2, address="auto", storage="collect")
+    with make_net(_cfg("sgd"), runtime, logging=LoggingConfig(flush_rows=50), run_dir=str(run)) as net:
+        log = []
+        _kill_after(net, {9: "forward.2.1", 30: "backward.2.0"}, log)
+        guard = Guard(net, every=4, max_restarts=5, run_dir=run)
+        res = _fit(net, _data(), guard)
+        assert [r["actor"] for r in guard.restarts] == ["forward.2.1", "backward.2.0"]
+        _check(net, expected, "sgd", guard, res)
+        guard.close()
+    assert read_traffic(run).num_rows > 0
+    assert not list(run.glob("checkpoints/.restore-*"))
+    assert not list(Path(ray_cluster.head_node.get_temp_dir_path()).glob("distspike-collect/*"))
 
 
 def test_recovery_gives_up_after_max_restarts_naming_the_actor_and_checkpoint(ray_cluster):

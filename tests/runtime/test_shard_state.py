@@ -39,14 +39,17 @@ def test_actors_draw_the_blocks_of_the_in_process_init(ray_cluster):
         assert w.tobytes() == num.encode(init_weights(cfg.model.sizes, 0.5, 11)[layer - 1]).tobytes()  # W_l rows
 
 
-def _driver_peak(width: int, tmp_path) -> int:
-    """Peak bytes the driver allocates (tracemalloc) to build a net, train a sample, save and restore it."""
+def _driver_peak(width: int, tmp_path, storage: str = "shared") -> int:
+    """Peak bytes the driver allocates (tracemalloc) to build a net, train a sample, save and restore it.
+
+    ``collect``: the parts travel through the driver, 256 KiB per call (``Collecting.chunk``)."""
     tracemalloc.start()
     try:
         cfg = _cfg((16, width, 4), "float64", w_init=0.01)
-        with make_net(cfg, RuntimeConfig("ray_cluster", 2, address="auto")) as net:
+        with make_net(cfg, RuntimeConfig("ray_cluster", 2, address="auto", storage=storage)) as net:
+            net.backend.chunk = 256 << 10
             net.train_sample(*_sample(16))
-            saved = shard_state.save_net(net, tmp_path / f"w{width}.parts")
+            saved = shard_state.save_net(net, tmp_path / f"{storage}{width}.parts")
             shard_state.load_net(net, saved)
             net.train_sample(*_sample(16, 1))
             net.backend.check()
@@ -55,11 +58,13 @@ def _driver_peak(width: int, tmp_path) -> int:
         tracemalloc.stop()
 
 
-def test_the_driver_memory_does_not_grow_with_the_layer_width(ray_cluster, tmp_path):
-    narrow, wide = _driver_peak(50, tmp_path), _driver_peak(200_000, tmp_path)
+@pytest.mark.parametrize("storage", ["shared", "collect"])
+def test_the_driver_memory_does_not_grow_with_the_layer_width(ray_cluster, tmp_path, storage):
+    narrow, wide = _driver_peak(50, tmp_path, storage), _driver_peak(200_000, tmp_path, storage)
     # the wide net's weights are 16 x 200,000 x 8 = 25.6 MB (and as many again in layer 2's replica)
     assert wide - narrow < 4 << 20, (narrow, wide)
-    assert (tmp_path / "w200000.parts" / "forward.1.1.npz").stat().st_size > 12 << 20  # the actors wrote them
+    # the actors wrote them (collect: the driver took them, 256 KiB at a time, and sent them back)
+    assert (tmp_path / f"{storage}200000.parts" / "forward.1.1.npz").stat().st_size > 12 << 20
 
 
 def test_a_saved_state_restores_bit_for_bit_and_damage_is_named(ray_cluster, tmp_path):
