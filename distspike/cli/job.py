@@ -174,7 +174,8 @@ def collect_metrics(net, data, spec: RunSpec, runtime: RuntimeConfig, saver: Epo
         "spikes_forward_total": int(sum(spikes["fwd"])), "spikes_error_total": int(sum(spikes["err_in"])),
         "ray_calls": saver.ray_calls(),
         "runtime": {"kind": runtime.kind, "shards": runtime.shards, "address": runtime.address,
-                    "placement": runtime.placement.strategy, "temp_dir": runtime.temp_dir},
+                    "placement": runtime.placement.strategy, "temp_dir": runtime.temp_dir,
+                    "storage": getattr(getattr(net.backend, "store", None), "mode", None)},  # as settled (Ray)
         "model": list(net.cfg.model.sizes), "routing": net.cfg.routing, "rule": net.cfg.training.rule,
         "data": spec.data.name, "n_train": data.n_train, "n_test": data.n_test, "seed": net.cfg.seed,
         "resumed_from_epoch": saver.start.epoch, "resumed_from_index": saver.start.index, "run_dir": str(run_dir),

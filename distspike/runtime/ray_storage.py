@@ -25,7 +25,7 @@ from distspike.runtime import shard_state, storage
 from distspike.runtime.local import make_recorder
 from distspike.runtime.storage import COLLECT, PENDING, SHARED, CollectError, NodeStore, node_rel
 
-log = logging.getLogger("distspike.runtime")
+log = logging.getLogger(__name__)
 
 
 class StoreActor:

@@ -5,6 +5,7 @@ with weights bit-identical to ``runtime=local`` (integer mode, digits).
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -130,6 +131,7 @@ def test_a_run_dir_the_nodes_do_not_see_is_collected_by_the_driver_and_resumes(r
     assert not list(Path(rig.dir).glob("n*/distspike-collect/*"))  # the nodes kept nothing
     one, two = out / "one", out / "two"
     assert "runtime.storage=collect: collect (as configured)" in (one / "train.log").read_text()
+    assert json.loads((two / "metrics.json").read_text())["runtime"]["storage"] == "collect"
     assert re.search(r"runtime.storage=auto: collect \(node 198\.18\.0\.\d+ does not see the run directory\)",
                      (two / "train.log").read_text())
     for a, b in ((layers(local), layers(one)), (layers(local2, 2), layers(two, 2))):

@@ -91,12 +91,13 @@ def test_the_choice_is_checked():
 @pytest.mark.ray
 def test_collected_parts_and_traffic_restore_bit_for_bit(ray_cluster, tmp_path):
     """Checkpoint parts and traffic parts reach the run dir through the driver, in several chunks each;
-    a state restores from them (sent back to the actors); the nodes keep nothing at the end."""
+    a state restores from them (sent back to the actors); the nodes keep nothing at the end. (An actor
+    with no rows has no traffic directory in the run dir: only files are collected.)"""
     run = tmp_path / "run"
     cfg, ref = _cfg(), local_net(_cfg(), shards=2)
     runtime = RuntimeConfig("ray_cluster", 2, address="auto", storage="collect")
     with make_net(cfg, runtime, logging=LoggingConfig(flush_rows=7), run_dir=str(run)) as net:
-        net.backend.chunk = 1000  # a part is some 1-3 KB: several chunks per file
+        net.backend.chunk = 256  # a part is some 0.5-3 KB: several chunks per file
         roots = {n: storage.actor_root(ray_cluster.head_node.get_temp_dir_path(), net.backend.store.key, n)
                  for n in net.backend.actors}
         assert all(r.is_dir() for r in roots.values())  # the actors' own directories on their nodes
@@ -105,7 +106,7 @@ def test_collected_parts_and_traffic_restore_bit_for_bit(ray_cluster, tmp_path):
             ref.train_sample(*_sample(k))
         saved = shard_state.save_net(net, run / "checkpoints" / "a.parts")
         assert _files(saved.dir) == sorted([f"{n}.npz" for n in net.backend.actors] + ["net.npz", ".driver-token"])
-        assert any(saved.part(n).stat().st_size > 3000 for n in net.backend.actors)
+        assert all(saved.part(n).stat().st_size > 256 for n in net.backend.actors)  # more than one chunk
         assert not [f for r in roots.values() for f in _files(r) if "state" in f]  # taken: gone from the nodes
         for k in range(3, 6):
             net.train_sample(*_sample(k))
@@ -119,8 +120,8 @@ def test_collected_parts_and_traffic_restore_bit_for_bit(ray_cluster, tmp_path):
         assert rows > 0 and all(not _files(r) for r in roots.values())
     assert read_traffic(run).num_rows == rows  # close took the (empty) rest; nothing twice
     assert not any(r.exists() for r in roots.values())
-    assert sorted({p.parent.name for p in (run / "traffic").rglob("part-*.parquet")}) == \
-        sorted(f"actor={n}" for n in roots)
+    logged = {p.parent.name[6:] for p in (run / "traffic").rglob("part-*.parquet")}
+    assert {n for n in roots if n.startswith("forward.")} <= logged <= set(roots)
 
 
 @pytest.mark.ray
