@@ -14,19 +14,26 @@ Time per sample (``predict``) of a 784-n-...-10 net with ``k`` shards per layer:
   output gate's actors), ``3L - 1`` stages per step plus one for the execution.
   Each stage costs the latency of a chain stage of echo actors with the same fan-out
   and payload (``bench_cluster.py hops``: same node, or across emulated nodes), which
-  includes Ray's (de)serialization of the payload;
-- **kernel work** of the busiest shard of each stage: every shard of forward layer
-  ``l`` adds one row of its ``n_l / k`` columns per incoming spike; a passed error
-  adds one column of ``n_{l-1}`` (backward replica, a row of ``W^T``) and updates
-  the weights of both copies (the forward copy's column is strided). Nanoseconds per
-  element from ``bench_kernels.py`` (rows, by block width; strided columns), slowed
-  by the memory-bandwidth share when ``m`` shards of one machine stream at once
-  (``bench_memory.py --shards``: two processes ran ``r2`` times as fast as one,
-  efficiency ``e2 = r2 / 2``; ``e(m) = e2 ** log2(m)`` beyond two is an assumption);
-- **per-message cost**: handling a message in a shell (``bench_kernels.message_overhead_us``:
-  CPU per message of an in-process net too narrow for its kernels to cost anything)
-  counts as work of its stage; Ray's own CPU per call (the echo actors' CPU per call
-  in the hops benchmark) as CPU of the actor;
+  includes Ray's (de)serialization of the payload.
+  The real scheduler adds to each plain stage what an echo chain does not have (the
+  driver's Python per message, real batches to (de)serialise, a stage's shards starting
+  one after another): ``sched_extra_ms``, measured by the same ``bench_cluster.py
+  points`` on a net whose kernels cost next to nothing (784-100-100-10:
+  ``(wall - busy critical path) / stages - echo stage``, ``results/gap_points.jsonl``);
+- **work** of the busiest shard of each (kind, layer): ``bench_shell.py`` times every
+  shell message of the in-process runtime's unfused schedule (one ``Shell`` call per
+  message, as the actors get; the same MNIST samples as the points) per sample, times
+  its *actor factor*: the same shells inside one Ray actor across idle gaps of a stage
+  latency, over hot in-process. Where a width or shard count was not measured (the
+  cluster table): the kernel formula (every shard of forward layer ``l`` adds one row
+  of its ``n_l / k`` columns per incoming spike; a passed error adds one column of
+  ``n_{l-1}`` and updates both copies; ns per element from ``bench_kernels.py``, plus
+  its per-message cost ``message_overhead_us``) times the measured shell / formula
+  ratio of the rule at width 5000. Slowed by the memory-bandwidth share when ``m``
+  shards of one machine stream at once (``bench_memory.py --shards``: two processes
+  ran ``r2`` times as fast as one, efficiency ``e2 = r2 / 2``; ``e(m) = e2 **
+  log2(m)`` beyond two is an assumption); Ray's own CPU per call (the echo actors' CPU
+  per call in the hops benchmark) counts as CPU of the actor;
 - **CPU contention** when runnable actors outnumber a machine's cores: plain calls,
   the shards of a stage (``m`` per machine) share its ``c`` cores (work x ``m / c``);
   compiled graphs, every actor of the graph spins on its channel (``bench_idle.py``:
@@ -35,7 +42,7 @@ Time per sample (``predict``) of a 784-n-...-10 net with ``k`` shards per layer:
   --beside`` measured for a loop beside ``(A + 1) / c - 1`` idle compiled actors.
 
 ``calibrate`` runs ``bench_kernels`` and ``bench_memory`` functions here and reads
-the hop figures (measured on the rig); ``compare`` predicts every measured scaling
+the figures of the rig's microbenchmarks (hops, scheduler gaps) and of ``bench_shell.py``; ``compare`` predicts every measured scaling
 point (``bench_cluster.py points``) and prints predicted against measured; ``cluster``
 prints the prediction for a real cluster. The model functions are pure (no Ray).
 """
@@ -52,6 +59,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CALIBRATION = ROOT / "results" / "cost_calibration.json"
 HOPS_JSON = ROOT / "results" / "cluster_hops.json"
 POINTS_JSONL = ROOT / "results" / "scaling_points.jsonl"
+SHELL_JSON = ROOT / "results" / "shell_busy.json"
+GAPS_JSONL = ROOT / "results" / "gap_points.jsonl"
 T = 10
 #: assumed network latency of one cross-node stage on a real cluster (ms; see ``report_text``)
 WIRE_MS = 0.1
@@ -157,14 +166,66 @@ def spin_factor(cal: dict, p: Point) -> float:
     return interp(table, extra)
 
 
-def hop_ms(cal: dict, p: Point) -> float:
-    """ms per critical-path stage: the calibrated chain stage (plain: by payload) for this fan-out."""
+def echo_ms(cal: dict, p: Point) -> float:
+    """ms of an echo chain stage (``bench_cluster.py hops``) for this fan-out (plain: by payload)."""
     where = "cross" if p.nodes > 1 else "same"
     if p.compiled:  # calibrated with one actor per stage (more would already contend): linear in fan-out
         return cal["compiled_ms"][where]["1"] * p.shards
     by_fan = {float(k): interp({float(kb): ms for kb, ms in v.items()}, payload_kb(p))
               for k, v in cal["plain_ms"][where].items()}
     return interp(by_fan, p.shards)
+
+
+def sched_extra_ms(cal: dict, p: Point) -> float:
+    """ms per plain-call stage that the real scheduler and its messages add to an echo chain stage
+    (``gap_points``: the driver's Python per message, (de)serialising real batches, the shards of a
+    stage starting one after another), by fan-out, held past the largest calibrated; 0 if not calibrated."""
+    table = cal.get("sched_extra_ms", {}).get("cross" if p.nodes > 1 else "same", {}).get(p.rule)
+    if p.compiled or not table:
+        return 0.0
+    return interp({float(k): v for k, v in table.items()}, min(p.shards, max(int(k) for k in table)))
+
+
+def hop_ms(cal: dict, p: Point) -> float:
+    """ms per critical-path stage: the echo chain stage plus the scheduler's extra (plain calls)."""
+    return echo_ms(cal, p) + sched_extra_ms(cal, p)
+
+
+def formula_work(cal: dict, p: Point) -> list[float]:
+    """Seconds per sample of each layer's busiest shard from the kernels' hot-loop cost (rows by block
+    width, strided columns) plus ``bench_kernels``' per-message shell cost, before contention."""
+    rows = {float(k): v for k, v in cal["row_ns"].items()}  # by block width, held at the widest measured
+    ns_row = interp(rows, min(max(p.sizes[1:-1]) / p.shards, max(rows)))
+    per_layer = stages(p) / max(len(p.sizes) - 1, 1)  # critical-path messages per layer per sample, about
+    shell = cal.get("message_us", {}).get(p.rule, 0.0) * 1e-6 * per_layer
+    return [(r * ns_row + c * cal["col_ns"]) * 1e-9 + shell for r, c in stage_work_elements(p)]
+
+
+def shell_busy(cal: dict, p: Point) -> dict[str, float] | None:
+    """ms per sample of every shell (``bench_shell.py``, in-process, hot) at this width, rule and shard
+    count, or None where that was not measured."""
+    return cal.get("shell_ms", {}).get(str(max(p.sizes[1:-1])), {}).get(p.rule, {}).get(str(p.shards))
+
+
+def layer_work(cal: dict, p: Point) -> tuple[list[float], float]:
+    """(seconds per sample of the busiest shard of each (kind, layer), seconds of all shards together)
+    in an actor, before contention: ``bench_shell``'s in-process shell busy times its actor factor
+    (an actor's busy time across idle gaps over the hot in-process one). Where the shells were not
+    measured at this width and shard count: the kernel formula times the measured shell / formula ratio
+    of the rule (``shell_ratio``, at the calibrated width), times the same factor."""
+    factor = cal.get("actor_factor", {}).get(p.rule, 1.0)
+    busy = shell_busy(cal, p)
+    if busy is not None:
+        groups: dict[str, float] = {}
+        for name, ms in busy.items():
+            key = name.rsplit(".", 1)[0]
+            groups[key] = max(groups.get(key, 0.0), ms)
+        return [v * 1e-3 * factor for _, v in sorted(groups.items())], sum(busy.values()) * 1e-3 * factor
+    ratio = cal.get("shell_ratio", {}).get(p.rule, 1.0) * factor
+    work = [w * ratio for w in formula_work(cal, p)]
+    # the backward replicas (layers 2..L) are the same order of work as the forward shards: their share
+    # of the formula is inside stage_work_elements already
+    return work, sum(work) * p.shards
 
 
 def predict(cal: dict, p: Point) -> dict:
@@ -174,12 +235,7 @@ def predict(cal: dict, p: Point) -> dict:
     m = min(shards_per_machine(p), p.cores)
     squeeze = spin_factor(cal, p) if p.compiled else contention(p)
     slow = squeeze / bw_efficiency(m, e2)
-    rows = {float(k): v for k, v in cal["row_ns"].items()}  # by block width, held at the widest measured
-    ns_row = interp(rows, min(max(p.sizes[1:-1]) / p.shards, max(rows)))
-    ns_col = cal["col_ns"]
-    per_layer = stages(p) / max(len(p.sizes) - 1, 1)  # critical-path messages per layer per sample, about
-    shell = cal.get("message_us", {}).get(p.rule, 0.0) * 1e-6 * per_layer
-    work = [(r * ns_row + c * ns_col) * 1e-9 + shell for r, c in stage_work_elements(p)]
+    work, all_work = layer_work(cal, p)
     crit = sum(work) * slow
     hops = stages(p) * hop_ms(cal, p) * 1e-3 * (squeeze if p.compiled else 1.0)
     wall = hops + crit
@@ -190,7 +246,7 @@ def predict(cal: dict, p: Point) -> dict:
         per = min(1.0, p.cores * p.machines / (actors + 1)) * wall * cal["spin_cores"]  # + the driver's read
         return {"wall": wall, "crit": crit, "actor_cpu": max(per, max(work) * slow), "total_cpu": per * actors}
     cpu = [w * slow + msgs * call_cpu for w in work]
-    total = sum(w * p.shards for w in work) / bw_efficiency(m, e2) + actors * msgs * call_cpu
+    total = all_work / bw_efficiency(m, e2) + actors * msgs * call_cpu
     return {"wall": wall, "crit": crit, "actor_cpu": max(cpu), "total_cpu": total}
 
 
@@ -238,6 +294,47 @@ def calibrate(hops_path: Path, seconds: float) -> dict:
     return {**micro, **hop_constants(json.loads(hops_path.read_text()))}
 
 
+def shell_constants(cal: dict, shell: dict) -> dict:
+    """The work part from ``bench_shell.py`` (``results/shell_busy.json``): in-process shell busy ms per
+    sample by width, rule and shard count; the actor factor (busy inside a Ray actor across idle gaps over
+    hot in-process, ``k = 1``) per rule; and per rule the ratio of the shells' busy time to the kernel
+    formula's (``formula_work``) at the widest calibrated width, for widths and shard counts not measured."""
+    out = {"shell_ms": {}, "actor_factor": {}, "gap_factor": {}, "shell_ratio": {}, "shell_measured": {}}
+    for key, rec in sorted(shell.items()):
+        rule, k, width = key.split(":")
+        out["shell_ms"].setdefault(width, {}).setdefault(rule, {})[k] = \
+            {n: round(v, 4) for n, v in rec["hot"]["busy_ms"].items()}
+        out["shell_measured"][key] = rec["measured"]
+        if "actor_factor" in rec:
+            out["shell_gap_ms"] = rec["gap_ms"]
+            out["actor_factor"][rule] = round(rec["actor_factor"], 4)
+            out["gap_factor"][rule] = round(rec["gap_factor"], 4)
+        if k == "1":
+            h = rec["hot"]
+            p = Point((784, int(width), int(width), 10), rule, 1, 1, False, 2, 1, tuple(h["fwd"]), tuple(h["passed"]))
+            out["shell_ratio"][rule] = round(sum(h["busy_ms"].values()) / (sum(formula_work(cal, p)) * 1e3), 4)
+    return out
+
+
+def sched_constants(cal: dict, recs: list[dict]) -> dict:
+    """The scheduler's extra ms per plain stage from ``results/gap_points.jsonl`` (``bench_cluster.py points``
+    on a net whose kernels cost next to nothing: the real driver, scheduler, messages and actors):
+    ``(wall - critical-path busy) / stages - echo stage``, by same/cross node, rule and shard count (the
+    last record of each; cross node from the 2-node rig)."""
+    out: dict = {"same": {}, "cross": {}}
+    when = {}
+    for rec in recs:
+        if "median" not in rec or rec["mode"] != "plain" or rec["nodes"] > 2:
+            continue
+        p = point_of(rec, 2)
+        per_stage = (rec["median"]["wall"] - rec["median"]["crit_busy"]) / stages(p) * 1e3
+        where = "cross" if rec["nodes"] > 1 else "same"
+        out[where].setdefault(rec["rule"], {})[str(rec["shards"])] = round(per_stage - echo_ms(cal, p), 4)
+        when[f"{where}:{rec['rule']}:{rec['shards']}"] = rec["measured"]
+    return {"sched_extra_ms": out, "sched_measured": when,
+            "sched_sizes": sorted({tuple(r["sizes"]) for r in recs if "median" in r})}
+
+
 # -- comparison and the cluster table ---------------------------------------------------------------
 def point_of(rec: dict, cores: int) -> Point:
     m = rec["median"]
@@ -245,63 +342,103 @@ def point_of(rec: dict, cores: int) -> Point:
                  cores, 1, tuple(m["fwd"]), tuple(m["passed"]))
 
 
-def measured(rec: dict) -> dict:
-    m = rec["median"]
-    crit = m.get("timeline_union") or m["crit_busy"]
-    return {"wall": m["wall"], "crit": m["crit_busy"], "timeline": crit, "actor_cpu": max(m["cpu"].values()),
-            "total_cpu": sum(m["cpu"].values())}
+def width_of(rec: dict) -> int:
+    return max(rec["sizes"][1:-1])
+
+
+def measured(runs: list[dict]) -> dict:
+    """The median over ``runs`` (records of one point, each the median of its windows)."""
+    import numpy as np
+    ms = [r["median"] for r in runs]
+    med = lambda xs: float(np.median(xs))  # noqa: E731
+    tl = [m["timeline_union"] for m in ms if m.get("timeline_union")]
+    return {"wall": med([m["wall"] for m in ms]), "crit": med([m["crit_busy"] for m in ms]),
+            "timeline": med(tl) if tl else None, "actor_cpu": med([max(m["cpu"].values()) for m in ms]),
+            "total_cpu": med([sum(m["cpu"].values()) for m in ms]), "runs": len(ms),
+            "windows": sum(r.get("repeats", 0) for r in runs),
+            "spread": (min(m["wall"] for m in ms), max(m["wall"] for m in ms))}
 
 
 GRID = [(rule, k, n, mode) for rule in ("sgd", "fsgd") for n in (1, 2, 4) for k in (1, 2, 4, 8)
         for mode in ("plain", "compiled")]
+#: a point's runs: the records measured within this many hours of its last one (older ones are superseded)
+SESSION_H = 3.0
 
 
-def latest(recs: list[dict]) -> dict[tuple, dict]:
-    """The last record of each (rule, shards, nodes, mode)."""
-    return {(r["rule"], r["shards"], r["nodes"], r["mode"]): r for r in recs}
+def _hours(stamp: str) -> float:
+    import datetime as dt
+    return dt.datetime.strptime(stamp, "%Y-%m-%d %H:%M UTC").timestamp() / 3600
 
 
-def spikes_by_rule(recs: list[dict]) -> dict[str, tuple]:
-    """Spikes per sample of each rule from its measured points (every runtime and sharding trains the
-    same spikes, bit for bit: the median over the points' own medians)."""
-    import numpy as np
+def runs_by_point(recs: list[dict]) -> dict[tuple, list[dict]]:
+    """Per (width, rule, shards, nodes, mode): its runs (``SESSION_H``), or its last record if that did not
+    finish."""
+    by: dict[tuple, list[dict]] = {}
+    for r in recs:
+        by.setdefault((width_of(r), r["rule"], r["shards"], r["nodes"], r["mode"]), []).append(r)
     out = {}
-    for rule in ("sgd", "fsgd"):
-        ms = [r["median"] for r in recs if r["rule"] == rule and "median" in r]
-        if ms:
-            out[rule] = (tuple(np.median([m["fwd"] for m in ms], axis=0)),
-                         tuple(np.median([m["passed"] for m in ms], axis=0)), recs[0]["sizes"])
+    for key, rs in by.items():
+        done = [r for r in rs if "median" in r]
+        if not done:
+            out[key] = [rs[-1]]
+            continue
+        last = max(_hours(r["measured"]) for r in done)
+        out[key] = [r for r in done if last - _hours(r["measured"]) <= SESSION_H]
     return out
 
 
+def spikes_by_rule(recs: list[dict]) -> dict[tuple, tuple]:
+    """Spikes per sample of each (rule, width) from its measured points (every runtime and sharding trains
+    the same spikes, bit for bit: the median over the points' own medians)."""
+    import numpy as np
+    out = {}
+    for key in sorted({(r["rule"], width_of(r)) for r in recs if "median" in r}):
+        rs = [r for r in recs if (r["rule"], width_of(r)) == key and "median" in r]
+        ms = [r["median"] for r in rs]
+        out[key] = (tuple(np.median([m["fwd"] for m in ms], axis=0)),
+                    tuple(np.median([m["passed"] for m in ms], axis=0)), rs[0]["sizes"])
+    return out
+
+
+def runnable_of(p: Point) -> int:
+    return actors_per_machine(p) if p.compiled else shards_per_machine(p)
+
+
 def compare_table(cal: dict, recs: list[dict], cores: int) -> list[str]:
-    """Markdown rows for the whole grid: predicted / measured ms per sample and how far off, with when
-    each point was measured (predictions alone where a point is not measured yet)."""
-    lines = ["| rule | shards | nodes | mode | runnable / cores | measured (UTC) | wall pred / meas | off | "
-             "critical path pred / meas (busy; timeline) | off | busiest actor CPU pred / meas | off | "
-             "all actors' CPU pred / meas | off |", "|---|---:|---:|---|---|---|---|---:|---|---:|---|---:|---|---:|"]
-    got, spikes = latest(recs), spikes_by_rule(recs)
-    for rule, k, n, mode in GRID:
-        if rule not in spikes:
+    """Markdown rows for the whole grid at width 5000 (and every other measured point): predicted /
+    measured ms per sample and how far off, with when each point was measured and how often
+    (predictions alone where a point is not measured yet)."""
+    lines = ["| width | rule | shards | nodes | mode | runnable / cores | measured (UTC), runs x windows | "
+             "wall pred / meas (runs' range) | off | critical path pred / meas (busy; timeline) | off | "
+             "busiest actor CPU pred / meas | off | all actors' CPU pred / meas | off |",
+             "|---:|---|---:|---:|---|---|---|---|---:|---|---:|---|---:|---|---:|"]
+    got, spikes = runs_by_point(recs), spikes_by_rule(recs)
+    keys = [(5000, *g) for g in GRID] + sorted(k for k in got if k[0] != 5000)
+    for w, rule, k, n, mode in keys:
+        if (rule, w) not in spikes:
             continue
-        fwd, passed, sizes = spikes[rule]
+        fwd, passed, sizes = spikes[(rule, w)]
         p = Point(tuple(sizes), rule, k, n, mode == "compiled", cores, 1, fwd, passed)
         pr = predict(cal, p)
-        runnable = actors_per_machine(p) if p.compiled else shards_per_machine(p)
-        head = f"| {rule} | {k} | {n} | {mode} | {runnable} / {cores}{' (over)' if runnable > cores else ''} |"
-        rec = got.get((rule, k, n, mode))
-        if rec is None or "median" not in rec:
-            why = f"did not finish in {rec['timed_out']} s ({rec['measured'][5:]})" if rec else "not measured yet"
+        runnable = runnable_of(p)
+        head = (f"| {w} | {rule} | {k} | {n} | {mode} | {runnable} / {cores}"
+                f"{' (over)' if runnable > cores else ''} |")
+        runs = got.get((w, rule, k, n, mode))
+        if runs is None or "median" not in runs[-1]:
+            why = (f"did not finish in {runs[-1]['timed_out']} s ({runs[-1]['measured'][5:]})" if runs
+                   else "not measured yet")
             lines.append(f"{head} {why} | " + " | ".join(f"{pr[q] * 1e3:.1f} / - | -"
                                                          for q in ("wall", "crit", "actor_cpu", "total_cpu")) + " |")
             continue
-        me = measured(rec)
-        tl = rec["median"].get("timeline_union")
+        me = measured(runs)
         cells = []
         for q in ("wall", "crit", "actor_cpu", "total_cpu"):
-            extra = f"; {tl * 1e3:.1f}" if q == "crit" and tl else ""
+            extra = f"; {me['timeline'] * 1e3:.1f}" if q == "crit" and me["timeline"] else ""
+            if q == "wall" and me["runs"] > 1:
+                extra = f" ({me['spread'][0] * 1e3:.1f}-{me['spread'][1] * 1e3:.1f})"
             cells.append(f"{pr[q] * 1e3:.1f} / {me[q] * 1e3:.1f}{extra} | {off(pr[q], me[q]):+.0%}")
-        lines.append(f"{head} {rec['measured'][5:]} | " + " | ".join(cells) + " |")
+        when = runs[-1]["measured"][5:]
+        lines.append(f"{head} {when}, {me['runs']} x {runs[-1].get('repeats', '?')} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -328,9 +465,9 @@ def cluster_table(cal: dict, spikes: dict, widths: list[int], nodes: int, cores:
     lines = ["| width | rule | " + " | ".join(f"{k} shard(s): plain / compiled" for k in counts) + " | best |",
              "|---:|---|" + "---|" * len(counts) + "---|"]
     for rule in ("sgd", "fsgd"):
-        if rule not in spikes:
+        if (rule, 5000) not in spikes:
             continue
-        fwd0, passed0, sizes0 = spikes[rule]
+        fwd0, passed0, sizes0 = spikes[(rule, 5000)]
         for w in widths:
             fwd, passed = scaled_spikes(fwd0, passed0, sizes0[1], w, alpha)
             cells, best = [], None
@@ -349,21 +486,20 @@ def cluster_table(cal: dict, spikes: dict, widths: list[int], nodes: int, cores:
 def within(cal: dict, recs: list[dict], cores: int, tol: float = 0.25) -> tuple[int, int, list[str]]:
     """(points within ``tol`` on wall time, points compared, one line per point) over measured points
     where runnable actors <= cores."""
-    got, spikes = latest(recs), spikes_by_rule(recs)
+    got, spikes = runs_by_point(recs), spikes_by_rule(recs)
     ok, n, notes = 0, 0, []
-    for key, rec in sorted(got.items()):
-        if "median" not in rec:
+    for key, runs in sorted(got.items()):
+        if "median" not in runs[-1]:
             continue
-        fwd, passed, sizes = spikes[rec["rule"]]
-        p = Point(tuple(sizes), rec["rule"], rec["shards"], rec["nodes"], rec["mode"] == "compiled", cores, 1,
-                  fwd, passed)
-        runnable = actors_per_machine(p) if p.compiled else shards_per_machine(p)
-        if runnable > cores:
+        w, rule, k, nodes, mode = key
+        fwd, passed, sizes = spikes[(rule, w)]
+        p = Point(tuple(sizes), rule, k, nodes, mode == "compiled", cores, 1, fwd, passed)
+        if runnable_of(p) > cores:
             continue
-        e = off(predict(cal, p)["wall"], rec["median"]["wall"])
+        e = off(predict(cal, p)["wall"], measured(runs)["wall"])
         n += 1
         ok += abs(e) <= tol
-        notes.append(f"{rec['rule']}:{rec['shards']}:{rec['mode']} on {rec['nodes']} node(s): {e:+.0%}")
+        notes.append(f"{w} {rule}:{k}:{mode} on {nodes} node(s): {e:+.0%}")
     return ok, n, notes
 
 
@@ -387,6 +523,28 @@ def calibration_lines(cal: dict) -> list[str]:
         lines.append(f"- {where}-node chain stage, ms (`bench_cluster.py hops`): plain {cells}; compiled {comp}")
     lines.append("- actor CPU per plain call (echo actors), ms by fan-out: " +
                  ", ".join(f"{k}: {v:.2f}" for k, v in sorted(cal["call_cpu_ms"].items())))
+    for width, by_rule in sorted(cal.get("shell_ms", {}).items(), key=lambda kv: int(kv[0])):
+        cells = "; ".join(f"{rule} " + ", ".join(f"{k} shard(s) {sum(b.values()):.1f} (busiest forward.2 "
+                                                 f"{max(v for n, v in b.items() if n.startswith('forward.2')):.1f})"
+                                                 for k, b in sorted(by.items(), key=lambda kv: int(kv[0])))
+                          for rule, by in sorted(by_rule.items()))
+        lines.append(f"- shells' busy time in-process, hot, width {width}, ms per sample, all shells (`bench_shell.py`, "
+                     f"unfused `runtime=local`, the points' samples): {cells}")
+    if cal.get("actor_factor"):
+        lines.append("- the same shells across idle gaps of " + f"{cal.get('shell_gap_ms', 2.0):g} ms / inside one Ray "
+                     "actor across those gaps, over hot in-process (`bench_shell.py`, 1 shard): " +
+                     ", ".join(f"{r} {cal['gap_factor'].get(r, float('nan')):.2f} / {f:.2f}"
+                               for r, f in sorted(cal["actor_factor"].items())) +
+                     "; the shells' busy time over the kernel formula (rows, columns, bench_kernels' per-message "
+                     "cost), for widths and shard counts not measured: " +
+                     ", ".join(f"{r} {v:.2f}" for r, v in sorted(cal.get("shell_ratio", {}).items())))
+    for where in ("same", "cross"):
+        by = cal.get("sched_extra_ms", {}).get(where)
+        if by:
+            lines.append(f"- the real scheduler's extra ms per plain stage beyond an echo chain stage, {where} node "
+                         f"(`bench_cluster.py points` on 784-100-100-10, `results/gap_points.jsonl`): " +
+                         "; ".join(f"{r} " + ", ".join(f"{k} shard(s) {v:+.2f}" for k, v in sorted(t.items()))
+                                   for r, t in sorted(by.items())))
     return lines
 
 
@@ -451,7 +609,8 @@ def main(argv=None) -> None:
     c.add_argument("--hops", type=Path, default=HOPS_JSON)
     c.add_argument("--seconds", type=float, default=1.0)
     c.add_argument("--hops-only", action="store_true",
-                   help="keep the saved kernel/memory/idle constants, re-read the hop figures only")
+                   help="keep the saved kernel/memory/idle constants, re-read the figures of the rig's "
+                        "microbenchmarks only (hops, shell busy, scheduler gaps)")
     m = sub.add_parser("compare")
     m.add_argument("--points", type=Path, default=POINTS_JSONL)
     m.add_argument("--cores", type=int, default=2)
@@ -472,6 +631,10 @@ def main(argv=None) -> None:
             cal = {**json.loads(CALIBRATION.read_text()), **hop_constants(json.loads(args.hops.read_text()))}
         else:
             cal = calibrate(args.hops, args.seconds)
+        if SHELL_JSON.exists():
+            cal.update(shell_constants(cal, json.loads(SHELL_JSON.read_text())))
+        if GAPS_JSONL.exists():
+            cal.update(sched_constants(cal, load_points(GAPS_JSONL)))
         CALIBRATION.write_text(json.dumps(cal, indent=1, sort_keys=True) + "\n")
         print(json.dumps(cal, indent=1, sort_keys=True))
         return

@@ -107,3 +107,62 @@ def test_message_overhead_counts_as_work_of_each_stage():
     # 9 critical-path messages over 3 layers: 3 per layer, 100 µs each, in each of the 3 layers' work
     assert more["crit"] - base["crit"] == pytest.approx(3 * 3 * 100e-6)
     assert more["wall"] - base["wall"] == pytest.approx(3 * 3 * 100e-6)
+
+
+SHELL = {"forward.1.0": 1.0, "forward.1.1": 3.0, "forward.2.0": 2.0, "forward.2.1": 2.0, "backward.2.0": 0.5,
+         "backward.2.1": 0.25, "forward.3.0": 0.1, "forward.3.1": 0.1, "backward.3.0": 0.1, "backward.3.1": 0.1}
+
+
+def test_measured_shell_busy_is_the_work_of_the_busiest_shard_times_the_actor_factor():
+    cal = {**CAL, "shell_ms": {"100": {"sgd": {"2": SHELL}}}, "actor_factor": {"sgd": 1.5}}
+    p = point(shards=2)
+    work, total = cm.layer_work(cal, p)
+    # busiest per (kind, layer): backward.2 0.5, backward.3 0.1, forward.1 3.0, forward.2 2.0, forward.3 0.1
+    assert sorted(work) == pytest.approx(sorted(v * 1.5e-3 for v in (0.5, 0.1, 3.0, 2.0, 0.1)))
+    assert total == pytest.approx(sum(SHELL.values()) * 1.5e-3)
+    pr = cm.predict(cal, p)
+    assert pr["crit"] == pytest.approx(sum(work) / 0.8)  # two shards stream at once: bandwidth 0.8
+    # not measured at 4 shards: the kernel formula times the ratio and the factor
+    cal4 = {**cal, "shell_ratio": {"sgd": 3.0}}
+    work4, _ = cm.layer_work(cal4, point(shards=4))
+    assert work4 == pytest.approx([w * 4.5 for w in cm.formula_work(cal4, point(shards=4))])
+
+
+def test_scheduler_extra_adds_to_each_plain_stage_only():
+    cal = {**CAL, "sched_extra_ms": {"same": {"sgd": {"1": 0.5, "2": 1.5}}, "cross": {}}}
+    assert cm.hop_ms(cal, point()) == pytest.approx(1.5)
+    assert cm.hop_ms(cal, point(shards=2)) == pytest.approx(2.5)
+    assert cm.hop_ms(cal, point(shards=8)) == pytest.approx(2.5)  # held past the largest calibrated
+    assert cm.hop_ms(cal, point(nodes=2)) == pytest.approx(1.0)  # no cross-node figure: none added
+    assert cm.hop_ms(cal, point(compiled=True)) == pytest.approx(0.5)
+
+
+def rec(rule="sgd", shards=1, nodes=1, wall=0.03, crit=0.006, measured="2026-12-02 18:40 UTC", width=100):
+    return {"sizes": [784, width, width, 10], "rule": rule, "shards": shards, "nodes": nodes, "mode": "plain",
+            "measured": measured, "repeats": 3,
+            "median": {"wall": wall, "crit_busy": crit, "cpu": {"a": 0.001}, "fwd": [10.0, 20.0, 30.0, 2.0],
+                       "passed": [0.0, 4.0, 6.0, 8.0]}}
+
+
+def test_scheduler_constants_are_the_stage_time_beyond_the_echo_chain():
+    out = cm.sched_constants(CAL, [rec(), rec(nodes=2, wall=0.048), rec(nodes=4, wall=1.0)])
+    # (30 - 6) ms over 9 stages, less the 1 ms echo stage
+    assert out["sched_extra_ms"]["same"]["sgd"]["1"] == pytest.approx(24 / 9 - 1, abs=1e-4)
+    assert out["sched_extra_ms"]["cross"]["sgd"]["1"] == pytest.approx(42 / 9 - 1, abs=1e-4)  # 4 nodes unused
+
+
+def test_shell_constants_ratio_and_factor():
+    hot = {"busy_ms": {"forward.1.0": 1.0}, "fwd": [10.0, 20.0, 30.0, 2.0], "passed": [0.0, 4.0, 6.0, 8.0]}
+    out = cm.shell_constants(CAL, {"sgd:1:100": {"measured": "x", "hot": hot, "actor_factor": 1.2,
+                                                 "gap_factor": 1.1}})
+    assert out["shell_ms"]["100"]["sgd"]["1"] == {"forward.1.0": 1.0}
+    assert out["actor_factor"]["sgd"] == 1.2
+    p = point()
+    assert out["shell_ratio"]["sgd"] == pytest.approx(1.0 / (sum(cm.formula_work(CAL, p)) * 1e3), rel=1e-3)
+
+
+def test_runs_of_a_point_are_its_last_session():
+    recs = [rec(wall=1.0, measured="2026-12-02 14:00 UTC"), rec(wall=0.02), rec(wall=0.04, measured="2026-12-02 18:45 UTC")]
+    runs = cm.runs_by_point(recs)[(100, "sgd", 1, 1, "plain")]
+    assert [r["median"]["wall"] for r in runs] == [0.02, 0.04]
+    assert cm.measured(runs)["wall"] == pytest.approx(0.03)
