@@ -12,14 +12,14 @@ Time per sample (``predict``) of a 784-n-...-10 net with ``k`` shards per layer:
   driver's fetch of the output spikes, gates ``L..1``, backward ``L..2``) and per time
   step for FSGD. Compiled graphs: the driver's fetch is gone (the counter runs in the
   output gate's actors), ``3L - 1`` stages per step plus one for the execution.
-  Each stage costs the latency of a chain stage of echo actors with the same fan-out
-  and payload (``bench_cluster.py hops``: same node, or across emulated nodes), which
-  includes Ray's (de)serialization of the payload.
-  The real scheduler adds to each plain stage what an echo chain does not have (the
-  driver's Python per message, real batches to (de)serialise, a stage's shards starting
-  one after another): ``sched_extra_ms``, measured by the same ``bench_cluster.py
-  points`` on a net whose kernels cost next to nothing (784-100-100-10:
-  ``(wall - busy critical path) / stages - echo stage``, ``results/gap_points.jsonl``);
+  A plain stage costs what the scheduler microbenchmark measured (``sched_stage_ms``:
+  ``bench_cluster.py points`` on 784-100-100-10, a net whose kernels cost next to
+  nothing, ``(wall - busy critical path) / stages``, ``results/gap_points.jsonl``: the
+  real driver, its Python per message, real batches to (de)serialise, a stage's shards
+  starting one after another), plus what a larger payload adds to an echo chain stage;
+  a compiled stage (and a plain one where that is not calibrated) the latency of a
+  chain stage of echo actors with the same fan-out and payload (``bench_cluster.py
+  hops``: same node, or across emulated nodes);
 - **work** of the busiest shard of each (kind, layer): ``bench_shell.py`` times every
   shell message of the in-process runtime's unfused schedule (one ``Shell`` call per
   message, as the actors get; the same MNIST samples as the points) per sample, times
@@ -176,19 +176,31 @@ def echo_ms(cal: dict, p: Point) -> float:
     return interp(by_fan, p.shards)
 
 
-def sched_extra_ms(cal: dict, p: Point) -> float:
-    """ms per plain-call stage that the real scheduler and its messages add to an echo chain stage
-    (``gap_points``: the driver's Python per message, (de)serialising real batches, the shards of a
-    stage starting one after another), by fan-out, held past the largest calibrated; 0 if not calibrated."""
-    table = cal.get("sched_extra_ms", {}).get("cross" if p.nodes > 1 else "same", {}).get(p.rule)
+def sched_stage_ms(cal: dict, p: Point) -> float | None:
+    """ms per plain-call stage of the real scheduler, driver and actors beyond their work (``gap_points``:
+    ``(wall - busy critical path) / stages`` of a net whose kernels cost next to nothing; this holds what an
+    echo chain lacks: the driver's Python per message, real batches to (de)serialise, a stage's shards
+    starting one after another), for this rule and same/cross node; past the largest calibrated shard
+    count scaled as the echo chain's stage by fan-out; plus what the echo chain (fan-out 1) says a larger
+    payload adds (never less). None where not calibrated (compiled graphs: never)."""
+    table = cal.get("sched_ms", {}).get("cross" if p.nodes > 1 else "same", {}).get(p.rule)
     if p.compiled or not table:
-        return 0.0
-    return interp({float(k): v for k, v in table.items()}, min(p.shards, max(int(k) for k in table)))
+        return None
+    top = max(int(k) for k in table)
+    k = min(p.shards, top)
+    ms, kb = table[str(k)]["stage_ms"], table[str(k)]["kb"]
+    if p.shards > top:
+        ms *= echo_ms(cal, p) / echo_ms(cal, Point(**{**p.__dict__, "shards": top}))
+    where = cal["plain_ms"]["cross" if p.nodes > 1 else "same"]["1"]
+    fan1 = {float(x): v for x, v in where.items()}
+    return ms + max(0.0, interp(fan1, payload_kb(p)) - interp(fan1, kb))
 
 
 def hop_ms(cal: dict, p: Point) -> float:
-    """ms per critical-path stage: the echo chain stage plus the scheduler's extra (plain calls)."""
-    return echo_ms(cal, p) + sched_extra_ms(cal, p)
+    """ms per critical-path stage: the scheduler microbenchmark's stage where calibrated, else the echo
+    chain's stage."""
+    sched = sched_stage_ms(cal, p)
+    return echo_ms(cal, p) if sched is None else sched
 
 
 def formula_work(cal: dict, p: Point) -> list[float]:
@@ -245,8 +257,13 @@ def predict(cal: dict, p: Point) -> dict:
     if p.compiled:  # every actor spins on its channel: the machine's cores are all busy
         per = min(1.0, p.cores * p.machines / (actors + 1)) * wall * cal["spin_cores"]  # + the driver's read
         return {"wall": wall, "crit": crit, "actor_cpu": max(per, max(work) * slow), "total_cpu": per * actors}
+    calls = cal.get("shell_calls", {}).get(str(max(p.sizes[1:-1])), {}).get(p.rule, {}).get(str(p.shards))
+    if calls:  # messages per actor per sample as the in-process shells got them (bench_shell.py)
+        msgs, n_msgs = max(calls.values()), sum(calls.values())
+    else:
+        n_msgs = actors * msgs
     cpu = [w * slow + msgs * call_cpu for w in work]
-    total = all_work / bw_efficiency(m, e2) + actors * msgs * call_cpu
+    total = all_work / bw_efficiency(m, e2) + n_msgs * call_cpu
     return {"wall": wall, "crit": crit, "actor_cpu": max(cpu), "total_cpu": total}
 
 
@@ -304,6 +321,8 @@ def shell_constants(cal: dict, shell: dict) -> dict:
         rule, k, width = key.split(":")
         out["shell_ms"].setdefault(width, {}).setdefault(rule, {})[k] = \
             {n: round(v, 4) for n, v in rec["hot"]["busy_ms"].items()}
+        out.setdefault("shell_calls", {}).setdefault(width, {}).setdefault(rule, {})[k] = \
+            {n: round(v, 2) for n, v in rec["hot"]["calls"].items()}
         out["shell_measured"][key] = rec["measured"]
         if "actor_factor" in rec:
             out["shell_gap_ms"] = rec["gap_ms"]
@@ -317,21 +336,23 @@ def shell_constants(cal: dict, shell: dict) -> dict:
 
 
 def sched_constants(cal: dict, recs: list[dict]) -> dict:
-    """The scheduler's extra ms per plain stage from ``results/gap_points.jsonl`` (``bench_cluster.py points``
-    on a net whose kernels cost next to nothing: the real driver, scheduler, messages and actors):
-    ``(wall - critical-path busy) / stages - echo stage``, by same/cross node, rule and shard count (the
-    last record of each; cross node from the 2-node rig)."""
+    """The scheduler's ms per plain stage from ``results/gap_points.jsonl`` (``bench_cluster.py points`` on a
+    net whose kernels cost next to nothing: the real driver, scheduler, messages and actors):
+    ``(wall - critical-path busy) / stages`` and the mean payload (KB), by same/cross node, rule and shard
+    count (the median of the last session's runs; cross node from the 2-node rig; the 4-node runs are not
+    used)."""
+    import numpy as np
     out: dict = {"same": {}, "cross": {}}
     when = {}
-    for rec in recs:
-        if "median" not in rec or rec["mode"] != "plain" or rec["nodes"] > 2:
+    for (w, rule, k, nodes, mode), runs in sorted(runs_by_point([r for r in recs if r["nodes"] <= 2]).items()):
+        if mode != "plain" or "median" not in runs[-1]:
             continue
-        p = point_of(rec, 2)
-        per_stage = (rec["median"]["wall"] - rec["median"]["crit_busy"]) / stages(p) * 1e3
-        where = "cross" if rec["nodes"] > 1 else "same"
-        out[where].setdefault(rec["rule"], {})[str(rec["shards"])] = round(per_stage - echo_ms(cal, p), 4)
-        when[f"{where}:{rec['rule']}:{rec['shards']}"] = rec["measured"]
-    return {"sched_extra_ms": out, "sched_measured": when,
+        per = [(r["median"]["wall"] - r["median"]["crit_busy"]) / stages(point_of(r, 2)) * 1e3 for r in runs]
+        where = "cross" if nodes > 1 else "same"
+        out[where].setdefault(rule, {})[str(k)] = {"stage_ms": round(float(np.median(per)), 4),
+                                                    "kb": round(payload_kb(point_of(runs[-1], 2)), 4)}
+        when[f"{where}:{rule}:{k}"] = runs[-1]["measured"]
+    return {"sched_ms": out, "sched_measured": when,
             "sched_sizes": sorted({tuple(r["sizes"]) for r in recs if "median" in r})}
 
 
@@ -539,11 +560,11 @@ def calibration_lines(cal: dict) -> list[str]:
                      "cost), for widths and shard counts not measured: " +
                      ", ".join(f"{r} {v:.2f}" for r, v in sorted(cal.get("shell_ratio", {}).items())))
     for where in ("same", "cross"):
-        by = cal.get("sched_extra_ms", {}).get(where)
+        by = cal.get("sched_ms", {}).get(where)
         if by:
-            lines.append(f"- the real scheduler's extra ms per plain stage beyond an echo chain stage, {where} node "
+            lines.append(f"- the real scheduler's ms per plain stage beyond the work, {where} node "
                          f"(`bench_cluster.py points` on 784-100-100-10, `results/gap_points.jsonl`): " +
-                         "; ".join(f"{r} " + ", ".join(f"{k} shard(s) {v:+.2f}" for k, v in sorted(t.items()))
+                         "; ".join(f"{r} " + ", ".join(f"{k} shard(s) {v['stage_ms']:.2f}" for k, v in sorted(t.items()))
                                    for r, t in sorted(by.items())))
     return lines
 
