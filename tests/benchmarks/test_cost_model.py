@@ -174,3 +174,12 @@ def test_runs_of_a_point_are_its_last_session():
     runs = cm.runs_by_point(recs)[(100, "sgd", 1, 1, "plain")]
     assert [r["median"]["wall"] for r in runs] == [0.02, 0.04]
     assert cm.measured(runs)["wall"] == pytest.approx(0.03)
+
+
+def test_cluster_calibration_adds_the_wire_to_every_cross_node_stage():
+    cal = {**CAL, "sched_ms": {"same": {}, "cross": {"sgd": {"1": {"stage_ms": 2.0, "kb": 0.1}}}}}
+    out = cm.cluster_cal(cal, 0.1)
+    assert out["sched_ms"]["cross"]["sgd"]["1"]["stage_ms"] == pytest.approx(2.1)
+    assert out["compiled_ms"]["cross"]["1"] == pytest.approx(0.6)
+    assert out["plain_ms"]["cross"]["1"]["1"] == pytest.approx(1.1)
+    assert cal["sched_ms"]["cross"]["sgd"]["1"]["stage_ms"] == 2.0  # the rig's calibration is left as it was
