@@ -140,7 +140,8 @@ def test_scheduler_stage_replaces_the_echo_stage_of_plain_calls():
     # a larger payload adds what it adds to the fan-1 echo stage (1 -> 3 ms over 1 -> 40 KB)
     big = point(fwd=(8192.0, 8192.0, 8192.0, 0.0))  # 40 KB per message
     assert cm.hop_ms(cal, big) == pytest.approx(1.5 + 3.0 - cm.interp({1.0: 1.0, 40.0: 3.0}, 0.1))
-    assert cm.hop_ms(cal, point(nodes=2)) == pytest.approx(1.0)  # no cross-node figure: the echo stage
+    # no cross-node figure: the echo stage at the payload (extended below 1 KB)
+    assert cm.hop_ms(cal, point(nodes=2)) == pytest.approx(cm.interp({1.0: 1.0, 40.0: 3.0}, 20 * 5 / 1024))
     assert cm.hop_ms(cal, point(compiled=True)) == pytest.approx(0.5)
 
 
@@ -160,7 +161,7 @@ def test_scheduler_constants_are_the_stage_time_beyond_the_work():
 
 
 def test_shell_constants_ratio_and_factor():
-    hot = {"busy_ms": {"forward.1.0": 1.0}, "fwd": [10.0, 20.0, 30.0, 2.0], "passed": [0.0, 4.0, 6.0, 8.0]}
+    hot = {"busy_ms": {"forward.1.0": 1.0}, "calls": {"forward.1.0": 2.0}, "fwd": [10.0, 20.0, 30.0, 2.0], "passed": [0.0, 4.0, 6.0, 8.0]}
     out = cm.shell_constants(CAL, {"sgd:1:100": {"measured": "x", "hot": hot, "actor_factor": 1.2,
                                                  "gap_factor": 1.1}})
     assert out["shell_ms"]["100"]["sgd"]["1"] == {"forward.1.0": 1.0}
@@ -183,3 +184,10 @@ def test_cluster_calibration_adds_the_wire_to_every_cross_node_stage():
     assert out["compiled_ms"]["cross"]["1"] == pytest.approx(0.6)
     assert out["plain_ms"]["cross"]["1"]["1"] == pytest.approx(1.1)
     assert cal["sched_ms"]["cross"]["sgd"]["1"]["stage_ms"] == 2.0  # the rig's calibration is left as it was
+
+
+def test_actor_factor_of_the_point_width_where_measured():
+    cal = {**CAL, "shell_ms": {"100": {"sgd": {"1": {"forward.1.0": 2.0}}}}, "actor_factor": {"sgd": 1.5},
+           "actor_factor_by_width": {"100": {"sgd": 0.5}}}
+    assert cm.layer_work(cal, point())[1] == pytest.approx(1e-3)
+    assert cm.layer_work({**cal, "actor_factor_by_width": {}}, point())[1] == pytest.approx(3e-3)
