@@ -28,7 +28,12 @@ shard's busy seconds; for plain calls also ``ray.timeline()``'s union of the act
 task intervals (time some actor was executing) and the driver's CPU. Spikes per sample
 (forward per layer, errors passed per layer) feed the model's work term. One JSON
 line per point (medians over windows, and every window) is appended to
-``results/scaling_points.jsonl`` with the time it was measured.
+``results/scaling_points.jsonl`` (``--out``) with the time it was measured.
+
+The same ``points`` on 784-100-100-10 (``--width 100 --out results/gap_points.jsonl``)
+are the cost model's scheduler microbenchmark: the real driver, scheduler, messages and
+actors with kernels that cost next to nothing, so that ``wall - busy critical path``
+is what a stage costs beyond its work.
 """
 from __future__ import annotations
 
@@ -251,7 +256,7 @@ def point(spec: str, args, X, y) -> dict:
 
 
 def points(args) -> None:
-    """Measure every ``--points`` spec; append one JSON line each to ``POINTS_JSONL``."""
+    """Measure every ``--points`` spec; append one JSON line each to ``--out`` (``POINTS_JSONL``)."""
     import distspike.runtime.ray_backend as rb
     from distspike.data import load_dataset
     rb.shard_bundles = rotating_bundles(args.nodes)  # benchmark-only placement (module docstring)
@@ -270,13 +275,13 @@ def points(args) -> None:
             rule, shards, mode = spec.split(":")
             rec = {**stamp(), "nodes": args.nodes, "sizes": [784, args.width, args.width, 10], "rule": rule,
                    "shards": int(shards), "mode": mode, "timed_out": args.limit_s}
-            with POINTS_JSONL.open("a") as f:
+            with args.out.open("a") as f:
                 f.write(json.dumps(rec) + "\n")
             print(f"nodes={args.nodes} {spec}: not done within {args.limit_s} s", flush=True)
             continue
         finally:
             signal.alarm(0)
-        with POINTS_JSONL.open("a") as f:
+        with args.out.open("a") as f:
             f.write(json.dumps(rec) + "\n")
         m = rec["median"]
         print(f"nodes={args.nodes} {spec}: wall {m['wall'] * 1e3:.1f} ms/sample, critical path (busy) "
@@ -316,6 +321,8 @@ def main(argv=None) -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--limit-s", type=int, default=150, help="seconds a point may take (else recorded as timed out)")
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    p.add_argument("--out", type=Path, default=POINTS_JSONL,
+                   help="JSON lines to append to (the cost model's scheduler microbenchmark: results/gap_points.jsonl)")
     args = ap.parse_args(argv)
     signal.signal(signal.SIGALRM, _alarm)
     ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=False)

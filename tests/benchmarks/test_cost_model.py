@@ -107,3 +107,87 @@ def test_message_overhead_counts_as_work_of_each_stage():
     # 9 critical-path messages over 3 layers: 3 per layer, 100 µs each, in each of the 3 layers' work
     assert more["crit"] - base["crit"] == pytest.approx(3 * 3 * 100e-6)
     assert more["wall"] - base["wall"] == pytest.approx(3 * 3 * 100e-6)
+
+
+SHELL = {"forward.1.0": 1.0, "forward.1.1": 3.0, "forward.2.0": 2.0, "forward.2.1": 2.0, "backward.2.0": 0.5,
+         "backward.2.1": 0.25, "forward.3.0": 0.1, "forward.3.1": 0.1, "backward.3.0": 0.1, "backward.3.1": 0.1}
+
+
+def test_measured_shell_busy_is_the_work_of_the_busiest_shard_times_the_actor_factor():
+    cal = {**CAL, "shell_ms": {"100": {"sgd": {"2": SHELL}}}, "actor_factor": {"sgd": 1.5}}
+    p = point(shards=2)
+    work, total = cm.layer_work(cal, p)
+    # busiest per (kind, layer): backward.2 0.5, backward.3 0.1, forward.1 3.0, forward.2 2.0, forward.3 0.1
+    assert sorted(work) == pytest.approx(sorted(v * 1.5e-3 for v in (0.5, 0.1, 3.0, 2.0, 0.1)))
+    assert total == pytest.approx(sum(SHELL.values()) * 1.5e-3)
+    pr = cm.predict(cal, p)
+    assert pr["crit"] == pytest.approx(sum(work) / 0.8)  # two shards stream at once: bandwidth 0.8
+    # not measured at 4 shards: the kernel formula times the ratio and the factor
+    cal4 = {**cal, "shell_ratio": {"sgd": 3.0}}
+    work4, _ = cm.layer_work(cal4, point(shards=4))
+    assert work4 == pytest.approx([w * 4.5 for w in cm.formula_work(cal4, point(shards=4))])
+
+
+def test_scheduler_stage_replaces_the_echo_stage_of_plain_calls():
+    sched = {"sgd": {"1": {"stage_ms": 1.5, "kb": 0.1}, "2": {"stage_ms": 2.5, "kb": 0.1}}}
+    cal = {**CAL, "sched_ms": {"same": sched, "cross": {}},
+           "plain_ms": {w: {"1": {"1": 1.0, "40": 3.0}, "2": {"1": 2.0, "40": 2.0}, "4": {"1": 4.0, "40": 4.0}}
+                        for w in ("same", "cross")}}
+    small = point(fwd=(0.0, 0.0, 0.0, 0.0))  # no payload: no more than the microbenchmark's
+    assert cm.hop_ms(cal, small) == pytest.approx(1.5)
+    assert cm.hop_ms(cal, point(shards=2, fwd=(0.0,) * 4)) == pytest.approx(2.5)
+    assert cm.hop_ms(cal, point(shards=4, fwd=(0.0,) * 4)) == pytest.approx(2.5 * 4.0 / 2.0)  # as the echo's fan-out
+    # a larger payload adds what it adds to the fan-1 echo stage (1 -> 3 ms over 1 -> 40 KB)
+    big = point(fwd=(8192.0, 8192.0, 8192.0, 0.0))  # 40 KB per message
+    assert cm.hop_ms(cal, big) == pytest.approx(1.5 + 3.0 - cm.interp({1.0: 1.0, 40.0: 3.0}, 0.1))
+    # no cross-node figure: the echo stage at the payload (extended below 1 KB)
+    assert cm.hop_ms(cal, point(nodes=2)) == pytest.approx(cm.interp({1.0: 1.0, 40.0: 3.0}, 20 * 5 / 1024))
+    assert cm.hop_ms(cal, point(compiled=True)) == pytest.approx(0.5)
+
+
+def rec(rule="sgd", shards=1, nodes=1, wall=0.03, crit=0.006, measured="2026-12-02 18:40 UTC", width=100):
+    return {"sizes": [784, width, width, 10], "rule": rule, "shards": shards, "nodes": nodes, "mode": "plain",
+            "measured": measured, "repeats": 3,
+            "median": {"wall": wall, "crit_busy": crit, "cpu": {"a": 0.001}, "fwd": [10.0, 20.0, 30.0, 2.0],
+                       "passed": [0.0, 4.0, 6.0, 8.0]}}
+
+
+def test_scheduler_constants_are_the_stage_time_beyond_the_work():
+    out = cm.sched_constants(CAL, [rec(), rec(wall=0.033), rec(nodes=2, wall=0.048), rec(nodes=4, wall=1.0)])
+    # (30 or 33 ms - 6 ms) over 9 stages, the median of the two runs
+    assert out["sched_ms"]["same"]["sgd"]["1"]["stage_ms"] == pytest.approx(25.5 / 9, abs=1e-4)
+    assert out["sched_ms"]["cross"]["sgd"]["1"]["stage_ms"] == pytest.approx(42 / 9, abs=1e-4)  # 4 nodes unused
+    assert out["sched_ms"]["same"]["sgd"]["1"]["kb"] == pytest.approx(20 * 5 / 1024, abs=1e-4)
+
+
+def test_shell_constants_ratio_and_factor():
+    hot = {"busy_ms": {"forward.1.0": 1.0}, "calls": {"forward.1.0": 2.0}, "fwd": [10.0, 20.0, 30.0, 2.0], "passed": [0.0, 4.0, 6.0, 8.0]}
+    out = cm.shell_constants(CAL, {"sgd:1:100": {"measured": "x", "hot": hot, "actor_factor": 1.2,
+                                                 "gap_factor": 1.1}})
+    assert out["shell_ms"]["100"]["sgd"]["1"] == {"forward.1.0": 1.0}
+    assert out["actor_factor"]["sgd"] == 1.2
+    p = point()
+    assert out["shell_ratio"]["sgd"] == pytest.approx(1.0 / (sum(cm.formula_work(CAL, p)) * 1e3), rel=1e-3)
+
+
+def test_runs_of_a_point_are_its_last_session():
+    recs = [rec(wall=1.0, measured="2026-12-02 14:00 UTC"), rec(wall=0.02), rec(wall=0.04, measured="2026-12-02 18:45 UTC")]
+    runs = cm.runs_by_point(recs)[(100, "sgd", 1, 1, "plain")]
+    assert [r["median"]["wall"] for r in runs] == [0.02, 0.04]
+    assert cm.measured(runs)["wall"] == pytest.approx(0.03)
+
+
+def test_cluster_calibration_adds_the_wire_to_every_cross_node_stage():
+    cal = {**CAL, "sched_ms": {"same": {}, "cross": {"sgd": {"1": {"stage_ms": 2.0, "kb": 0.1}}}}}
+    out = cm.cluster_cal(cal, 0.1)
+    assert out["sched_ms"]["cross"]["sgd"]["1"]["stage_ms"] == pytest.approx(2.1)
+    assert out["compiled_ms"]["cross"]["1"] == pytest.approx(0.6)
+    assert out["plain_ms"]["cross"]["1"]["1"] == pytest.approx(1.1)
+    assert cal["sched_ms"]["cross"]["sgd"]["1"]["stage_ms"] == 2.0  # the rig's calibration is left as it was
+
+
+def test_actor_factor_of_the_point_width_where_measured():
+    cal = {**CAL, "shell_ms": {"100": {"sgd": {"1": {"forward.1.0": 2.0}}}}, "actor_factor": {"sgd": 1.5},
+           "actor_factor_by_width": {"100": {"sgd": 0.5}}}
+    assert cm.layer_work(cal, point())[1] == pytest.approx(1e-3)
+    assert cm.layer_work({**cal, "actor_factor_by_width": {}}, point())[1] == pytest.approx(3e-3)
