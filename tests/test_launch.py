@@ -271,9 +271,6 @@ def test_local_cluster_jobs_runs_the_job_server_on_loopback():
 
 
 @pytest.mark.ray
-@pytest.mark.xfail(strict=True, raises=subprocess.TimeoutExpired,
-                   reason="in the one run so far (2026-12-02) `ray job submit` connected to the job server and "
-                          "then hung; not yet diagnosed (launch/README.md)")
 def test_ray_job_submit_and_submit_job_run_on_the_local_cluster(tmp_path):
     """`ray job submit` and submit_job.sh (a distspike-train run whose upload leaves out the venv and run outputs)."""
     with jobs_cluster() as (job_address, env, sids):
