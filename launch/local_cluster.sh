@@ -24,7 +24,12 @@
 # by the host's routable one (services.resolve_ip_for_localhost) on Linux. So each
 # node is started by `ray start` run through a small Python wrapper (ray_start) that
 # keeps 127.0.0.1; tests/test_launch.py checks every listening socket of the cluster's
-# processes.
+# processes. The processes the head spawns that join the cluster themselves (with --jobs:
+# the dashboard agent's job manager, each job's supervisor and driver) resolve 127.0.0.1
+# the same way, outside the wrapper: the head runs with Ray's cluster mode off
+# (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0), which makes a process's own node address
+# 127.0.0.1 (see start_node). Without it `ray job submit` hung: the agent's ray.init
+# dialled <routable ip>:<gcs port>, where nothing listens.
 #
 # Each `ray start` runs in a new session (setsid); all the daemons it spawns (GCS,
 # raylet, agents, and the raylet's worker processes) inherit that session id. The
@@ -117,12 +122,19 @@ sys.argv[0] = "ray"
 sys.exit(main())'
 
 # start_node NAME ARGS...: `ray start ARGS` in a new session whose id goes to NAME.sid.
+# The head runs with Ray's cluster mode off (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0): then
+# services.get_node_ip_address() is 127.0.0.1 in every process the head spawns, so those
+# that call ray.init themselves (the dashboard agent's job manager, job supervisors, job
+# drivers) join 127.0.0.1:<gcs port> instead of <routable ip>:<gcs port>, where nothing
+# listens (that was the `ray job submit` hang). The worker keeps it on (=1): `ray start
+# --address` refuses to start a second node with cluster mode off.
 start_node() {
     local name=$1; shift
-    local log=$STATE_DIR/$name.log sidfile=$STATE_DIR/$name.sid
+    local log=$STATE_DIR/$name.log sidfile=$STATE_DIR/$name.sid cluster_mode=1
+    if [[ $name == head ]]; then cluster_mode=0; fi
     # the shell that setsid runs leads the new session; it records $$ and execs ray
-    if ! setsid bash -c 'echo $$ > "$0"; exec "$@"' "$sidfile" "$PYTHON" -c "$RAY_LOOPBACK" start "$@" \
-            >"$log" 2>&1 </dev/null; then
+    if ! setsid bash -c 'echo $$ > "$0"; exec "$@"' "$sidfile" env RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=$cluster_mode \
+            "$PYTHON" -c "$RAY_LOOPBACK" start "$@" >"$log" 2>&1 </dev/null; then
         cat "$log" >&2
         echo "local_cluster.sh: ray start failed for node $name (log: $log)" >&2
         return 1

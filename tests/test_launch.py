@@ -271,9 +271,6 @@ def test_local_cluster_jobs_runs_the_job_server_on_loopback():
 
 
 @pytest.mark.ray
-@pytest.mark.xfail(strict=True, raises=subprocess.TimeoutExpired,
-                   reason="in the one run so far (2026-12-02) `ray job submit` connected to the job server and "
-                          "then hung; not yet diagnosed (launch/README.md)")
 def test_ray_job_submit_and_submit_job_run_on_the_local_cluster(tmp_path):
     """`ray job submit` and submit_job.sh (a distspike-train run whose upload leaves out the venv and run outputs)."""
     with jobs_cluster() as (job_address, env, sids):
@@ -285,6 +282,11 @@ def test_ray_job_submit_and_submit_job_run_on_the_local_cluster(tmp_path):
                               "data.n_train=100", "data.n_test=50", "eval_train=20", f"hydra.run.dir={run_dir}"],
                              cwd=src, env={**env, "RAY_JOB_ADDRESS": job_address, "JOB_PIP": "0"},
                              capture_output=True, text=True, timeout=400)
+        if job.returncode != 0 and "FileNotFoundError" in job.stdout + job.stderr:
+            # measured 2026-12-02 (Ray 2.60.0): `ray job submit` itself works (above); the distspike-train job it
+            # runs failed inside numba (os.path.relpath -> getcwd: FileNotFoundError), not yet diagnosed
+            pytest.xfail("submit_job.sh's distspike-train job failed in numba with FileNotFoundError (getcwd); "
+                         "launch/README.md")
         assert job.returncode == 0, (job.stdout + job.stderr)[-3000:]
         assert (run_dir / "metrics.json").is_file()
         dirs = uploaded(Path(env["DISTSPIKE_CLUSTER_DIR"]))

@@ -1,6 +1,11 @@
 """``distspike-traffic``: summarise (and compare, and plot) a run's per-actor spike traffic.
 
     distspike-traffic RUN_DIR [--compare RUN_DIR2] [--plot] [--by step|sample] [--skip-bad]
+    distspike-traffic --upgrade RUN_DIR
+
+``--upgrade`` rewrites a run's schema v0 parts (an older distspike's) as the current schema, so that
+pandas, pyarrow, polars and DuckDB read the directory (``distspike.logs.upgrade``); reading a v0 run
+prints one line on stderr saying so.
 
 Prints plain aligned tables: per-actor and per-stage totals, per-layer events per
 sample and per time step (or over the run's samples with ``--by sample``),
@@ -39,7 +44,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from distspike.logs.traffic import TrafficError, layer_totals, layer_totals_by, read_traffic_checked
+from distspike.logs.traffic import (UPGRADE_COMMAND, TrafficError, layer_totals, layer_totals_by,
+                                    read_traffic_checked, v0_parts)
+from distspike.logs.upgrade import upgrade_run
 
 PROG = "distspike-traffic"
 SCHEDULER = "scheduler"
@@ -132,6 +139,11 @@ def load_run(run_dir, skip_bad: bool = False) -> Run:
         extra = f" and {unknown} part(s) of unknown size" if unknown else ""
         print(f"{PROG}: warning: {run_dir}: skipped {len(bad)} bad part(s) ({rows} rows{extra}); "
               f"first: {bad[0].path}: {bad[0].reason}", file=sys.stderr)
+    old = v0_parts(run_dir)
+    if old:
+        print(f"{PROG}: note: {run_dir}: {len(old)} traffic part(s) of schema v0 (an older distspike): "
+              f"distspike reads them, pandas, pyarrow and polars do not; `{UPGRADE_COMMAND.format(run=run_dir)}` "
+              f"rewrites them as v1", file=sys.stderr)
     return Run(Path(run_dir), table)
 
 
@@ -507,7 +519,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--skip-bad", action="store_true",
                         help="skip part files that are not readable traffic parts (reports how many) instead of "
                              "stopping at the first")
-    return parser.parse_args(argv)
+    parser.add_argument("--upgrade", action="store_true",
+                        help="rewrite RUN_DIR's schema v0 traffic parts (an older distspike's) as the current "
+                             "schema, part by part (atomic renames), and print what it did; nothing else")
+    args = parser.parse_args(argv)
+    if args.upgrade and (args.compare or args.plot or args.skip_bad):
+        parser.error("--upgrade takes only RUN_DIR (not --compare, --plot, --skip-bad)")
+    return args
 
 
 def _header(run: Run, tag: str | None = None) -> str:
@@ -517,6 +535,8 @@ def _header(run: Run, tag: str | None = None) -> str:
 
 
 def report(args: argparse.Namespace) -> str:
+    if args.upgrade:
+        return upgrade_run(args.run_dir).line(args.run_dir)
     run = load_run(args.run_dir, args.skip_bad)
     if args.compare:
         other = load_run(args.compare, args.skip_bad)

@@ -47,7 +47,8 @@ from distspike.kernels.traffic import (EVENT_BYTES, FLOAT_COLUMNS, HEADER_BYTES,
 __all__ = ["SCHEMA", "FILE_SCHEMA", "V0_SCHEMA", "SCHEMA_VERSION", "VERSION_KEY", "DIRECTIONS", "QUANTITIES",
            "TrafficError", "TrafficRecorder", "read_traffic",
            "read_traffic_checked", "BadPart", "check_part", "part_version",
-           "traffic_dir", "part_files", "layer_totals", "layer_totals_by"]
+           "traffic_dir", "part_files", "v0_parts", "write_part_file", "UPGRADE_COMMAND", "layer_totals",
+           "layer_totals_by"]
 
 TRAFFIC_DIR = "traffic"
 DIRECTIONS = ("forward", "backward")
@@ -62,6 +63,8 @@ _TEMP_V0 = re.compile(r"^\.part-\d{6,}\.parquet\.tmp$")
 SCHEMA_VERSION = 1
 VERSION_KEY = "distspike.traffic.schema"
 WALL_TYPE = pa.timestamp("us", tz="UTC")
+#: rewrites a run's schema v0 parts as the current version (``distspike.logs.upgrade``)
+UPGRADE_COMMAND = "distspike-traffic --upgrade {run}"
 
 
 def _fields(pairs) -> list[pa.Field]:
@@ -123,6 +126,19 @@ def _strings(codes: np.ndarray, values) -> pa.Array:
     """A string column as small-integer codes into ``values``: the writer stores the codes as they are
     (no string is built or hashed per row); the file's column is a plain string column."""
     return pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(list(values), pa.string()))
+
+
+def write_part_file(table: pa.Table, path: Path) -> None:
+    """``table`` (columns of ``FILE_SCHEMA``) as one part file at ``path``, fsync'ed: LZ4, one row group, the
+    schema version in the key-value metadata, a CRC32 per page. The caller renames it into ``traffic/``."""
+    with open(path, "wb") as f:  # created with the user's umask
+        with pq.ParquetWriter(f, table.schema, use_dictionary=_STRINGS, compression=COMPRESSION,
+                              store_schema=False, write_statistics=_STATISTICS,
+                              write_page_checksum=True) as writer:  # CRC32 per page: altered bytes show
+            writer.write_table(table, row_group_size=max(table.num_rows, 1))
+            writer.add_key_value_metadata(FILE_SCHEMA.metadata)  # the schema version
+        f.flush()
+        os.fsync(f.fileno())
 
 
 class TrafficRecorder:
@@ -390,14 +406,7 @@ class TrafficRecorder:
         final = self.directory / f"part-{self.seq:06d}.parquet"
         temp = self._temp_path(self.seq)
         try:
-            with open(temp, "wb") as f:  # created with the user's umask
-                with pq.ParquetWriter(f, table.schema, use_dictionary=_STRINGS, compression=COMPRESSION,
-                                      store_schema=False, write_statistics=_STATISTICS,
-                                      write_page_checksum=True) as writer:  # CRC32 per page: altered bytes show
-                    writer.write_table(table, row_group_size=max(table.num_rows, 1))
-                    writer.add_key_value_metadata(FILE_SCHEMA.metadata)  # the schema version
-                f.flush()
-                os.fsync(f.fileno())
+            write_part_file(table, temp)
             os.replace(temp, final)
         except OSError as err:  # a full disk: no partial temp file is left; the error names the part
             temp.unlink(missing_ok=True)
@@ -609,8 +618,14 @@ def _warn_if_v0(directory: Path) -> None:
     last = max((p for p in directory.glob("part-*.parquet") if _PART.match(p.name)), default=None)
     if last is not None and part_version(last)[0] == 0:
         warnings.warn(f"traffic logs in {str(directory)!r} are of schema v0 (an older distspike); the parts "
-                      f"added now are of v{SCHEMA_VERSION}: read_traffic reads both, but pandas, polars and DuckDB "
-                      f"read a directory of one version only", RuntimeWarning, stacklevel=3)
+                      f"added now are of v{SCHEMA_VERSION}: read_traffic reads both, pandas, pyarrow, polars and "
+                      f"DuckDB only after `{UPGRADE_COMMAND.format(run=directory.parent.parent)}`",
+                      RuntimeWarning, stacklevel=3)
+
+
+def v0_parts(run_dir) -> list[Path]:
+    """The run's part files of schema v0 (readable by ``read_traffic``; not by pandas, pyarrow, polars)."""
+    return [p for p in part_files(run_dir) if part_version(p)[0] == 0]
 
 
 def _footer_rows(path: Path) -> int | None:

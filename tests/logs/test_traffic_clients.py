@@ -1,6 +1,7 @@
 """A run's traffic dir reads directly in pandas, pyarrow, polars and DuckDB, with the same rows as
 ``read_traffic`` (also while a part is being written, and beside ``distspike-traffic --plot``'s
 figures); the docs' client example runs; run dirs of schema v0 read with ``read_traffic``."""
+import os
 import re
 import subprocess
 import sys
@@ -168,3 +169,76 @@ def test_an_unknown_schema_version_is_one_line(run_dir, tmp_path):
     with pytest.raises(TrafficError, match=r"schema version '7'.*reads versions 0 to 1") as err:
         read_traffic(run)
     assert str(part) in str(err.value) and "\n" not in str(err.value)
+
+
+# -- distspike-traffic --upgrade: v0 parts rewritten as v1, so every client reads the directory ----------------
+def v0_run(run_dir: Path, old: Path) -> Path:
+    """A v0 copy of ``run_dir`` as that version left it: ``plots/`` inside ``traffic/``, a v0 writer's temp."""
+    write_v0(read_traffic(run_dir), old)
+    (old / "traffic" / "plots").mkdir()
+    (old / "traffic" / "plots" / "actor_traffic.png").write_bytes(b"\x89PNG")
+    (part_files(old)[0].parent / ".part-000001.parquet.tmp").write_bytes(b"PAR1")
+    return old
+
+
+def test_upgrade_makes_a_v0_run_read_in_every_client(run_dir, tmp_path, capsys):
+    old = v0_run(run_dir, tmp_path / "old")
+    before = read_traffic(old)
+    assert cli.main([str(old)]) == 0
+    note = capsys.readouterr().err
+    assert "schema v0" in note and f"distspike-traffic --upgrade {old}" in note and note.count("\n") == 1
+    with pytest.raises(Exception):
+        pd.read_parquet(old / "traffic")  # the v0 clash, which the upgrade removes
+    assert cli.main(["--upgrade", str(old)]) == 0
+    line = capsys.readouterr().out
+    assert f"upgraded {len(part_files(old))} schema v0 traffic part(s) ({before.num_rows} rows)" in line
+    assert "moved traffic/plots" in line and (old / "plots" / "actor_traffic.png").is_file()
+    n = before.num_rows
+    assert client_rows(old / "traffic") == dict.fromkeys(client_rows(old / "traffic"), n)
+    after = read_traffic(old)
+    assert after.equals(before)  # every value, in the same order
+    assert {pq.read_metadata(p).metadata[VERSION_KEY.encode()] for p in part_files(old)} == {b"1"}
+    assert cli.main(["--upgrade", str(old)]) == 0 and "nothing to upgrade" in capsys.readouterr().out
+    assert cli.main([str(old)]) == 0 and "schema v0" not in capsys.readouterr().err
+
+
+def test_an_interrupted_upgrade_loses_nothing_and_finishes_when_rerun(run_dir, tmp_path, monkeypatch):
+    from distspike.logs import upgrade
+    old = v0_run(run_dir, tmp_path / "old")
+    before, real = read_traffic(old), os.replace
+    calls = []
+
+    def killed_after_one(src, dst):  # the process dies before the second part's rename
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(dst)
+        real(src, dst)
+
+    monkeypatch.setattr(upgrade.os, "replace", killed_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        upgrade.upgrade_run(old)
+    monkeypatch.setattr(upgrade.os, "replace", real)
+    assert len(upgrade.v0_parts(old)) == len(part_files(old)) - 1  # one part v1, the rest v0
+    assert key_rows(read_traffic(old)) == key_rows(before)  # the mixed directory reads, every row once
+    assert not list(old.glob(".traffic-upgrade.*"))  # the interrupted write removed its temp
+    left = old / ".traffic-upgrade.forward.1.0.part-000003.parquet.tmp"  # what a killed (SIGKILL) one leaves
+    left.write_bytes(b"PAR1")
+    done = upgrade.upgrade_run(old)
+    assert done.parts == len(part_files(old)) - 1 and done.current == 1 and done.temps_removed == 1
+    assert not left.exists()
+    assert key_rows(read_traffic(old)) == key_rows(before)
+    n = before.num_rows
+    assert client_rows(old / "traffic") == dict.fromkeys(client_rows(old / "traffic"), n)
+
+
+def test_upgrade_of_a_bad_dir_is_one_line_and_changes_nothing(run_dir, tmp_path, capsys):
+    assert cli.main(["--upgrade", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    old = v0_run(run_dir, tmp_path / "old")
+    foreign = part_files(old)[-1].parent / "part-000009.parquet"
+    pq.write_table(pa.table({"x": [1]}), foreign)
+    stamps = {p: p.read_bytes() for p in part_files(old)}
+    assert cli.main(["--upgrade", str(old)]) == 2
+    err = capsys.readouterr().err
+    assert str(foreign) in err and "nothing was upgraded" in err and err.count("\n") == 1
+    assert {p: p.read_bytes() for p in part_files(old)} == stamps
