@@ -1,7 +1,8 @@
 """In-process online training and prediction, side by side: distspike, the authors' engine, numpy MLPs.
 
     taskset -c 0 python benchmarks/bench_inprocess.py [--deepspike BUILD] [--configs 784-300-300-10:sgd,...]
-        [--first 500] [--n 5000] [--npred 1000] [--rounds 2] [--dtypes float64,float32] [--write]
+        [--first 500] [--n 5000] [--npred 1000] [--rounds 2] [--dtypes float64,float32]
+        [--baseline CHECKOUT [--baseline-dtypes float64]] [--write]
 
 For each configuration (net and rule), every contestant starts from the same initial weights
 (``init_weights(sizes, 0.01, seed 1234)`` rounded to float32, the precision the authors' engine takes
@@ -15,6 +16,9 @@ process that ran it):
 - the authors' engine (petered/DeepSpike, Java, float64) through ``benchmarks/anchors/DeepSpikeDriver.java``,
   when ``--deepspike BUILD`` names the output of ``benchmarks/anchors/build_deepspike.sh CHECKOUT BUILD``,
   with one more untimed run that counts its spikes; skipped (one line says so) otherwise;
+- with ``--baseline CHECKOUT`` (a source tree of another distspike commit, e.g. ``git archive COMMIT``),
+  that commit's distspike as ``distspike-base``: the same run in a child process that imports it
+  (``PYTHONPATH=CHECKOUT``), so a change is measured before and after, side by side, in one run;
 - a numpy ReLU MLP trained online with batch 1 (``ReluMLP.train_one``: plain matmuls), float64 and float32,
   BLAS single-threaded (threadpoolctl and ``OPENBLAS_NUM_THREADS=1``).
 
@@ -127,6 +131,33 @@ def run_distspike(fig: Figures, sizes, rule, dtype, weights, data, first, n) -> 
     fig.test_error = float(np.mean(np.argmax(scores, axis=1) != yp[:-50]))
 
 
+def run_baseline(fig: Figures, checkout: Path, sizes, rule, dtype, args) -> None:
+    """One round of ``run_distspike`` in a child process importing the distspike of ``checkout``."""
+    env = dict(os.environ, PYTHONPATH=str(checkout.resolve()))
+    cmd = [sys.executable, __file__, "--child", json.dumps([list(sizes), rule, dtype]), "--first", str(args.first),
+           "--n", str(args.n), "--npred", str(args.npred), "--data", str(args.data)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise SystemExit(f"bench_inprocess: the baseline child failed ({out.returncode}): {out.stderr[-1500:]}")
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    if Path(res["distspike"]).resolve() != (checkout / "distspike").resolve():
+        raise SystemExit(f"bench_inprocess: the baseline child imported {res['distspike']}, not {checkout}")
+    fig.best(res["train_cpu"], res["train_wall"], res["pred_cpu"])
+    fig.spikes, fig.passed, fig.test_error = res["spikes"], res["passed"], res["test_error"]
+
+
+def child(args) -> None:
+    """``--child``: one ``run_distspike`` round; its figures as one JSON line (``run_baseline``)."""
+    import distspike
+    sizes, rule, dtype = json.loads(args.child)
+    fig = Figures("child")
+    weights = start_weights(tuple(sizes))
+    run_distspike(fig, tuple(sizes), rule, dtype, weights, load(args), args.first, args.n)
+    print(json.dumps({"train_cpu": fig.train_cpu, "train_wall": fig.train_wall, "pred_cpu": fig.pred_cpu,
+                      "spikes": fig.spikes, "passed": fig.passed, "test_error": fig.test_error,
+                      "distspike": str(Path(distspike.__file__).parent)}))
+
+
 def run_numpy(fig: Figures, sizes, dtype, weights, data, first, n) -> None:
     """One round of the numpy ReLU MLP, online, batch 1 (``ReluMLP.train_one``)."""
     X, y, Xp, yp = data[dtype]
@@ -185,6 +216,8 @@ def run_config(sizes, rule, args, data, build) -> list[Figures]:
     """All contestants on one configuration, ``args.rounds`` rounds one after another."""
     weights = start_weights(sizes)
     figs = {f"distspike {dt}": Figures(f"distspike {dt}") for dt in args.dtypes}
+    if args.baseline is not None:
+        figs.update({f"distspike-base {dt}": Figures(f"distspike-base {dt}") for dt in args.baseline_dtypes})
     if build is not None:
         figs["DeepSpike float64"] = Figures("DeepSpike float64")
     if rule == "sgd":
@@ -195,7 +228,9 @@ def run_config(sizes, rule, args, data, build) -> list[Figures]:
         for r in range(args.rounds):
             for name, fig in figs.items():
                 dt = name.split()[1]
-                if name.startswith("distspike"):
+                if name.startswith("distspike-base"):
+                    run_baseline(fig, args.baseline, sizes, rule, dt, args)
+                elif name.startswith("distspike"):
                     run_distspike(fig, sizes, rule, dt, weights, data, args.first, args.n)
                 elif name.startswith("numpy"):
                     run_numpy(fig, sizes, dt, weights, data, args.first, args.n)
@@ -285,8 +320,18 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--deepspike", type=Path, default=None, help="build dir of the authors' engine")
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="source tree of another distspike commit, run beside this one as distspike-base")
+    ap.add_argument("--baseline-dtypes", default="float64", help="dtypes of the baseline contestant")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--write", action="store_true", help="write results/benchmarks.md section 'inprocess'")
     args = ap.parse_args()
+    if args.child is not None:
+        child(args)
+        return
+    args.baseline_dtypes = args.baseline_dtypes.split(",")
+    if args.baseline is not None and not (args.baseline / "distspike" / "__init__.py").is_file():
+        raise SystemExit(f"bench_inprocess: --baseline {args.baseline}: no distspike package there")
     args.dtypes = args.dtypes.split(",")
     build = find_build(args.deepspike)
     head = machine()

@@ -5,10 +5,10 @@
 
 Two nets from the same weights train MNIST samples ``0..first-1`` untimed, then ``first..first+n-1``:
 
-1. the plain net, with timing wrappers (``time.process_time_ns`` around each call) on the input and
-   target quantizers (``VectorQuantizer.steps``), the fused kernel call (``kernels/fused.py``) and the
-   shells. SGD updates (``sgd_outer_counts``, applied when a shell enters the next sample); what remains of
-   the sample is Python (scheduler, shells, arguments);
+1. the plain net, with timing wrappers (``time.process_time_ns`` around each call) on the fused kernel
+   call (``fused.herd_and_train``, which runs the input and target quantizers too) and the SGD updates
+   (``sgd_outer_counts``, applied when a shell enters the next sample); what remains of the sample is
+   Python (scheduler, shells, arguments);
 2. the same net with the fused kernel replaced by ``timed_train_sample`` below: the kernel's code with
    clock reads (``clock_gettime(CLOCK_MONOTONIC)`` through ctypes: wall time, so run it alone on its core) between its
    parts. It does the same work on the same state (it is checked to give the same weights), so its
@@ -40,7 +40,8 @@ import distspike.kernels.fused as fused  # noqa: E402
 from distspike.config import ModelConfig, NetConfig, RuntimeConfig, TrainingConfig  # noqa: E402
 from distspike.core.network import init_weights  # noqa: E402
 from distspike.kernels.fused import BWD_OUT, ERR_IN, ERR_PASSED, FWD_OUT, relu_delta, select_segments  # noqa: E402
-from distspike.kernels.herding import NO_UPDATE, UPDATE_AFTER, UPDATE_BEFORE, herd_rows, herd_segments  # noqa: E402
+from distspike.kernels.herding import (NO_UPDATE, UPDATE_AFTER, UPDATE_BEFORE, herd_rows_into,  # noqa: E402
+                                       herd_segments_into, herd_vector_steps, scratch)
 from distspike.kernels.updates import count_events, gate_and_update, launch_errors  # noqa: E402
 from distspike.runtime import make_net  # noqa: E402
 
@@ -50,7 +51,8 @@ _clock = _libc.clock_gettime
 _clock.argtypes = [ctypes.c_int, ctypes.c_void_p]
 _clock.restype = ctypes.c_int
 #: kernel parts, in ``timed_train_sample``'s accumulator order
-PARTS = ("forward: input counts (count_events)", "forward: herding layer 1", "forward: herding layer 2",
+PARTS = ("input herding (784 inputs x T, herd_vector_steps)", "target herding (herd_vector_steps)",
+         "forward: input counts (count_events)", "forward: herding layer 1", "forward: herding layer 2",
          "forward: herding layer 3", "held errors: counter and launch (launch_errors, roots)",
          "backward: delta = lr relu(c) per message (relu_delta)", "backward: gates + updates (gate_and_update)",
          "backward: passed-event selection (select_segments)", "backward: herding (herd_segments)",
@@ -82,13 +84,29 @@ def read_cost(n):
 
 
 @njit
-def timed_train_sample(acc, Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, in_sign, in_bounds, tg_idx,
-                       tg_sign, tg_bounds, counts, thresh, unit, lr, fractional, read_first, stats):
-    """``fused.train_sample`` without traffic rows, with the ns of each part (``PARTS``) added to ``acc``."""
+def timed_train_sample(acc, x, in_phi, in_total, neg_y, tg_phi, tg_total, steps, Ws, Ss, phis, cs, es, WTs, bphis,
+                       bcs, bes, counts, thresh, unit, lr, fractional, read_first, stats):
+    """``fused.herd_and_train`` without traffic rows, with the ns of each part (``PARTS``) added to ``acc``."""
     clk = np.zeros(2, np.int64)
+    t0 = _now(clk)
+    in_phi[:] = 0
+    in_total[:] = 0
+    in_idx, in_sign, in_bounds = herd_vector_steps(in_phi, in_total, x, steps, thresh, unit, True)
+    t1 = _now(clk)
+    tg_phi[:] = 0
+    tg_total[:] = 0
+    tg_idx, tg_sign, tg_bounds = herd_vector_steps(tg_phi, tg_total, neg_y, steps, thresh, unit, True)
+    _add(acc, 0, t1 - t0)
+    _add(acc, 1, _now(clk) - t1)
+    for t in range(steps):
+        stats[t, FWD_OUT, 0] += in_bounds[t + 1] - in_bounds[t]
     L = len(Ws)
     per_batch = NO_UPDATE if not fractional else UPDATE_AFTER if read_first else UPDATE_BEFORE
     none = np.zeros(2, np.int64)
+    width = 1
+    for l in range(L):
+        width = max(width, phis[l].shape[0], bphis[l].shape[0])
+    fsc0, fsc1, bsc = scratch(phis[0], width), scratch(phis[0], width), scratch(phis[0], width)
     for t in range(in_bounds.shape[0] - 1):
         idx = in_idx[in_bounds[t]:in_bounds[t + 1]]
         sign = in_sign[in_bounds[t]:in_bounds[t + 1]]
@@ -101,11 +119,15 @@ def timed_train_sample(acc, Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, 
                 count_events(bcs[l], idx, sign, 0)
             t1 = _now(clk)
             no_delta = np.zeros(0, Ws[l].dtype)
-            _, idx, sign, _ = herd_rows(Ws[l], phis[l], Ss[l], idx, sign, thresh, unit, False, 0, True,
-                                        no_delta, NO_UPDATE)
+            if l % 2 == 0:
+                _, idx, sign, _, fsc0 = herd_rows_into(Ws[l], phis[l], Ss[l], idx, sign, thresh, unit, False, 0, True,
+                                                       no_delta, NO_UPDATE, fsc0)
+            else:
+                _, idx, sign, _, fsc1 = herd_rows_into(Ws[l], phis[l], Ss[l], idx, sign, thresh, unit, False, 0, True,
+                                                       no_delta, NO_UPDATE, fsc1)
             t2 = _now(clk)
-            _add(acc, 0, t1 - t0)
-            _add(acc, 1 + min(l, 2), t2 - t1)
+            _add(acc, 2, t1 - t0)
+            _add(acc, 3 + min(l, 2), t2 - t1)
             stats[t, FWD_OUT, l + 1] += idx.shape[0]
         t0 = _now(clk)
         out_bounds = none.copy()
@@ -114,7 +136,7 @@ def timed_train_sample(acc, Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, 
         tb[0], tb[1] = tg_bounds[t], tg_bounds[t + 1]
         idx, sign, _ = launch_errors(counts, idx, sign, out_bounds, tg_idx, tg_sign, tb)
         bounds = np.arange(idx.shape[0] + 1).astype(np.int64)
-        _add(acc, 4, _now(clk) - t0)
+        _add(acc, 6, _now(clk) - t0)
         if idx.shape[0] == 0:
             continue
         for l in range(L - 1, -1, -1):
@@ -132,9 +154,9 @@ def timed_train_sample(acc, Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, 
             idx, sign, bounds = select_segments(idx, sign, bounds, mask)
             stats[t, ERR_PASSED, l + 1] += idx.shape[0]
             t3 = _now(clk)
-            _add(acc, 5, t1 - t0)
-            _add(acc, 6, t2 - t1)
-            _add(acc, 7, t3 - t2)
+            _add(acc, 7, t1 - t0)
+            _add(acc, 8, t2 - t1)
+            _add(acc, 9, t3 - t2)
             if l == 0 or idx.shape[0] == 0:
                 break
             t0 = _now(clk)
@@ -145,12 +167,13 @@ def timed_train_sample(acc, Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, 
             t2 = _now(clk)
             no_hist = np.zeros((0, bphis[l].shape[0]), WTs[l].dtype)
             no_rows = np.zeros(0, np.int64)
-            _, idx, sign, _, bounds = herd_segments(WTs[l], bphis[l], bphis[l], idx, sign, bounds, thresh, unit,
-                                                    True, 0, False, bdelta, NO_UPDATE, per_batch, no_hist, no_rows)
+            _, idx, sign, _, bounds, bsc = herd_segments_into(WTs[l], bphis[l], bphis[l], idx, sign, bounds, thresh,
+                                                              unit, True, 0, False, bdelta, NO_UPDATE, per_batch,
+                                                              no_hist, no_rows, bsc)
             t3 = _now(clk)
-            _add(acc, 5, t1 - t0)
-            _add(acc, 9, t2 - t1)
-            _add(acc, 8, t3 - t2)
+            _add(acc, 7, t1 - t0)
+            _add(acc, 11, t2 - t1)
+            _add(acc, 10, t3 - t2)
             stats[t, BWD_OUT, l + 1] += idx.shape[0]
 
 
@@ -180,22 +203,18 @@ def python_breakdown(args, weights, X, y) -> tuple[dict, object]:
     net = make(args, weights)
     for k in range(args.first):
         net.train_sample(X[k], y[k])
-    clocks = {name: Clock() for name in ("input herding (784 inputs x T, herd_vector_steps)",
-                                         "target herding (herd_vector_steps)", "fused kernel call",
+    clocks = {name: Clock() for name in ("fused kernel call (input and target herding included)",
                                          "SGD updates (sgd_outer_counts, 5 shells)")}
-    c_in, c_tg, c_k, c_sgd = clocks.values()
-    steps = modules.VectorQuantizer.steps
-    n_in = args.sizes[0]
-    modules.VectorQuantizer.steps = lambda self, v, T: (c_in if v.shape[0] == n_in else c_tg).wrap(steps)(self, v, T)
-    kernel, sgd = fused.train_sample, modules.sgd_outer_counts
-    fused.train_sample, modules.sgd_outer_counts = c_k.wrap(kernel), c_sgd.wrap(sgd)
+    c_k, c_sgd = clocks.values()
+    kernel, sgd = fused.herd_and_train, modules.sgd_outer_counts
+    fused.herd_and_train, modules.sgd_outer_counts = c_k.wrap(kernel), c_sgd.wrap(sgd)
     try:
         t0 = time.process_time_ns()
         for k in range(args.first, args.first + args.n):
             net.train_sample(X[k], y[k])
         total = time.process_time_ns() - t0
     finally:
-        modules.VectorQuantizer.steps, fused.train_sample, modules.sgd_outer_counts = steps, kernel, sgd
+        fused.herd_and_train, modules.sgd_outer_counts = kernel, sgd
     out = {name: c.ns / args.n for name, c in clocks.items()}
     out["Python: scheduler, shells, arguments (the rest)"] = total / args.n - sum(out.values())
     out["total per sample"] = total / args.n
@@ -208,12 +227,12 @@ def kernel_breakdown(args, weights, X, y, reference) -> tuple[dict, float]:
     acc = np.zeros((2, len(PARTS)), np.int64)
 
     def twin(*a):
-        timed_train_sample(acc, *a[:-3])
-        return a[-3], a[-2]
+        timed_train_sample(acc, *a[:-6])  # up to ``stats``: no traffic rows, constant step_lr, no penalty
+        return a[-6], a[-5]
     for k in range(args.first):
         net.train_sample(X[k], y[k])
-    kernel = fused.train_sample
-    fused.train_sample = twin
+    kernel = fused.herd_and_train
+    fused.herd_and_train = twin
     try:
         net.train_sample(X[args.first], y[args.first])  # compiles the twin (untimed)
         acc[:] = 0
@@ -222,7 +241,7 @@ def kernel_breakdown(args, weights, X, y, reference) -> tuple[dict, float]:
             net.train_sample(X[k], y[k])
         total = (time.process_time_ns() - t0) / (args.n - 1)
     finally:
-        fused.train_sample = kernel
+        fused.herd_and_train = kernel
     for a, b in zip(net.weights(), reference.weights()):
         if not np.array_equal(a, b):
             raise SystemExit("bench_profile: the timed twin of the kernel did not give the same weights")
@@ -249,11 +268,11 @@ def main() -> None:
     weights = init_weights(args.sizes, 0.01, 1234)
     py, net = python_breakdown(args, weights, X, y)
     parts, twin_total, cost = kernel_breakdown(args, weights, X, y, net)
-    kernel = py["fused kernel call"]
+    kernel = py["fused kernel call (input and target herding included)"]
     lines = ["| part | µs per sample | share of the sample |", "|---|---:|---:|"]
     for name, ns in py.items():
         lines.append(f"| {name} | {ns / 1e3:.1f} | {100 * ns / py['total per sample']:.1f} % |")
-        if name == "fused kernel call":
+        if name.startswith("fused kernel call"):
             for p, v in parts.items():
                 lines.append(f"| &nbsp;&nbsp; kernel: {p} | {v / 1e3:.1f} | {100 * v / py['total per sample']:.1f} % |")
             rest = kernel - sum(parts.values())

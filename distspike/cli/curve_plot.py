@@ -1,8 +1,16 @@
-"""``RUN_DIR/curve.png``: the learning curve of ``curve.csv`` as a figure, redrawn after every epoch."""
+"""``RUN_DIR/curve.png``: the learning curve of ``curve.csv`` as a figure, redrawn after every epoch.
+
+The figure is drawn by a short-lived child process (``python -m distspike.cli.curve_plot PNG``,
+the rows as JSON on its standard input), so the training process never imports matplotlib
+(about 31 MiB it would keep for the rest of the run; issue 21's memory target).
+"""
 from __future__ import annotations
 
+import json
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 log = logging.getLogger("distspike.train")
@@ -37,6 +45,14 @@ def write(run_dir: Path, rows: list[dict]) -> None:
     if not rows:
         return
     try:
-        draw(rows, Path(run_dir) / CURVE_PNG)
+        out = subprocess.run([sys.executable, "-m", "distspike.cli.curve_plot", str(Path(run_dir) / CURVE_PNG)],
+                             input=json.dumps(rows, default=float), capture_output=True, text=True, timeout=300)
+        if out.returncode != 0:
+            lines = out.stderr.strip().splitlines()
+            raise RuntimeError(lines[-1] if lines else f"the plotting process exited with {out.returncode}")
     except Exception as ex:  # noqa: BLE001 - the figure is a convenience; curve.csv has the numbers
         log.warning("could not draw %s (%s: %s); the numbers are in curve.csv", CURVE_PNG, type(ex).__name__, ex)
+
+
+if __name__ == "__main__":  # the child of ``write``
+    draw(json.load(sys.stdin), Path(sys.argv[1]))

@@ -104,13 +104,13 @@ class Scheduler:
         ``sample`` only label the messages (traffic logs).
         """
         self.backend.set_position(epoch, sample, 0, True)
+        self.counter.reset()
+        if self.fused:  # the kernel resets and runs the input and target quantizers itself
+            self._train_sample_fused(x, neg_y)
+            return
         self.inp.reset()
         self.tgt.reset()
-        self.counter.reset()
         targets = self.tgt.steps(neg_y, self.T)
-        if self.fused:
-            self._train_sample_fused(x, targets)
-            return
         if self.compiled and self.trace is None:
             self.backend.train_compiled(self._emit_inputs(x), targets, self.T, self.sample_wide)
             return
@@ -139,16 +139,17 @@ class Scheduler:
                 self._root(("gate", self.L, roots))
         self._end_sample()
 
-    def _train_sample_fused(self, x: np.ndarray, targets: Segments) -> None:
-        """The step-by-step schedule below, run inside one kernel (``kernels/fused.py``)."""
-        inputs = self._emit_inputs(x, record=False)
+    def _train_sample_fused(self, x: np.ndarray, neg_y: np.ndarray) -> None:
+        """The step-by-step schedule below, input and target quantizers included, run inside one
+        kernel (``kernels/fused.py``)."""
         tr = self.cfg.training
-        stats = self.backend.train_fused(inputs, targets, self.counter.counts, self.num, tr.fractional, tr.read_first)
+        stats = self.backend.train_fused(x, neg_y, self.inp, self.tgt, self.T, self.counter.counts, self.num,
+                                         tr.fractional, tr.read_first)
+        self.input_spikes += int(stats[:, 0, 0].sum())
         if self.trace is None:
             return
-        sizes = inputs.sizes()
         for t in range(self.T):
-            self.trace.append((t, "input", 0, int(sizes[t])))
+            self.trace.append((t, "input", 0, int(stats[t, 0, 0])))
             for layer in range(1, self.L + 1):
                 self.trace.append((t, "fwd", layer, int(stats[t, 0, layer])))
             for layer in range(self.L, 0, -1):

@@ -39,7 +39,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from distspike.kernels.herding import NO_UPDATE, UPDATE_AFTER, UPDATE_BEFORE, herd_rows, herd_segments
+from distspike.kernels.herding import (NO_UPDATE, UPDATE_AFTER, UPDATE_BEFORE, herd_rows_into, herd_segments_into,
+                                       herd_vector_steps, scratch)
 from distspike.kernels.traffic import BACKWARD, SENT_BATCH, SENT_MASK, SENT_NONE, put_message_row
 from distspike.kernels.updates import count_events, gate_and_update, launch_errors, penalize_columns, update_rows
 
@@ -223,6 +224,12 @@ def train_sample(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, in_sign, in
     none = np.zeros(2, np.int64)
     no_mask = np.zeros(0, np.bool_)
     n = log_start
+    # herders' buffers, allocated once per sample: layer l's forward output sits in ``fsc[l % 2]`` until
+    # layer l + 1 has read it; the backward herders' output is copied (select_segments) before the next one runs
+    width = 1
+    for l in range(L):
+        width = max(width, phis[l].shape[0], bphis[l].shape[0])
+    fsc0, fsc1, bsc = scratch(phis[0], width), scratch(phis[0], width), scratch(phis[0], width)
     for t in range(in_bounds.shape[0] - 1):
         idx = in_idx[in_bounds[t]:in_bounds[t + 1]]
         sign = in_sign[in_bounds[t]:in_bounds[t + 1]]
@@ -238,8 +245,12 @@ def train_sample(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, in_sign, in
                 if l >= 1:
                     count_events(bcs[l], idx, sign, 0)
                 no_delta = np.zeros(0, Ws[l].dtype)
-                _, idx, sign, _ = herd_rows(Ws[l], phis[l], Ss[l], idx, sign, thresh, unit, False, 0, True,
-                                            no_delta, NO_UPDATE)
+                if l % 2 == 0:
+                    _, idx, sign, _, fsc0 = herd_rows_into(Ws[l], phis[l], Ss[l], idx, sign, thresh, unit, False, 0,
+                                                           True, no_delta, NO_UPDATE, fsc0)
+                else:
+                    _, idx, sign, _, fsc1 = herd_rows_into(Ws[l], phis[l], Ss[l], idx, sign, thresh, unit, False, 0,
+                                                           True, no_delta, NO_UPDATE, fsc1)
                 stats[t, FWD_OUT, l + 1] += idx.shape[0]
                 if penalized:
                     pen = relu_delta(cs[l], penalty_lr, np.empty(cs[l].shape[0], Ws[l].dtype))
@@ -291,8 +302,9 @@ def train_sample(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, in_sign, in
             no_hist = np.zeros((0, bphis[l].shape[0]), WTs[l].dtype)
             no_rows = np.zeros(0, np.int64)
             seg_in = bounds
-            _, idx, sign, _, bounds = herd_segments(WTs[l], bphis[l], bphis[l], idx, sign, bounds, thresh, unit,
-                                                    True, 0, False, bdelta, NO_UPDATE, per_batch, no_hist, no_rows)
+            _, idx, sign, _, bounds, bsc = herd_segments_into(WTs[l], bphis[l], bphis[l], idx, sign, bounds, thresh,
+                                                              unit, True, 0, False, bdelta, NO_UPDATE, per_batch,
+                                                              no_hist, no_rows, bsc)
             stats[t, BWD_OUT, l + 1] += idx.shape[0]
             if log_mode != LOG_OFF:
                 for p in range(bounds.shape[0] - 1):
@@ -300,3 +312,27 @@ def train_sample(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, in_sign, in
                     n = log_row(log, n, L + l - 1, BACKWARD_FORM, t, seg_in[p + 1] - seg_in[p],
                                      n_positive(sign[a:b], no_mask), b - a, 1)
     return log, n
+
+
+@njit(cache=True, nogil=True)
+def herd_and_train(x, in_phi, in_total, neg_y, tg_phi, tg_total, steps, Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes,
+                   counts, thresh, unit, lr, fractional, read_first, stats, log, log_start, log_mode, step_lr,
+                   penalty_lr, penalized):
+    """``train_sample`` with the input and target quantizers run in the same call (Alg. 1, Alg. 8).
+
+    Both quantizers start the sample from zero (``VectorQuantizer.reset``) and herd all
+    ``steps`` steps of ``x`` and ``neg_y`` up front (``herd_vector_steps``: their spikes
+    depend on nothing else), exactly as ``VectorQuantizer.steps`` does from Python; the
+    input spikes of step ``t`` are added to ``stats[t, FWD_OUT, 0]``. Returns ``(log, rows)``.
+    """
+    in_phi[:] = 0
+    in_total[:] = 0
+    tg_phi[:] = 0
+    tg_total[:] = 0
+    in_idx, in_sign, in_bounds = herd_vector_steps(in_phi, in_total, x, steps, thresh, unit, True)
+    tg_idx, tg_sign, tg_bounds = herd_vector_steps(tg_phi, tg_total, neg_y, steps, thresh, unit, True)
+    for t in range(steps):
+        stats[t, FWD_OUT, 0] += in_bounds[t + 1] - in_bounds[t]
+    return train_sample(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, in_sign, in_bounds, tg_idx, tg_sign,
+                        tg_bounds, counts, thresh, unit, lr, fractional, read_first, stats, log, log_start, log_mode,
+                        step_lr, penalty_lr, penalized)

@@ -61,7 +61,10 @@ def _fire_order_into(pots, order):
     """
     n = pots.shape[0]
     if n > 32:
-        order[:n] = _fire_order(pots, pots)
+        if order.shape[0] >= 2 * n:  # room for the merge's scratch: no allocation
+            _merge_order(pots, order, n)
+        else:
+            order[:n] = _fire_order(pots, pots)
         return
     for i in range(n):
         key = abs(pots[i])
@@ -70,6 +73,48 @@ def _fire_order_into(pots, order):
             order[j] = order[j - 1]
             j -= 1
         order[j] = i
+
+
+@njit(cache=True)
+def _merge_order(pots, order, n):
+    """``order[:n]`` = ``_fire_order(pots, .)`` by a stable merge sort; ``order[n:2n]`` is its scratch.
+
+    Runs of 16 are placed by insertion sort, then merged pairwise; an element of the
+    right run goes first only if its ``|pot|`` is strictly larger (stable, as the mergesort).
+    """
+    run = 16
+    for lo in range(0, n, run):
+        for i in range(lo, min(lo + run, n)):
+            key = abs(pots[i])
+            j = i
+            while j > lo and abs(pots[order[j - 1]]) < key:
+                order[j] = order[j - 1]
+                j -= 1
+            order[j] = i
+    src, dst, width = 0, n, run
+    while width < n:
+        for lo in range(0, n, 2 * width):
+            mid, hi = min(lo + width, n), min(lo + 2 * width, n)
+            i, j, k = lo, mid, lo
+            while i < mid and j < hi:
+                if abs(pots[order[src + j]]) > abs(pots[order[src + i]]):
+                    order[dst + k] = order[src + j]
+                    j += 1
+                else:
+                    order[dst + k] = order[src + i]
+                    i += 1
+                k += 1
+            while i < mid:
+                order[dst + k] = order[src + i]
+                i += 1
+                k += 1
+            while j < hi:
+                order[dst + k] = order[src + j]
+                j += 1
+                k += 1
+        src, dst, width = dst, src, 2 * width
+    if src != 0:
+        order[:n] = order[n:2 * n]
 
 
 @njit(cache=True)
@@ -99,8 +144,8 @@ def _fire_candidates(phi, cand, m, thresh, unit, signed, tmp_pot, tmp_idx, order
     if need > tmp_pot.shape[0]:
         tmp_pot = _grow(tmp_pot, need)
         tmp_idx = _grow(tmp_idx, need)
-    if need > order.shape[0]:
-        order = _grow(order, need)
+    if 2 * need > order.shape[0]:  # the firing order and the merge's scratch
+        order = _grow(order, 2 * need)
     n = _fire_fill(phi, cand, m, thresh, unit, signed, tmp_pot, tmp_idx)
     _fire_order_into(tmp_pot[:n], order)
     return n, order, tmp_pot, tmp_idx
@@ -278,31 +323,26 @@ def _add_row(phi, acc, row, s, thresh, signed, cand, track_acc):
 
 
 @njit(cache=True)
-def herd_rows(mat, phi, acc, in_idx, in_sign, thresh, unit, signed, lo, track_acc, delta, update):
-    """Event-driven stream herding of the rows ``s_k * mat[i_k]`` (Alg. 6/7, eq. 4).
+def scratch(phi, width):
+    """Work and output buffers of ``herd_rows_into`` for herders of at most ``width`` units.
 
-    For each input event ``k`` in order: ``phi <- phi + s_k * mat[i_k, :]`` (and the
-    running sum ``acc`` likewise when ``track_acc``), then fire every spike the
-    argmax loop fires *after this event* (semantics.md: herding after every row,
-    so a unit may fire on a positive partial sum, paper eq. 12). Rectified for the
-    forward quantizers, signed for the backward ones (columns of ``W`` are rows of
-    its transposed replica). ``update`` (depth-first order of updater and backward
-    weights): the FSGD step ``mat[i_k] -= s_k * delta`` (eq. 7) of each event is
-    applied just before (``UPDATE_BEFORE``) or just after (``UPDATE_AFTER``) row
-    ``i_k`` is read; ``NO_UPDATE``: none. Returns ``(off, idx, sign, pot)``.
+    ``(cand, tmp_pot, tmp_idx, order, out_off, out_idx, out_sign, out_pot)``; the kernels
+    grow them by doubling and return the grown tuple, so one tuple serves many calls.
     """
-    nb = phi.shape[0]
-    cand = np.empty(nb, np.int64)
-    cap = _FIRE_CAP
-    out_off = np.empty(cap, np.int32)
-    out_idx = np.empty(cap, np.int32)
-    out_sign = np.empty(cap, np.int8)
-    out_pot = np.empty(cap, phi.dtype)
-    tmp_pot = np.empty(16, phi.dtype)
-    tmp_idx = np.empty(16, np.int32)
-    order = np.empty(16, np.int64)
-    n_out = 0
-    for k in range(in_idx.shape[0]):
+    return (np.empty(width, np.int64), np.empty(16, phi.dtype), np.empty(16, np.int32), np.empty(32, np.int64),
+            np.empty(_FIRE_CAP, np.int32), np.empty(_FIRE_CAP, np.int32), np.empty(_FIRE_CAP, np.int8),
+            np.empty(_FIRE_CAP, phi.dtype))
+
+
+@njit(cache=True)
+def _herd_events(mat, phi, acc, in_idx, in_sign, a, b, thresh, unit, signed, lo, track_acc, delta, update, sc,
+                 n_out):
+    """Events ``a..b-1`` of ``herd_rows`` appended to ``sc``'s outputs from row ``n_out`` on; ``(n_out, sc)``.
+
+    ``off`` of a spike is the position ``k`` of its event in ``in_idx``.
+    """
+    cand, tmp_pot, tmp_idx, order, out_off, out_idx, out_sign, out_pot = sc
+    for k in range(a, b):
         if update == UPDATE_BEFORE:
             update_row(mat, delta, in_idx[k], in_sign[k])
         m = _add_row(phi, acc, mat[in_idx[k]], in_sign[k], thresh, signed, cand, track_acc)
@@ -317,7 +357,34 @@ def herd_rows(mat, phi, acc, in_idx, in_sign, thresh, unit, signed, lo, track_ac
             out_sign = _grow(out_sign, n_out + n)
             out_pot = _grow(out_pot, n_out + n)
         n_out = _emit(out_off, out_idx, out_sign, out_pot, n_out, k, order, tmp_pot, tmp_idx, n, lo)
-    return out_off[:n_out], out_idx[:n_out], out_sign[:n_out], out_pot[:n_out]
+    return n_out, (cand, tmp_pot, tmp_idx, order, out_off, out_idx, out_sign, out_pot)
+
+
+@njit(cache=True)
+def herd_rows(mat, phi, acc, in_idx, in_sign, thresh, unit, signed, lo, track_acc, delta, update):
+    """Event-driven stream herding of the rows ``s_k * mat[i_k]`` (Alg. 6/7, eq. 4).
+
+    For each input event ``k`` in order: ``phi <- phi + s_k * mat[i_k, :]`` (and the
+    running sum ``acc`` likewise when ``track_acc``), then fire every spike the
+    argmax loop fires *after this event* (semantics.md: herding after every row,
+    so a unit may fire on a positive partial sum, paper eq. 12). Rectified for the
+    forward quantizers, signed for the backward ones (columns of ``W`` are rows of
+    its transposed replica). ``update`` (depth-first order of updater and backward
+    weights): the FSGD step ``mat[i_k] -= s_k * delta`` (eq. 7) of each event is
+    applied just before (``UPDATE_BEFORE``) or just after (``UPDATE_AFTER``) row
+    ``i_k`` is read; ``NO_UPDATE``: none. Returns ``(off, idx, sign, pot)``.
+    """
+    off, idx, sign, pot, _ = herd_rows_into(mat, phi, acc, in_idx, in_sign, thresh, unit, signed, lo, track_acc,
+                                            delta, update, scratch(phi, phi.shape[0]))
+    return off, idx, sign, pot
+
+
+@njit(cache=True)
+def herd_rows_into(mat, phi, acc, in_idx, in_sign, thresh, unit, signed, lo, track_acc, delta, update, sc):
+    """``herd_rows`` in the buffers ``sc`` (``scratch``); ``(off, idx, sign, pot, sc)``, views of ``sc``'s."""
+    n, sc = _herd_events(mat, phi, acc, in_idx, in_sign, 0, in_idx.shape[0], thresh, unit, signed, lo, track_acc,
+                         delta, update, sc, 0)
+    return sc[4][:n], sc[5][:n], sc[6][:n], sc[7][:n], sc
 
 
 @njit(cache=True)
@@ -334,45 +401,33 @@ def herd_segments(mat, phi, acc, in_idx, in_sign, bounds, thresh, unit, signed, 
     sums after each time step, for the gates of sample-wide messages). Returns
     ``(off, idx, sign, pot, out_bounds)``; ``off`` indexes the concatenated input.
     """
+    off, idx, sign, pot, out_bounds, _ = herd_segments_into(mat, phi, acc, in_idx, in_sign, bounds, thresh, unit,
+                                                            signed, lo, track_acc, delta, update, seg_update,
+                                                            acc_hist, hist_rows, scratch(phi, phi.shape[0]))
+    return off, idx, sign, pot, out_bounds
+
+
+@njit(cache=True)
+def herd_segments_into(mat, phi, acc, in_idx, in_sign, bounds, thresh, unit, signed, lo, track_acc, delta, update,
+                       seg_update, acc_hist, hist_rows, sc):
+    """``herd_segments`` in the buffers ``sc`` (``scratch``): no allocation per segment; ``(..., sc)``."""
     n_parts = bounds.shape[0] - 1
     out_bounds = np.zeros(n_parts + 1, np.int64)
-    o_off = np.empty(_FIRE_CAP, np.int32)
-    o_idx = np.empty(_FIRE_CAP, np.int32)
-    o_sign = np.empty(_FIRE_CAP, np.int8)
-    o_pot = np.empty(_FIRE_CAP, phi.dtype)
     n = 0
     for p in range(n_parts):
         a, b = bounds[p], bounds[p + 1]
         if seg_update == UPDATE_BEFORE:
             for k in range(a, b):
                 update_row(mat, delta, in_idx[k], in_sign[k])
-        off, idx, sign, pot = herd_rows(mat, phi, acc, in_idx[a:b], in_sign[a:b], thresh, unit, signed, lo,
-                                        track_acc, delta, update)
+        n, sc = _herd_events(mat, phi, acc, in_idx, in_sign, a, b, thresh, unit, signed, lo, track_acc, delta,
+                             update, sc, n)
         if seg_update == UPDATE_AFTER:
             for k in range(a, b):
                 update_row(mat, delta, in_idx[k], in_sign[k])
-        m = off.shape[0]
-        if n + m > o_off.shape[0]:
-            o_off = _grow(o_off, n + m)
-            o_idx = _grow(o_idx, n + m)
-            o_sign = _grow(o_sign, n + m)
-            o_pot = _grow(o_pot, n + m)
-        _append(o_off, o_idx, o_sign, o_pot, n, off, idx, sign, pot, a)
-        n += m
         out_bounds[p + 1] = n
         if acc_hist.shape[0] > 0:
             acc_hist[hist_rows[p], :] = acc
-    return o_off[:n], o_idx[:n], o_sign[:n], o_pot[:n], out_bounds
-
-
-@njit(cache=True)
-def _append(o_off, o_idx, o_sign, o_pot, n, off, idx, sign, pot, a):
-    """``o_*[n:n+m] = (off + a, idx, sign, pot)`` (buffers already large enough)."""
-    for r in range(off.shape[0]):
-        o_off[n + r] = off[r] + a
-        o_idx[n + r] = idx[r]
-        o_sign[n + r] = sign[r]
-        o_pot[n + r] = pot[r]
+    return sc[4][:n], sc[5][:n], sc[6][:n], sc[7][:n], out_bounds, sc
 
 
 @njit(cache=True)

@@ -36,25 +36,29 @@ class LocalBackend:
         return all(len(s) == 1 for s in (*self.fq.values(), *self.bq.values())) and \
             all(sh.recorder is None or hasattr(sh.recorder, "take") for sh in shells)
 
-    def train_fused(self, inputs: Segments, targets: Segments, counts: np.ndarray, num, fractional: bool,
-                    read_first: bool) -> np.ndarray:
+    def train_fused(self, x: np.ndarray, neg_y: np.ndarray, inp, tgt, steps: int, counts: np.ndarray, num,
+                    fractional: bool, read_first: bool) -> np.ndarray:
         """A whole SGD/FSGD training sample in one compiled call (``kernels/fused.py``).
 
-        Every shell enters the sample first (a shard may enter earlier than its first
-        message would make it; entering is idempotent and order-free between shards).
-        With traffic recorders the kernel also fills the sample's message table, whose
-        rows are appended for all actors at once (``SampleRows``).
-        Returns the per-step spike totals ``(T, 4, L+1)`` and adds them to the shells' counters.
+        The call also runs the input and target quantizers ``inp`` and ``tgt``
+        (``VectorQuantizer``: reset, then ``steps`` steps of ``x`` and ``neg_y``,
+        ``fused.herd_and_train``). Every shell enters the sample first (a shard may
+        enter earlier than its first message would make it; entering is idempotent and
+        order-free between shards). With traffic recorders the kernel also fills the
+        sample's message table, whose rows are appended for all actors at once (``SampleRows``).
+        Returns the per-step spike totals ``(T, 4, L+1)`` (``[:, 0, 0]``: input spikes) and
+        adds them to the shells' counters.
         """
         from distspike.kernels import fused
         for _, shell in self._shells:
             shell._enter()
         if self._fused_state is None:
             self._fused_state = self._fused_lists()
+            self._step_lr = np.array(num.step_lr, num.dtype)
             # actor ``a`` of the kernel's traffic rows: forward quantizers of layers 1..L, backward ones of 2..L
             self._fused_actors = [self.fq[l][0] for l in sorted(self.fq)] + [self.bq[l][0] for l in sorted(self.bq)]
         L = len(self.fq)
-        stats = np.zeros((inputs.n_parts, 4, L + 1), np.int64)
+        stats = np.zeros((steps, 4, L + 1), np.int64)
         first = self.fq[1][0]
         logging = first.recorder is not None and first.recorder.keeps(first.position[1])
         # SGD's per-message path sends a whole sample per message (``Scheduler._train_sample_wide``)
@@ -69,11 +73,10 @@ class LocalBackend:
             log, start = self._no_log, 0
         t0 = time.perf_counter_ns()
         try:
-            log, rows = fused.train_sample(
-                *self._fused_state, inputs.batch.idx, inputs.batch.sign, inputs.bounds, targets.batch.idx,
-                targets.batch.sign, targets.bounds, counts, num.thresh, num.unit, num.lr, fractional, read_first,
-                stats, log, start, mode, np.array(num.step_lr, num.dtype), num.penalty_lr,
-                first.module.spec.penalized)
+            log, rows = fused.herd_and_train(
+                x, inp.phi, inp.total, neg_y, tgt.phi, tgt.total, steps, *self._fused_state, counts, num.thresh,
+                num.unit, num.lr, fractional, read_first, stats, log, start, mode, self._step_lr,
+                num.penalty_lr, first.module.spec.penalized)
         except OverflowError as err:
             raise OverflowError(f"fused in-process sample at {first.position}: {err}") from None
         if logging:  # the sample's compute time is split evenly over its rows, of all actors

@@ -126,3 +126,16 @@ def test_firing_order_into_a_buffer_is_the_stable_sort(n):
         order = np.full(n + 3, -1, np.int64)
         _fire_order_into(pots, order)
         np.testing.assert_array_equal(order[:n], _fire_order(pots, pots))
+
+
+@pytest.mark.parametrize("n", [33, 48, 100, 257])
+def test_firing_order_merge_with_scratch_is_the_stable_sort(n):
+    """With room for a scratch (``2n``), many spikes are ordered by the allocation-free merge sort: the same
+    permutation as the mergesort, ties of equal |potential| (also of opposite signs) in their listed order."""
+    from distspike.kernels.herding import _fire_order, _fire_order_into
+    rng = np.random.default_rng(n)
+    for _ in range(20):
+        pots = rng.choice([0.75, -0.75, 1.5, -1.25, 2.0, 0.625], n) + rng.integers(0, 2, n) * rng.random(n)
+        order = np.full(2 * n, -1, np.int64)
+        _fire_order_into(pots, order)
+        np.testing.assert_array_equal(order[:n], _fire_order(pots, pots))
