@@ -83,7 +83,7 @@ def test_import_distspike_is_light_and_net_needs_no_ray():
 @pytest.mark.parametrize("options", [dict(rule="sgd", routing="bfs"),
                                      dict(rule="fsgd", routing="dfs", shards=2, dtype="int", eta=0.01)])
 def test_local_and_ray_nets_give_identical_weights(ray_cluster, digits, options):
-    x, y = digits.x_train[:80], digits.y_train[:80]
+    x, y = digits.x_train[:40], digits.y_train[:40]
     shards = options.pop("shards", 1)
     with distspike.Net(SIZES, runtime="local", seed=3, w_init=0.1, **options) as local, \
             distspike.Net(SIZES, runtime="ray", shards=shards, seed=3, w_init=0.1, **options) as on_ray:

@@ -207,7 +207,7 @@ def train_on(address: str, tmp_path: Path, env: dict) -> str | None:
     run_dir = tmp_path / "run"
     cmd = [str(Path(sys.executable).with_name("distspike-train")), "runtime=ray_cluster",
            f"runtime.address={address}", "data=digits", "model=digits_small", "training.epochs=1",
-           "data.n_train=200", "data.n_test=100", "eval_train=20", "placement=two_nodes", "logging=off",
+           "data.n_train=50", "data.n_test=20", "eval_train=20", "placement=two_nodes", "logging=off",
            f"hydra.run.dir={run_dir}"]
     res = subprocess.run(cmd, env={**env, "DISTSPIKE_DATA": str(tmp_path)}, capture_output=True, text=True,
                          timeout=180)

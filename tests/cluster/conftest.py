@@ -27,16 +27,43 @@ def needs_rig():
         pytest.skip(f"emulated cluster unavailable: {why}")
 
 
-@pytest.fixture(scope="module")
+#: the started rig of this session, or None (see ``pytest_runtest_teardown``)
+_started: dict = {}
+
+
+@pytest.fixture(scope="session")
 def rig():
-    """A started 3-node rig: ``.dir``, ``.address``, ``.state`` (the rig's state file)."""
+    """A started 3-node rig: ``.dir``, ``.address``, ``.state`` (the rig's state file).
+
+    One rig for every test of this directory (a start costs ~17 s of a 2-core CI run): it is
+    stopped after the directory's last test (``pytest_runtest_teardown``), or at the end of the
+    session, also when a test fails. Tests that damage a node restart it (``damaged`` in
+    test_node_loss.py), so they leave the rig as they found it."""
     needs_rig()
     emulated.stop(RIG_DIR, grace_s=1.0)  # a stale rig of a crashed session
     address = emulated.start(RIG_DIR, NODES)
+    _started["dir"] = RIG_DIR
     try:
         yield SimpleNamespace(dir=RIG_DIR, address=address, state=emulated.Rig.load(RIG_DIR).state)
     finally:
+        _stop_rig()
+
+
+def _stop_rig() -> None:
+    if _started.pop("dir", None):
         emulated.stop(RIG_DIR, grace_s=2.0)
+
+
+@pytest.hookimpl(trylast=True)  # after the test's own fixtures are torn down (``damaged`` restarts nodes)
+def pytest_runtest_teardown(item, nextitem):
+    """Stop the shared rig once no later test of this directory can use it (its idle Ray nodes
+    would otherwise take CPU from the rest of the session)."""
+    if not _started:
+        return
+    here, items = Path(__file__).parent, item.session.items
+    later = items[items.index(item) + 1:] if item in items else [nextitem] if nextitem else []
+    if not any(here in Path(i.path).parents for i in later):
+        _stop_rig()
 
 
 def final_layers(run_dir: Path, epoch: int = 1) -> dict[str, np.ndarray]:

@@ -28,7 +28,7 @@ def _cfg(rule="fsgd", dtype="float64", column_read="before_update"):
                      TrainingConfig(rule=rule, steps=5, eta=0.25, column_read=column_read), seed=7)
 
 
-def _data(n=6):
+def _data(n=3):  # a compiled sample costs seconds on 2 cores (every actor of the graph busy-waits)
     rng = np.random.default_rng(0)
     return rng.uniform(0, 1, (n, SIZES[0])), rng.integers(0, SIZES[-1], n)
 
