@@ -172,7 +172,11 @@ def refresh_readme(readme: Path, results: Path) -> int:
 
 
 def print_table(out: Path, name: str, columns: str) -> None:
-    """Print the README marker and table of ``out/name`` (to paste into results/README.md)."""
+    """Print the README marker and table of ``out/name`` (to paste into results/README.md); one line
+    instead when no run has completed yet, so the CSV does not exist."""
+    if not (out / name).is_file():
+        print(f"{out / name}: no completed runs yet, so no table; rerun the command once they finish")
+        return
     print(f"<!-- table: {name} columns={columns} -->")
     print(render_table(read_csv(out / name), columns))
 
