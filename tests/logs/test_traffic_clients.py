@@ -204,6 +204,7 @@ def test_upgrade_makes_a_v0_run_read_in_every_client(run_dir, tmp_path, capsys):
 
 def test_an_interrupted_upgrade_loses_nothing_and_finishes_when_rerun(run_dir, tmp_path, monkeypatch):
     from distspike.logs import upgrade
+    from distspike.logs.traffic import v0_parts
     old = v0_run(run_dir, tmp_path / "old")
     before, real = read_traffic(old), os.replace
     calls = []
@@ -218,7 +219,7 @@ def test_an_interrupted_upgrade_loses_nothing_and_finishes_when_rerun(run_dir, t
     with pytest.raises(KeyboardInterrupt):
         upgrade.upgrade_run(old)
     monkeypatch.setattr(upgrade.os, "replace", real)
-    assert len(upgrade.v0_parts(old)) == len(part_files(old)) - 1  # one part v1, the rest v0
+    assert len(v0_parts(old)) == len(part_files(old)) - 1  # one part v1, the rest v0
     assert key_rows(read_traffic(old)) == key_rows(before)  # the mixed directory reads, every row once
     assert not list(old.glob(".traffic-upgrade.*"))  # the interrupted write removed its temp
     left = old / ".traffic-upgrade.forward.1.0.part-000003.parquet.tmp"  # what a killed (SIGKILL) one leaves
