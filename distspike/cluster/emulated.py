@@ -312,6 +312,10 @@ def start_node(rig: Rig, i: int, node: dict) -> None:
         raise RigError(f"ray start of node {i} failed (exit {done.returncode}); see {rig.dir}/n{i}.log")
 
 
+#: prefix of the one line of WAIT_NODES's stdout that carries its result; Ray's own driver prints
+#: node-death notices ("(2) raylet has lagging heartbeats ...") to the same stdout, before or after it
+NODES_MARK = "DISTSPIKE-NODES "
+
 WAIT_NODES = """
 import json, sys, time, ray
 ray.init(address=sys.argv[1], log_to_driver=False)
@@ -321,8 +325,15 @@ while True:
     if len(alive) >= int(sys.argv[2]) or time.monotonic() > deadline:
         break
     time.sleep(0.5)
-print(json.dumps(sorted((n["NodeManagerAddress"], n["Resources"].get("memory", 0)) for n in alive)))
+print("DISTSPIKE-NODES " + json.dumps(sorted((n["NodeManagerAddress"], n["Resources"].get("memory", 0))
+                                             for n in alive)), flush=True)
 """
+
+
+def marked_line(stdout: str, mark: str) -> str | None:
+    """The payload of the last line of ``stdout`` that starts with ``mark``, or None."""
+    found = [line[len(mark):] for line in stdout.splitlines() if line.startswith(mark)]
+    return found[-1] if found else None
 
 
 def wait_nodes(rig: Rig, n: int, timeout_s: float = 120.0) -> list:
@@ -332,7 +343,11 @@ def wait_nodes(rig: Rig, n: int, timeout_s: float = 120.0) -> list:
     if done.returncode != 0:
         tail = " ".join(done.stderr.strip().splitlines()[-1:]) or f"exit {done.returncode}"
         raise RigError(f"the driver namespace cannot reach the head at {rig.state['address']}: {tail}")
-    alive = json.loads(done.stdout.strip().splitlines()[-1])
+    payload = marked_line(done.stdout, NODES_MARK)
+    if payload is None:
+        tail = " ".join(done.stdout.strip().splitlines()[-1:]) or "no output"
+        raise RigError(f"the node census in the driver namespace printed no result line: {tail}")
+    alive = json.loads(payload)
     if len(alive) < n:
         raise RigError(f"only {len(alive)} of {n} nodes came up within {timeout_s:g} s; see {rig.dir}/n*.log")
     return alive

@@ -49,6 +49,17 @@ def test_rigs_in_different_dirs_get_different_names():
 
 
 # -- bad input at the command line ------------------------------------------------------------
+def test_the_node_census_is_read_from_its_marked_line_among_ray_notices():
+    """Ray's driver prints node-death notices to the census's stdout (CI, stop 18); the result is the marked line."""
+    notice = ("The node with node id abc has been marked dead because the detector has missed too many heartbeats."
+              "\n\t(1) raylet crashes unexpectedly (OOM, etc.)\n\t(2) raylet has lagging heartbeats due to slow "
+              "network or busy workload.")
+    result = json.dumps([["198.18.0.2", 1.0], ["198.18.0.3", 2.0]])
+    for stdout in (f"{emulated.NODES_MARK}{result}\n{notice}\n", f"{notice}\n{emulated.NODES_MARK}{result}\n"):
+        assert json.loads(emulated.marked_line(stdout, emulated.NODES_MARK)) == json.loads(result)
+    assert emulated.marked_line(notice, emulated.NODES_MARK) is None
+
+
 def test_start_without_root_is_one_line(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert emulated.main(["--dir", str(tmp_path), "start", "2"]) == 2

@@ -57,7 +57,7 @@ with make_net(cfg, RuntimeConfig("ray_local", 2, temp_dir=sys.argv[1])) as net:
 ref = local_net(cfg, shards=2)
 for x in X:
     ref.train_sample(x, 1)
-print(json.dumps({"started": started, "after": ray.is_initialized(),
+print("RESULT " + json.dumps({"started": started, "after": ray.is_initialized(),
                   "same": all((a == b).all() for a, b in zip(w, ref.raw_weights())), "listening": addresses}))
 """
 
@@ -82,7 +82,8 @@ def test_embedded_ray_starts_trains_and_shuts_down():
     temp_dir = tempfile.mkdtemp(prefix="dse-", dir="/tmp")
     res = subprocess.run([sys.executable, "-c", SCRIPT, temp_dir], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
-    out = json.loads(res.stdout.strip().splitlines()[-1])
+    # Ray's driver may print its own notices to the same stdout; the result is the line marked RESULT
+    out = json.loads([line for line in res.stdout.splitlines() if line.startswith("RESULT ")][-1][7:])
     listening = out.pop("listening")
     assert out == {"started": True, "after": False, "same": True}
     assert len(listening) >= 3, "found too few listening sockets to judge (GCS, raylet, workers)"
