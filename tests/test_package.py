@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import distspike
+from distspike.cluster.emulated import marked_line
 
 PACKAGE = Path(distspike.__file__).resolve().parent
 
@@ -15,7 +16,7 @@ import json, sys
 if sys.argv[1] == "numba-first":
     import numba  # imported before distspike: the package must still redirect the cache
 from distspike.kernels import herding
-print(json.dumps(herding.herd_segments._cache._cache_path))
+print("CACHE-PATH " + json.dumps(herding.herd_segments._cache._cache_path))
 """
 
 
@@ -25,7 +26,8 @@ def cache_path(env_extra: dict, mode: str = "plain") -> Path:
     env.update(env_extra)
     out = subprocess.run([sys.executable, "-c", PROBE, mode], env=env, capture_output=True, text=True,
                          check=True)
-    return Path(json.loads(out.stdout.strip().splitlines()[-1])).resolve()
+    # the marked line, not the last one: nothing else the child prints can be taken for the result
+    return Path(json.loads(marked_line(out.stdout, "CACHE-PATH "))).resolve()
 
 
 def test_cache_goes_under_xdg_cache_home(tmp_path):
