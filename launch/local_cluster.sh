@@ -13,7 +13,16 @@
 #
 # Node "a" (the head) offers the custom resource node_a, node "b" offers node_b,
 # matching conf/placement/two_nodes.yaml. Every port is a free one picked at start and
-# the cluster has its own temp dir, so it coexists with other Ray instances on the host.
+# the cluster has its own temp dirs, so it coexists with other Ray instances on the host.
+#
+# Each node has a temp dir of its own (head: $DISTSPIKE_CLUSTER_DIR/ray, worker: .../ray-b).
+# Two raylets on one host would otherwise share one session dir, hence one
+# runtime_resources/working_dir_files/: Ray's working_dir plugin unpacks a job's
+# --working-dir with overwrite=True on each node that first needs it, so when the job's
+# driver joined the cluster, the worker's agent installing the job's runtime env (eager
+# install) deleted and re-created the very directory the head's driver ran in (the driver's
+# os.getcwd() then raised FileNotFoundError, inside numba). On a real cluster every node
+# is its own host, so this only concerns the local one.
 #
 # Loopback only: the cluster runs without authentication (RAY_AUTH_MODE=disabled), so
 # every server of it (GCS, raylets, object managers, workers, dashboard agents,
@@ -39,12 +48,14 @@
 # machine, whoever started it. A failed `start` stops whatever it had started.
 #
 # Environment:
-#   DISTSPIKE_CLUSTER_DIR  state + Ray temp dir (default /tmp/dsc-<uid>; keep it short:
+#   DISTSPIKE_CLUSTER_DIR  state + the nodes' Ray temp dirs (default /tmp/dsc-<uid>; keep it short:
 #                          Ray's socket paths under it must fit in 107 bytes)
 #   NUM_CPUS               logical CPUs offered by each node (default 8; actors mostly wait)
 #   OBJECT_STORE_BYTES     object store size per node (default 200 MB)
 #   GRACE_S                seconds between SIGTERM and SIGKILL on stop (default 5)
-#   KEEP_LOGS=1            keep the Ray temp dir (logs) on stop
+#   WAIT_S                 seconds start waits for node_b to join, and for the job server (default
+#                          240 each: generous for a loaded machine; both are polled, so a fast start is fast)
+#   KEEP_LOGS=1            keep the Ray temp dirs (logs) on stop
 #   PYTHON                 the interpreter with ray installed (it runs Ray's CLI; default
 #                          python3 from PATH)
 set -euo pipefail
@@ -54,10 +65,12 @@ export RAY_USAGE_STATS_ENABLED=0
 
 STATE_DIR=${DISTSPIKE_CLUSTER_DIR:-/tmp/dsc-$(id -u)}
 STATE_FILE=$STATE_DIR/state.env
-RAY_TMP=$STATE_DIR/ray
+RAY_TMP=$STATE_DIR/ray              # the head's temp dir (sessions, logs, job uploads)
+RAY_TMP_B=$STATE_DIR/ray-b          # the worker's own (see the header)
 NUM_CPUS=${NUM_CPUS:-8}
 OBJECT_STORE_BYTES=${OBJECT_STORE_BYTES:-200000000}
 GRACE_S=${GRACE_S:-5}
+WAIT_S=${WAIT_S:-240}
 PYTHON=${PYTHON:-python3}
 RAY_ADDRESS=""
 HEAD_SID=-1
@@ -67,6 +80,9 @@ JOBS=0                 # start --jobs: the head runs the dashboard (job server) 
 RAY_JOB_ADDRESS=""
 
 die() { echo "local_cluster.sh: $*" >&2; exit 1; }
+for var in GRACE_S WAIT_S; do
+    [[ ${!var} =~ ^[0-9]+$ ]] || { echo "local_cluster.sh: $var=${!var} must be a whole number of seconds" >&2; exit 2; }
+done
 
 # free_ports N: N distinct free TCP ports on this host, space separated.
 free_ports() {
@@ -107,6 +123,7 @@ RAY_JOB_ADDRESS=$RAY_JOB_ADDRESS
 HEAD_SID=$HEAD_SID
 WORKER_SID=$WORKER_SID
 RAY_TMP=$RAY_TMP
+RAY_TMP_B=$RAY_TMP_B
 PIDS="$PIDS"
 EOF
 }
@@ -141,31 +158,31 @@ start_node() {
     fi
 }
 
-# wait_for_node_b: until the cluster lists the worker's node_b resource (at most 60 s).
+# wait_for_node_b: until the cluster lists the worker's node_b resource (at most $WAIT_S s).
 wait_for_node_b() {
-    local _
-    for _ in $(seq 30); do
-        if timeout 20 "$PYTHON" -c "$RAY_LOOPBACK" status --address="$RAY_ADDRESS" 2>/dev/null | grep -q node_b; then
+    local deadline=$((SECONDS + WAIT_S))
+    while ((SECONDS < deadline)); do
+        if timeout 60 "$PYTHON" -c "$RAY_LOOPBACK" status --address="$RAY_ADDRESS" 2>/dev/null | grep -q node_b; then
             return 0
         fi
         sleep 2
     done
-    echo "local_cluster.sh: node_b did not join $RAY_ADDRESS within 60 s; see $STATE_DIR/worker.log" >&2
+    echo "local_cluster.sh: node_b did not join $RAY_ADDRESS within $WAIT_S s (WAIT_S); see $STATE_DIR/worker.log" >&2
     return 1
 }
 
-# wait_for_job_server: until the dashboard answers on $RAY_JOB_ADDRESS (at most 60 s).
+# wait_for_job_server: until the dashboard answers on $RAY_JOB_ADDRESS (at most $WAIT_S s).
 wait_for_job_server() {
-    local _
-    for _ in $(seq 60); do
-        if "$PYTHON" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "/api/version", timeout=5)' \
+    local deadline=$((SECONDS + WAIT_S))
+    while ((SECONDS < deadline)); do
+        if "$PYTHON" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "/api/version", timeout=10)' \
                 "$RAY_JOB_ADDRESS" 2>/dev/null; then
             return 0
         fi
         sleep 1
     done
-    echo "local_cluster.sh: the job server did not answer at $RAY_JOB_ADDRESS within 60 s (is ray[default]" \
-         "installed? pip install distspike[jobs]); see $STATE_DIR/head.log and $RAY_TMP/session_latest/logs/" >&2
+    echo "local_cluster.sh: the job server did not answer at $RAY_JOB_ADDRESS within $WAIT_S s (WAIT_S; is" \
+         "ray[default] installed? pip install distspike[jobs]); see $STATE_DIR/head.log and $RAY_TMP/session_latest/logs/" >&2
     return 1
 }
 
@@ -182,7 +199,7 @@ start_cluster() {
         --resources='{"node_a": 1}' "${common[@]}" || return 1
     RAY_ADDRESS=127.0.0.1:$gcs
     write_state
-    start_node worker --address="$RAY_ADDRESS" \
+    start_node worker --address="$RAY_ADDRESS" --temp-dir="$RAY_TMP_B" \
         --dashboard-agent-listen-port="$b_http" --dashboard-agent-grpc-port="$b_grpc" \
         --resources='{"node_b": 1}' "${common[@]}" || return 1
     write_state
@@ -197,8 +214,8 @@ cmd_start() {
         [[ -z $(our_pids) ]] || die "a cluster is already running at $RAY_ADDRESS (state: $STATE_FILE); stop it first"
     fi
     mkdir -p "$STATE_DIR"
-    rm -rf "$RAY_TMP" "$STATE_FILE" "$STATE_DIR"/*.sid
-    mkdir -p "$RAY_TMP"
+    rm -rf "$RAY_TMP" "$RAY_TMP_B" "$STATE_FILE" "$STATE_DIR"/*.sid
+    mkdir -p "$RAY_TMP" "$RAY_TMP_B"
     if ! start_cluster; then
         write_state
         cmd_stop
@@ -225,7 +242,7 @@ cmd_stop() {
     for _ in $(seq 20); do [[ -z $(our_pids) ]] && break; sleep 0.25; done
     [[ -z $(our_pids) ]] || die "processes still alive: $(our_pids | tr '\n' ' ')"
     rm -f "$STATE_FILE" "$STATE_DIR"/*.sid
-    if [[ ${KEEP_LOGS:-0} != 1 ]]; then rm -rf "$RAY_TMP"; fi
+    if [[ ${KEEP_LOGS:-0} != 1 ]]; then rm -rf "$RAY_TMP" "$RAY_TMP_B"; fi
     echo "stopped the cluster at $RAY_ADDRESS" >&2
 }
 
