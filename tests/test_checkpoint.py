@@ -140,7 +140,7 @@ def _start(tmp_path: Path, run_dir: Path, *extra: str) -> subprocess.Popen:
                             env=_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for_checkpoint(proc: subprocess.Popen, ckpt_dir: Path, stem: str, timeout: float = 120) -> None:
+def _wait_for_checkpoint(proc: subprocess.Popen, ckpt_dir: Path, stem: str, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while not (ckpt_dir / f"{stem}.json").exists():
         assert proc.poll() is None, f"the run ended before checkpoint {stem}: {proc.stderr.read()[-2000:]}"

@@ -307,7 +307,7 @@ def start_node(rig: Rig, i: int, node: dict) -> None:
     os.makedirs(node["temp_dir"], exist_ok=True)
     with open(os.path.join(rig.dir, f"n{i}.log"), "ab") as log:
         done = subprocess.run(in_netns(node["ns"], ray_start_args(rig, i, node)), stdout=log, stderr=log,
-                              env=ray_env(), preexec_fn=enter_cgroup, start_new_session=True, timeout=180)
+                              env=ray_env(), preexec_fn=enter_cgroup, start_new_session=True, timeout=300)
     if done.returncode != 0:
         raise RigError(f"ray start of node {i} failed (exit {done.returncode}); see {rig.dir}/n{i}.log")
 
@@ -336,7 +336,7 @@ def marked_line(stdout: str, mark: str) -> str | None:
     return found[-1] if found else None
 
 
-def wait_nodes(rig: Rig, n: int, timeout_s: float = 120.0) -> list:
+def wait_nodes(rig: Rig, n: int, timeout_s: float = 300.0) -> list:
     """Connect a driver in the head namespace and wait until ``n`` nodes are alive; their (ip, memory)."""
     cmd = in_netns(rig.head_ns, [sys.executable, "-c", WAIT_NODES, rig.state["address"], str(n), str(timeout_s)])
     done = subprocess.run(cmd, capture_output=True, text=True, env=ray_env(), timeout=timeout_s + 60)

@@ -152,7 +152,7 @@ def test_status_and_run_in_the_driver_namespace(rig, capsys):
     assert out.count("\nnode ") == 3 and "RAY_ADDRESS=198.18.0.2:6379" in out
     code = "import os; print(os.environ['RAY_ADDRESS'], os.readlink('/proc/self/ns/net'))"
     res = subprocess.run([os.sys.executable, "-m", "distspike.cluster.emulated", "--dir", rig.dir, "run", "--",
-                          os.sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+                          os.sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
     assert res.returncode == 0, res.stderr
     head = emulated.Rig.load(rig.dir).state["nodes"][0]["ns"]
     head_pid = min(emulated.netns_pids(head))

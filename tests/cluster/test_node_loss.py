@@ -58,7 +58,7 @@ def start_run(rig, run_dir: Path, *overrides: str) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_mid_run(proc: subprocess.Popen, run_dir: Path, timeout_s: float = 180.0) -> None:
+def wait_mid_run(proc: subprocess.Popen, run_dir: Path, timeout_s: float = 300.0) -> None:
     """Until the run's first mid-epoch checkpoint is written (the run is training)."""
     deadline = time.monotonic() + timeout_s
     while not list((run_dir / "checkpoints").glob("epoch_0000_plus_*.json")):

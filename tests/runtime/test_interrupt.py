@@ -1,8 +1,10 @@
 """distspike/runtime/interrupt.py: Ctrl-C stops a run cleanly and prints the command that continues it."""
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -72,17 +74,45 @@ def session_processes(sid: int) -> list[str]:
     return out
 
 
-def wait_for_line(proc, text: str, timeout: float = 120) -> list[str]:
-    """Lines of ``proc``'s output up to the first one containing ``text``."""
-    lines, t0 = [], time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if text in line:
-            return lines
-    raise AssertionError(f"no line with {text!r}:\n{''.join(lines)}")
+class Output:
+    """``proc``'s stdout, read line by line by a thread, so that waiting for a line has a deadline: a run that
+    goes silent fails the test at the deadline instead of hanging the suite in ``readline``."""
+
+    def __init__(self, proc):
+        self.lines: list[str] = []
+        self.queue: queue.Queue = queue.Queue()
+        self.thread = threading.Thread(target=self._read, args=(proc.stdout,), daemon=True)
+        self.thread.start()
+
+    def _read(self, stream):
+        for line in iter(stream.readline, ""):
+            self.queue.put(line)
+        self.queue.put(None)  # end of output
+
+    def wait_for(self, text: str, timeout: float = 300) -> None:
+        """Until a line containing ``text`` (generous default: Ray's start and the kernels' first compile on a
+        loaded CI machine)."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.queue.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.lines.append(line)
+            if text in line:
+                return
+        raise AssertionError(f"no line with {text!r} within {timeout:g} s:\n{''.join(self.lines)}")
+
+    def rest(self, timeout: float = 120) -> str:
+        """All the output, once it has ended (the process exited)."""
+        self.thread.join(timeout)
+        while not self.queue.empty():
+            line = self.queue.get()
+            if line is not None:
+                self.lines.append(line)
+        return "".join(self.lines)
 
 
 @pytest.mark.ray
@@ -94,16 +124,18 @@ def test_ctrl_c_on_embedded_ray_leaves_no_process_and_prints_resume(tmp_path):
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
     try:
-        wait_for_line(proc, "epoch 1: 10 %")  # training is under way (a progress line: output is no tty)
+        output = Output(proc)
+        output.wait_for("epoch 1: 10 %")  # training is under way (a progress line: output is no tty)
         os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
-        out, _ = proc.communicate(timeout=120)
+        proc.wait(timeout=300)
+        out = output.rest()
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, out
     assert f"continue with: distspike-train resume={run_dir}" in out, out
     assert "Traceback" not in out, out
-    deadline = time.monotonic() + 30  # Ray's daemons exit shortly after the driver
+    deadline = time.monotonic() + 120  # Ray's daemons exit shortly after the driver (polled: slow only if loaded)
     while session_processes(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert session_processes(proc.pid) == []
