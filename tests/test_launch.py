@@ -3,7 +3,6 @@ bash; the local two-node cluster starts, trains with placement=two_nodes and sto
 exactly the processes it started."""
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import re
@@ -218,7 +217,7 @@ def train_on(address: str, tmp_path: Path, env: dict) -> str | None:
            "data.n_train=50", "data.n_test=20", "eval_train=20", "placement=two_nodes", "logging=off",
            f"hydra.run.dir={run_dir}"]
     res = subprocess.run(cmd, env={**env, "DISTSPIKE_DATA": str(tmp_path)}, capture_output=True, text=True,
-                         timeout=180)
+                         timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert (run_dir / "metrics.json").is_file()
     return None
@@ -245,10 +244,11 @@ def uploaded(state_dir: Path) -> list[set[str]]:
     return [{p.name for p in pkg.iterdir()} for pkg in pkgs if pkg.is_dir()]
 
 
-@contextlib.contextmanager
+@pytest.fixture(scope="module")
 def jobs_cluster():
-    """``local_cluster.sh start --jobs``: yields ``(job address, env, session ids)``; stops it after, and checks
-    that nothing it started survives."""
+    """``local_cluster.sh start --jobs``, shared by this module's job-server tests (one start instead of one per
+    test, for CI time): yields ``(job address, env, session ids)``; stops it after them, and checks that nothing
+    it started survives."""
     state_dir = Path(tempfile.mkdtemp(prefix="dsj-", dir="/tmp"))
     env = {**cluster_env(state_dir), "RAY_AUTH_MODE": "disabled"}  # the loopback-only test cluster
     recorded, sids = [], []
@@ -269,32 +269,33 @@ def jobs_cluster():
 
 
 @pytest.mark.ray
-def test_local_cluster_jobs_runs_the_job_server_on_loopback():
-    """start --jobs -> the dashboard's job server answers, on a socket of ours bound to loopback -> stop."""
-    with jobs_cluster() as (job_address, env, sids):
-        port = f"{int(job_address.rsplit(':', 1)[1]):04X}"
-        assert any(s.endswith(":" + port) for s in listening(session_pids(sids)))  # the job server is ours
-        assert_loopback_only(session_pids(sids))
+def test_local_cluster_jobs_runs_the_job_server_on_loopback(jobs_cluster):
+    """start --jobs -> the dashboard's job server answers, on a socket of ours bound to loopback (-> stop: the
+    fixture)."""
+    job_address, env, sids = jobs_cluster
+    port = f"{int(job_address.rsplit(':', 1)[1]):04X}"
+    assert any(s.endswith(":" + port) for s in listening(session_pids(sids)))  # the job server is ours
+    assert_loopback_only(session_pids(sids))
 
 
 @pytest.mark.ray
-def test_ray_job_submit_and_submit_job_run_on_the_local_cluster(tmp_path):
+def test_ray_job_submit_and_submit_job_run_on_the_local_cluster(jobs_cluster, tmp_path):
     """`ray job submit` and submit_job.sh (a distspike-train run whose upload leaves out the venv and run outputs)."""
-    with jobs_cluster() as (job_address, env, sids):
-        hello = subprocess.run(["ray", "job", "submit", "--address", job_address, "--", "python", "-c",
-                                "print('hello from a ray job')"], env=env, capture_output=True, text=True, timeout=300)
-        assert hello.returncode == 0 and "hello from a ray job" in hello.stdout, hello.stdout + hello.stderr
-        src, run_dir = job_checkout(tmp_path / "src"), tmp_path / "job_run"
-        job = subprocess.run(["bash", "launch/submit_job.sh", "data=digits", "model=digits_small", "training.epochs=1",
-                              "data.n_train=100", "data.n_test=50", "eval_train=20", f"hydra.run.dir={run_dir}"],
-                             cwd=src, env={**env, "RAY_JOB_ADDRESS": job_address, "JOB_PIP": "0"},
-                             capture_output=True, text=True, timeout=400)
-        assert job.returncode == 0, (job.stdout + job.stderr)[-3000:]
-        assert (run_dir / "metrics.json").is_file()
-        dirs = uploaded(Path(env["DISTSPIKE_CLUSTER_DIR"]))
-        assert any("distspike" in d for d in dirs), dirs
-        assert not any(d & {".venv-ci", "outputs", "multirun", "results"} for d in dirs), dirs
-        # each node unpacks the upload in its own temp dir: with one shared dir, the worker's agent installing the
-        # job's runtime env replaced the dir the head's driver ran in (getcwd: FileNotFoundError; local_cluster.sh)
-        assert list((Path(env["DISTSPIKE_CLUSTER_DIR"]) / "ray-b").glob("session_*/runtime_resources"))
-        assert_loopback_only(session_pids(sids))
+    job_address, env, sids = jobs_cluster
+    hello = subprocess.run(["ray", "job", "submit", "--address", job_address, "--", "python", "-c",
+                            "print('hello from a ray job')"], env=env, capture_output=True, text=True, timeout=300)
+    assert hello.returncode == 0 and "hello from a ray job" in hello.stdout, hello.stdout + hello.stderr
+    src, run_dir = job_checkout(tmp_path / "src"), tmp_path / "job_run"
+    job = subprocess.run(["bash", "launch/submit_job.sh", "data=digits", "model=digits_small", "training.epochs=1",
+                          "data.n_train=100", "data.n_test=50", "eval_train=20", f"hydra.run.dir={run_dir}"],
+                         cwd=src, env={**env, "RAY_JOB_ADDRESS": job_address, "JOB_PIP": "0"},
+                         capture_output=True, text=True, timeout=400)
+    assert job.returncode == 0, (job.stdout + job.stderr)[-3000:]
+    assert (run_dir / "metrics.json").is_file()
+    dirs = uploaded(Path(env["DISTSPIKE_CLUSTER_DIR"]))
+    assert any("distspike" in d for d in dirs), dirs
+    assert not any(d & {".venv-ci", "outputs", "multirun", "results"} for d in dirs), dirs
+    # each node unpacks the upload in its own temp dir: with one shared dir, the worker's agent installing the
+    # job's runtime env replaced the dir the head's driver ran in (getcwd: FileNotFoundError; local_cluster.sh)
+    assert list((Path(env["DISTSPIKE_CLUSTER_DIR"]) / "ray-b").glob("session_*/runtime_resources"))
+    assert_loopback_only(session_pids(sids))
