@@ -22,9 +22,12 @@ Time per sample (``predict``) of a 784-n-...-10 net with ``k`` shards per layer:
   hops``: same node, or across emulated nodes);
 - **work** of the busiest shard of each (kind, layer): ``bench_shell.py`` times every
   shell message of the in-process runtime's unfused schedule (one ``Shell`` call per
-  message, as the actors get; the same MNIST samples as the points) per sample, times
-  its *actor factor*: the same shells inside one Ray actor across idle gaps of a stage
-  latency, over hot in-process. Where a width or shard count was not measured (the
+  message, as the actors get; the same MNIST samples as the points) per sample, in
+  CPU time of its thread (wall time on a core shared with other processes also counts
+  the waits for it), times its *actor factor*: the same shells inside one Ray actor
+  across idle gaps of a stage latency, over hot in-process; plus what the actor does per
+  message around its shell (``bench_actor.py``: the real ``ShardActor`` replaying recorded
+  messages inside a Ray actor: ``a`` per message plus ``b`` per spike in it). Where a width or shard count was not measured (the
   cluster table): the kernel formula (every shard of forward layer ``l`` adds one row
   of its ``n_l / k`` columns per incoming spike; a passed error adds one column of
   ``n_{l-1}`` and updates both copies; ns per element from ``bench_kernels.py``, plus
@@ -60,6 +63,7 @@ CALIBRATION = ROOT / "results" / "cost_calibration.json"
 HOPS_JSON = ROOT / "results" / "cluster_hops.json"
 POINTS_JSONL = ROOT / "results" / "scaling_points.jsonl"
 SHELL_JSON = ROOT / "results" / "shell_busy.json"
+ACTOR_JSON = ROOT / "results" / "actor_messages.json"
 GAPS_JSONL = ROOT / "results" / "gap_points.jsonl"
 T = 10
 #: assumed network latency of one cross-node stage on a real cluster (ms; see ``report_text``)
@@ -219,6 +223,23 @@ def shell_busy(cal: dict, p: Point) -> dict[str, float] | None:
     return cal.get("shell_ms", {}).get(str(max(p.sizes[1:-1])), {}).get(p.rule, {}).get(str(p.shards))
 
 
+def actor_message_s(cal: dict, p: Point, name: str, calls: float) -> float:
+    """Seconds per sample that actor ``name`` spends on its messages beyond its shell's work
+    (``bench_actor.py``: header checks, assembling and validating the batch, ``plain()``):
+    ``calls * a + b * events``, its events per sample being the spikes of layer ``l - 1`` (forward
+    batches; a replica's counts) and the errors passed at layer ``l`` (gates; a replica's backward
+    batches); the line of the measured shard count nearest ``p.shards``, inside a Ray actor where
+    measured. 0 where not calibrated."""
+    by = cal.get("actor_msg", {}).get(p.rule)
+    if not by or not calls:
+        return 0.0
+    k = min(by, key=lambda s: (abs(int(s) - p.shards), int(s)))
+    a, b = by[k]["a_us"], by[k]["b_us_per_event"]
+    layer = int(name.split(".")[1])
+    events = p.fwd[layer - 1] + p.passed[layer]
+    return max(0.0, calls * a + b * events) * 1e-6
+
+
 def layer_work(cal: dict, p: Point) -> tuple[list[float], float]:
     """(seconds per sample of the busiest shard of each (kind, layer), seconds of all shards together)
     in an actor, before contention: ``bench_shell``'s in-process shell busy times its actor factor
@@ -229,11 +250,15 @@ def layer_work(cal: dict, p: Point) -> tuple[list[float], float]:
         p.rule, cal.get("actor_factor", {}).get(p.rule, 1.0))
     busy = shell_busy(cal, p)
     if busy is not None:
+        calls = cal.get("shell_calls", {}).get(str(max(p.sizes[1:-1])), {}).get(p.rule, {}).get(str(p.shards), {})
         groups: dict[str, float] = {}
+        every = 0.0
         for name, ms in busy.items():
             key = name.rsplit(".", 1)[0]
-            groups[key] = max(groups.get(key, 0.0), ms)
-        return [v * 1e-3 * factor for _, v in sorted(groups.items())], sum(busy.values()) * 1e-3 * factor
+            v = ms * 1e-3 * factor + actor_message_s(cal, p, name, calls.get(name, 0.0))
+            groups[key] = max(groups.get(key, 0.0), v)
+            every += v
+        return [v for _, v in sorted(groups.items())], every
     ratio = cal.get("shell_ratio", {}).get(p.rule, 1.0) * factor
     work = [w * ratio for w in formula_work(cal, p)]
     # the backward replicas (layers 2..L) are the same order of work as the forward shards: their share
@@ -320,8 +345,8 @@ def shell_constants(cal: dict, shell: dict) -> dict:
     out = {"shell_ms": {}, "actor_factor": {}, "gap_factor": {}, "shell_ratio": {}, "shell_measured": {}}
     for key, rec in sorted(shell.items()):
         rule, k, width = key.split(":")
-        out["shell_ms"].setdefault(width, {}).setdefault(rule, {})[k] = \
-            {n: round(v, 4) for n, v in rec["hot"]["busy_ms"].items()}
+        work = rec["hot"].get("cpu_busy_ms") or rec["hot"]["busy_ms"]  # the shells' CPU where measured
+        out["shell_ms"].setdefault(width, {}).setdefault(rule, {})[k] = {n: round(v, 4) for n, v in work.items()}
         out.setdefault("shell_calls", {}).setdefault(width, {}).setdefault(rule, {})[k] = \
             {n: round(v, 2) for n, v in rec["hot"]["calls"].items()}
         out["shell_measured"][key] = rec["measured"]
@@ -334,8 +359,23 @@ def shell_constants(cal: dict, shell: dict) -> dict:
         if k == "1":
             h = rec["hot"]
             p = Point((784, int(width), int(width), 10), rule, 1, 1, False, 2, 1, tuple(h["fwd"]), tuple(h["passed"]))
-            out["shell_ratio"][rule] = round(sum(h["busy_ms"].values()) / (sum(formula_work(cal, p)) * 1e3), 4)
+            if width == "5000" or rule not in out["shell_ratio"]:
+                out["shell_ratio"][rule] = round(sum(work.values()) / (sum(formula_work(cal, p)) * 1e3), 4)
     return out
+
+
+def actor_msg_constants(recs: dict) -> dict:
+    """The per-message line of ``bench_actor.py`` (``results/actor_messages.json``) by rule and shard
+    count: inside a Ray actor where measured, else in-process; at the widest width measured."""
+    out, when = {}, {}
+    for key, rec in sorted(recs.items(), key=lambda kv: int(kv[0].split(":")[2])):
+        rule, k, width = key.split(":")
+        fit = rec.get("ray") or rec.get("inprocess")
+        if fit:
+            out.setdefault(rule, {})[k] = {"a_us": fit["a_us"], "b_us_per_event": fit["b_us_per_event"],
+                                           "mode": "ray" if rec.get("ray") else "inprocess", "width": int(width)}
+            when[key] = rec["measured"]
+    return {"actor_msg": out, "actor_msg_measured": when}
 
 
 def sched_constants(cal: dict, recs: list[dict]) -> dict:
@@ -560,6 +600,12 @@ def calibration_lines(cal: dict) -> list[str]:
                           for rule, by in sorted(by_rule.items()))
         lines.append(f"- shells' busy time in-process, hot, width {width}, ms per sample, all shells (`bench_shell.py`, "
                      f"unfused `runtime=local`, the points' samples): {cells}")
+    if cal.get("actor_msg"):
+        lines.append("- the actor's own cost per message beyond its shell (`bench_actor.py`, the real `ShardActor` "
+                     "replaying recorded forward messages, thread CPU of the call minus the shell's): " +
+                     "; ".join(f"{r} {k} shard(s) {v['a_us']:.1f} us + {v['b_us_per_event'] * 1e3:.2f} ns per spike "
+                               f"({v['mode']}, width {v['width']})"
+                               for r, by in sorted(cal["actor_msg"].items()) for k, v in sorted(by.items())))
     for width, by in sorted(cal.get("actor_factor_by_width", {}).items(), key=lambda kv: int(kv[0])):
         if width != "5000":
             lines.append(f"- actor factor at width {width} (`bench_shell.py --width {width} --shards 1 --rounds 1`, "
@@ -714,6 +760,8 @@ def main(argv=None) -> None:
             cal = calibrate(args.hops, args.seconds)
         if SHELL_JSON.exists():
             cal.update(shell_constants(cal, json.loads(SHELL_JSON.read_text())))
+        if ACTOR_JSON.exists():
+            cal.update(actor_msg_constants(json.loads(ACTOR_JSON.read_text())))
         if GAPS_JSONL.exists():
             cal.update(sched_constants(cal, load_points(GAPS_JSONL)))
         CALIBRATION.write_text(json.dumps(cal, indent=1, sort_keys=True) + "\n")
