@@ -34,8 +34,9 @@ Time per sample (``predict``) of a 784-n-...-10 net with ``k`` shards per layer:
   its per-message cost ``message_overhead_us``) times the measured shell / formula
   ratio of the rule at width 5000. Slowed by the memory-bandwidth share when ``m``
   shards of one machine stream at once (``bench_memory.py --shards``: two processes
-  ran ``r2`` times as fast as one, efficiency ``e2 = r2 / 2``; ``e(m) = e2 **
-  log2(m)`` beyond two is an assumption); Ray's own CPU per call (the echo actors' CPU
+  ran ``r2`` times as fast as one, efficiency ``e2 = r2 / 2``, at the point's width where
+  measured (``calibrate --bandwidth-at``), else at 5000; ``e(m) = e2 ** log2(m)`` beyond
+  two is an assumption); Ray's own CPU per call (the echo actors' CPU
   per call in the hops benchmark) counts as CPU of the actor;
 - **CPU contention** when runnable actors outnumber a machine's cores: plain calls,
   the shards of a stage (``m`` per machine) share its ``c`` cores (work x ``m / c``);
@@ -240,14 +241,25 @@ def actor_message_s(cal: dict, p: Point, name: str, calls: float) -> float:
     return max(0.0, calls * a + b * events) * 1e-6
 
 
+def actor_factor(cal: dict, p: Point) -> float:
+    """An actor's shell work over the in-process shells': the real ``ShardActor`` inside a Ray actor over the
+    same ``ShardActor`` in-process (``bench_actor.py``, 1 shard, the rule at the point's width) where measured;
+    else ``bench_shell.py``'s factor (the in-process net inside one Ray actor across idle gaps) at the width,
+    else at 5000."""
+    width = str(max(p.sizes[1:-1]))
+    real = cal.get("actor_shell_factor", {}).get(width, {}).get(p.rule)
+    if real is not None:
+        return real
+    return cal.get("actor_factor_by_width", {}).get(width, {}).get(p.rule, cal.get("actor_factor", {}).get(p.rule, 1.0))
+
+
 def layer_work(cal: dict, p: Point) -> tuple[list[float], float]:
     """(seconds per sample of the busiest shard of each (kind, layer), seconds of all shards together)
     in an actor, before contention: ``bench_shell``'s in-process shell busy times its actor factor
     (an actor's busy time across idle gaps over the hot in-process one). Where the shells were not
     measured at this width and shard count: the kernel formula times the measured shell / formula ratio
     of the rule (``shell_ratio``, at the calibrated width), times the same factor."""
-    factor = cal.get("actor_factor_by_width", {}).get(str(max(p.sizes[1:-1])), {}).get(
-        p.rule, cal.get("actor_factor", {}).get(p.rule, 1.0))
+    factor = actor_factor(cal, p)
     busy = shell_busy(cal, p)
     if busy is not None:
         calls = cal.get("shell_calls", {}).get(str(max(p.sizes[1:-1])), {}).get(p.rule, {}).get(str(p.shards), {})
@@ -266,10 +278,15 @@ def layer_work(cal: dict, p: Point) -> tuple[list[float], float]:
     return work, sum(work) * p.shards
 
 
+def bw_e2(cal: dict, p: Point) -> float:
+    """``e2`` of ``bench_memory.shard_rates`` at this point's width where measured, else at width 5000."""
+    return cal.get("bw_e2_by_width", {}).get(str(max(p.sizes[1:-1])), cal["bw_e2"])
+
+
 def predict(cal: dict, p: Point) -> dict:
     """Predicted seconds per sample: ``wall``, ``crit`` (sum of the busiest shards' work), ``actor_cpu``
     (the busiest actor's CPU) and ``total_cpu`` (all actors)."""
-    e2 = cal["bw_e2"]
+    e2 = bw_e2(cal, p)
     m = min(shards_per_machine(p), p.cores)
     squeeze = spin_factor(cal, p) if p.compiled else contention(p)
     slow = squeeze / bw_efficiency(m, e2)
@@ -337,6 +354,15 @@ def calibrate(hops_path: Path, seconds: float) -> dict:
     return {**micro, **hop_constants(json.loads(hops_path.read_text()))}
 
 
+def bandwidth_e2(width: int, seconds: float, repeats: int = 2) -> float:
+    """``e2`` at ``width``: the median over ``repeats`` of ``bench_memory.shard_rates``' two-shard rate over
+    twice the one-process rate."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import numpy as np
+    from bench_memory import shard_rates
+    return round(float(np.median([r2 / r1 / 2 for r1, r2 in (shard_rates(width, seconds) for _ in range(repeats))])), 4)
+
+
 def shell_constants(cal: dict, shell: dict) -> dict:
     """The work part from ``bench_shell.py`` (``results/shell_busy.json``): in-process shell busy ms per
     sample by width, rule and shard count; the actor factor (busy inside a Ray actor across idle gaps over
@@ -366,8 +392,10 @@ def shell_constants(cal: dict, shell: dict) -> dict:
 
 def actor_msg_constants(recs: dict) -> dict:
     """The per-message line of ``bench_actor.py`` (``results/actor_messages.json``) by rule and shard
-    count: inside a Ray actor where measured, else in-process; at the widest width measured."""
-    out, when = {}, {}
+    count: inside a Ray actor where measured, else in-process; at the widest width measured. And by width
+    and rule (1 shard), the real actor's shell factor: the ``Shell`` CPU of its messages inside the Ray
+    actor over in-process (time-weighted: the sums over every replayed message)."""
+    out, when, shell = {}, {}, {}
     for key, rec in sorted(recs.items(), key=lambda kv: int(kv[0].split(":")[2])):
         rule, k, width = key.split(":")
         fit = rec.get("ray") or rec.get("inprocess")
@@ -375,7 +403,11 @@ def actor_msg_constants(recs: dict) -> dict:
             out.setdefault(rule, {})[k] = {"a_us": fit["a_us"], "b_us_per_event": fit["b_us_per_event"],
                                            "mode": "ray" if rec.get("ray") else "inprocess", "width": int(width)}
             when[key] = rec["measured"]
-    return {"actor_msg": out, "actor_msg_measured": when}
+        rows = rec.get("rows", {})
+        if k == "1" and rows.get("ray") and rows.get("inprocess"):
+            factor = sum(r["shell_us"] for r in rows["ray"]) / sum(r["shell_us"] for r in rows["inprocess"])
+            shell.setdefault(width, {})[rule] = round(factor, 4)
+    return {"actor_msg": out, "actor_msg_measured": when, "actor_shell_factor": shell}
 
 
 def sched_constants(cal: dict, recs: list[dict]) -> dict:
@@ -581,7 +613,9 @@ def calibration_lines(cal: dict) -> list[str]:
              f"- strided column update, float32, 784 x 5000 (`bench_kernels.column_ns_per_element`): "
              f"{cal['col_ns']:.2f} ns per element",
              f"- memory bandwidth: 2 shards streaming at once each run at e2 = {cal['bw_e2']:.2f} of one alone "
-             f"(`bench_memory.shard_rates(5000)`)",
+             f"(`bench_memory.shard_rates(5000)`)" + "".join(
+                 f"; at width {w}: {e:.2f} (`cost_model.py calibrate --hops-only --bandwidth-at {w}`, the median "
+                 f"of two)" for w, e in sorted(cal.get("bw_e2_by_width", {}).items())),
              f"- an idle compiled-graph actor burns {cal['spin_cores']:.2f} cores (`bench_idle.py`); a loop beside "
              f"m idle compiled actors on its core runs " + (", ".join(f"{f:.2f}x as slow (m={m})" for m, f in
                                                                   sorted(cal.get("spin_slowdown", {}).items()))
@@ -658,8 +692,8 @@ def report_text(cal: dict, recs: list[dict], args, table: str) -> str:
         "between these commands, and a nice-19 paper training ran on core 1 throughout, beside every figure "
         "here. Rig processes ran on both cores (not pinned); `bench_shell.py` on core 0 (`taskset -c 0`).", "",
         "Commands (the rig: `PYTHON=.venv/bin/python launch/emulated_cluster.sh --dir /tmp/dsrs-cost-N start N "
-        "--mem-mb 8192|4096|2560 --object-store-mb 300`, N = 1|2|4; 12288 for width 20000 on 1 node; every "
-        "command under `flock /tmp/distspike-cpu.lock`):", "",
+        "--mem-mb 8192|4096|2560 --object-store-mb 300`, N = 1|2|4; for width 20000 12288 on 1 node, 8192 on 2; "
+        "every command under `flock /tmp/distspike-cpu.lock`):", "",
         "- `launch/emulated_cluster.sh --dir D run -- .venv/bin/python benchmarks/bench_cluster.py hops "
         "--nodes N` (fans 1,2[,4]): `results/cluster_hops.json`",
         "- `launch/emulated_cluster.sh --dir D run -- .venv/bin/python benchmarks/bench_cluster.py points "
@@ -668,11 +702,16 @@ def report_text(cal: dict, recs: list[dict], args, table: str) -> str:
         "- `launch/emulated_cluster.sh --dir D run -- .venv/bin/python benchmarks/bench_cluster.py points "
         "--nodes N --width 5000|20000 --points rule:shards:mode,... --samples 20|10 --repeats 3`: "
         "`results/scaling_points.jsonl` (the 1- and 2-shard plain points twice each: runs x windows below)",
-        "- `taskset -c 0 python benchmarks/bench_shell.py --shards 1,2,4,8` and `... --width 20000 --shards 1,2 "
-        "--samples 10 --repeats 3 --no-actor`: `results/shell_busy.json`",
-        "- `python benchmarks/cost_model.py calibrate [--hops-only]`: `results/cost_calibration.json` "
-        "(`--hops-only` keeps the kernel, memory and idle constants and re-reads the files of the other "
-        "microbenchmarks)",
+        "- `taskset -c 0 python benchmarks/bench_shell.py --shards 1,2,4,8` and, width 20000, `... --width 20000 "
+        "--rules R --shards 1 --samples 10 --repeats 3 --rounds 1` and `... --shards 2 ... --no-actor` (R = sgd, "
+        "fsgd): `results/shell_busy.json`",
+        "- `taskset -c 0 python benchmarks/bench_actor.py --width 5000 --rules sgd,fsgd --shards 1,2 --samples 6 "
+        "--rounds 2` and `... --width 20000 --rules sgd --shards 1 --samples 4 --rounds 1`: "
+        "`results/actor_messages.json`",
+        "- `python benchmarks/cost_model.py calibrate [--hops-only] [--bandwidth-at 5000,20000 --seconds 5]`: "
+        "`results/cost_calibration.json` (`--hops-only` keeps the kernel, memory and idle constants and re-reads "
+        "the files of the other microbenchmarks; `--bandwidth-at` measures `bench_memory.shard_rates` at those "
+        "widths)",
         "- `python benchmarks/cost_model.py report --write` (this section)", "",
         "Calibrated constants:", "", compare_text(cal, recs, args.cores), "",
         "Columns: *runnable / cores*: actors wanting a core at once (plain: the shards of a stage; compiled: every "
@@ -735,6 +774,8 @@ def main(argv=None) -> None:
     c = sub.add_parser("calibrate")
     c.add_argument("--hops", type=Path, default=HOPS_JSON)
     c.add_argument("--seconds", type=float, default=1.0)
+    c.add_argument("--bandwidth-at", default="", metavar="W[,W]",
+                   help="also measure bench_memory.shard_rates at these widths (e2 by width), kept in the calibration")
     c.add_argument("--hops-only", action="store_true",
                    help="keep the saved kernel/memory/idle constants, re-read the figures of the rig's "
                         "microbenchmarks only (hops, shell busy, scheduler gaps)")
@@ -758,6 +799,8 @@ def main(argv=None) -> None:
             cal = {**json.loads(CALIBRATION.read_text()), **hop_constants(json.loads(args.hops.read_text()))}
         else:
             cal = calibrate(args.hops, args.seconds)
+        for w in filter(None, args.bandwidth_at.split(",")):
+            cal.setdefault("bw_e2_by_width", {})[w] = bandwidth_e2(int(w), args.seconds)
         if SHELL_JSON.exists():
             cal.update(shell_constants(cal, json.loads(SHELL_JSON.read_text())))
         if ACTOR_JSON.exists():
