@@ -34,9 +34,8 @@ Time per sample (``predict``) of a 784-n-...-10 net with ``k`` shards per layer:
   its per-message cost ``message_overhead_us``) times the measured shell / formula
   ratio of the rule at width 5000. Slowed by the memory-bandwidth share when ``m``
   shards of one machine stream at once (``bench_memory.py --shards``: two processes
-  ran ``r2`` times as fast as one, efficiency ``e2 = r2 / 2``, at the point's width where
-  measured (``calibrate --bandwidth-at``), else at 5000; ``e(m) = e2 ** log2(m)`` beyond
-  two is an assumption); Ray's own CPU per call (the echo actors' CPU
+  ran ``r2`` times as fast as one, efficiency ``e2 = r2 / 2``; ``e(m) = e2 **
+  log2(m)`` beyond two is an assumption); Ray's own CPU per call (the echo actors' CPU
   per call in the hops benchmark) counts as CPU of the actor;
 - **CPU contention** when runnable actors outnumber a machine's cores: plain calls,
   the shards of a stage (``m`` per machine) share its ``c`` cores (work x ``m / c``);
@@ -278,15 +277,10 @@ def layer_work(cal: dict, p: Point) -> tuple[list[float], float]:
     return work, sum(work) * p.shards
 
 
-def bw_e2(cal: dict, p: Point) -> float:
-    """``e2`` of ``bench_memory.shard_rates`` at this point's width where measured, else at width 5000."""
-    return cal.get("bw_e2_by_width", {}).get(str(max(p.sizes[1:-1])), cal["bw_e2"])
-
-
 def predict(cal: dict, p: Point) -> dict:
     """Predicted seconds per sample: ``wall``, ``crit`` (sum of the busiest shards' work), ``actor_cpu``
     (the busiest actor's CPU) and ``total_cpu`` (all actors)."""
-    e2 = bw_e2(cal, p)
+    e2 = cal["bw_e2"]
     m = min(shards_per_machine(p), p.cores)
     squeeze = spin_factor(cal, p) if p.compiled else contention(p)
     slow = squeeze / bw_efficiency(m, e2)
@@ -352,15 +346,6 @@ def calibrate(hops_path: Path, seconds: float) -> dict:
              "spin_slowdown": _spin_slowdown(slowdown_beside), "micro_measured": time.strftime("%Y-%m-%d %H:%M UTC",
                                                                                           time.gmtime())}
     return {**micro, **hop_constants(json.loads(hops_path.read_text()))}
-
-
-def bandwidth_e2(width: int, seconds: float, repeats: int = 2) -> float:
-    """``e2`` at ``width``: the median over ``repeats`` of ``bench_memory.shard_rates``' two-shard rate over
-    twice the one-process rate."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import numpy as np
-    from bench_memory import shard_rates
-    return round(float(np.median([r2 / r1 / 2 for r1, r2 in (shard_rates(width, seconds) for _ in range(repeats))])), 4)
 
 
 def shell_constants(cal: dict, shell: dict) -> dict:
@@ -613,9 +598,7 @@ def calibration_lines(cal: dict) -> list[str]:
              f"- strided column update, float32, 784 x 5000 (`bench_kernels.column_ns_per_element`): "
              f"{cal['col_ns']:.2f} ns per element",
              f"- memory bandwidth: 2 shards streaming at once each run at e2 = {cal['bw_e2']:.2f} of one alone "
-             f"(`bench_memory.shard_rates(5000)`)" + "".join(
-                 f"; at width {w}: {e:.2f} (`cost_model.py calibrate --hops-only --bandwidth-at {w}`, the median "
-                 f"of two)" for w, e in sorted(cal.get("bw_e2_by_width", {}).items())),
+             f"(`bench_memory.shard_rates(5000)`)",
              f"- an idle compiled-graph actor burns {cal['spin_cores']:.2f} cores (`bench_idle.py`); a loop beside "
              f"m idle compiled actors on its core runs " + (", ".join(f"{f:.2f}x as slow (m={m})" for m, f in
                                                                   sorted(cal.get("spin_slowdown", {}).items()))
@@ -689,8 +672,9 @@ def report_text(cal: dict, recs: list[dict], args, table: str) -> str:
         f"{', '.join(f'{k} {v}' for k, v in cal['sources']['hops'].items())}; shells "
         f"{', '.join(shell_when) or '-'}; scheduler {', '.join(sched_when[:1] + sched_when[-1:]) or '-'}. The "
         "machine (2 cores, 24 GiB) was shared: other helpers' tests and benchmarks queued on the same CPU lock "
-        "between these commands, and a nice-19 paper training ran on core 1 throughout, beside every figure "
-        "here. Rig processes ran on both cores (not pinned); `bench_shell.py` on core 0 (`taskset -c 0`).", "",
+        "between these commands, and nice-19 paper trainings ran beside every figure here (on core 1 in the "
+        "earlier session; on both cores in this one, 20:55-22:05 UTC). Rig processes ran on both cores (not "
+        "pinned); `bench_shell.py` and `bench_actor.py` on core 0 (`taskset -c 0`), timing CPU per thread.", "",
         "Commands (the rig: `PYTHON=.venv/bin/python launch/emulated_cluster.sh --dir /tmp/dsrs-cost-N start N "
         "--mem-mb 8192|4096|2560 --object-store-mb 300`, N = 1|2|4; for width 20000 12288 on 1 node, 8192 on 2; "
         "every command under `flock /tmp/distspike-cpu.lock`):", "",
@@ -708,10 +692,9 @@ def report_text(cal: dict, recs: list[dict], args, table: str) -> str:
         "- `taskset -c 0 python benchmarks/bench_actor.py --width 5000 --rules sgd,fsgd --shards 1,2 --samples 6 "
         "--rounds 2` and `... --width 20000 --rules sgd --shards 1 --samples 4 --rounds 1`: "
         "`results/actor_messages.json`",
-        "- `python benchmarks/cost_model.py calibrate [--hops-only] [--bandwidth-at 5000,20000 --seconds 5]`: "
-        "`results/cost_calibration.json` (`--hops-only` keeps the kernel, memory and idle constants and re-reads "
-        "the files of the other microbenchmarks; `--bandwidth-at` measures `bench_memory.shard_rates` at those "
-        "widths)",
+        "- `python benchmarks/cost_model.py calibrate [--hops-only]`: `results/cost_calibration.json` "
+        "(`--hops-only` keeps the kernel, memory and idle constants and re-reads the files of the other "
+        "microbenchmarks)",
         "- `python benchmarks/cost_model.py report --write` (this section)", "",
         "Calibrated constants:", "", compare_text(cal, recs, args.cores), "",
         "Columns: *runnable / cores*: actors wanting a core at once (plain: the shards of a stage; compiled: every "
@@ -739,29 +722,38 @@ def report_text(cal: dict, recs: list[dict], args, table: str) -> str:
 
 #: what the verdict line cannot compute (kept in step with the figures by whoever re-runs the report)
 REMARKS = (
-    "What changed from the first model (1 of 8 within the target): (1) the work term is the shells' own busy "
-    "time, measured in-process on the points' samples by `bench_shell.py` (the first model's kernel formula "
-    "counted only the row and column updates: the shells' real work is 1.2x that for SGD and 3.2x for FSGD), "
-    "times the measured actor factor (the same shells inside one Ray actor across 2 ms idle gaps: 1.28x SGD, "
-    "1.18x FSGD, over hot in-process; the gaps alone in-process 1.23x, 1.14x; two A B C rounds each, the "
-    "rounds differed by up to 30 %); (2) each plain stage costs what the real scheduler, driver and actors "
-    "take per stage on a net with no work to speak of, instead of an echo chain's stage. The remaining "
-    "miss is FSGD: every FSGD point is predicted short, and its measured critical-path busy time is 16-24 % "
-    "over the prediction: the points' actors are 1.4x as busy as the in-process shells, not the 1.18x of "
-    "`bench_shell.py`, whose actor runs the shells but not the actor's own per-message code (message checks, "
-    "`assemble`, `plain()`), which FSGD's ~10x as many messages pay more often (a microbenchmark of "
-    "`ShardActor` itself would price it; not done). The earlier session's points were measured under a "
-    "heavier load (load average 3-10 against 1-4 here; SGD, 1 shard, 1 node: 51.9 ms then, 30-32 now); the "
-    "re-measured points supersede them. Width 20000 (784-20000-20000-10, 1 node, one run of 3 x 10 samples "
-    "each, 19:18-19:20 UTC) is far off (+19 % to +157 %): there the in-process shells are about 2x as busy "
-    "as the points' actors (SGD, 1 shard, `forward.2`: 242 ms per sample in-process, 114 ms in the actor), "
-    "so the in-process shells are no proxy of an actor's work at that width; why is not established (the "
-    "blocks are C-ordered in both), and the actor factor at 20000 (`bench_shell.py --width 20000 --shards 1 "
-    "--rounds 1`) was queued but did not get the CPU lock before measurements stopped. CPU per actor is over-predicted by up to 40 % with 2 SGD shards. "
+    "Why width 20000 was off (+67 % to +157 % before this session's fix): `bench_shell.py` timed the shells by "
+    "wall clock on core 0 (`taskset -c 0`), which it shared with other sessions' processes; the kernel's "
+    "autogroup scheduling gives a nice-19 process of another session a fair share of the core, so the paper "
+    "trainings did not yield to it. At 19:14 UTC its width-20000 shells were busy 286 ms per sample against 145 ms "
+    "of CPU (at width 5000, 18:44 UTC, busy and CPU agreed within 10 %). The runtime was not at fault (no copy per "
+    "message, the blocks C-ordered in both). `bench_shell.py` now records each shell's thread CPU, which the model "
+    "takes: re-measured at 21:03-21:20 UTC, SGD's `forward.2` with 1 shard is 107 ms of CPU per sample "
+    "in-process, against 114 ms busy in the points' actor. Two further terms come from a new microbenchmark of the "
+    "real `ShardActor` (`bench_actor.py`: it replays recorded forward messages in-process and inside a Ray actor). "
+    "(1) The actor's own code per message around its shell (checks, `assemble`, validation, `plain()`) costs "
+    "30-57 us per message plus 2-40 ns per spike with 1 shard, and 22-50 us plus 80-430 ns per spike with 2 (the "
+    "k-way merge of the parts); it is added to each actor's work, and FSGD, with ~18 messages per actor per "
+    "sample, pays most of it. (2) The actor factor: the real actor's `Shell` CPU inside Ray over in-process is "
+    "1.05 (SGD, width 20000), 1.09 (SGD, 5000) and 1.34 (FSGD, 5000), and is used where measured instead of "
+    "`bench_shell.py`'s whole in-process net inside one Ray actor (1.27 at width 20000, which the real actors do "
+    "not show; FSGD at 20000 still uses it). The memory-bandwidth share stays e2 = 0.67 (`bench_memory.shard_rates"
+    "(5000)` of an earlier calibration, by wall clock). Measured again (`bench_memory.shard_rates(w, 5.0, cpu)`, the median "
+    "of two, under the lock) by wall clock at 21:50 UTC it read 0.72 (w = 5000) and 0.44 (20000), and per CPU "
+    "second of each process (`cpu=True`) at 22:00 UTC 1.58 and 0.94: `shard_rates` sets one process streaming all columns against two streaming half the columns each, "
+    "so it mixes the smaller block's cache gain (which the k-shard shells, measured one at a time, already hold) "
+    "with the loss to a concurrent stream; the model needs the latter alone (two processes against one, same "
+    "block), which was not measured. At width 20000 the farthest point, SGD with 2 shards on 1 node (+21 %, "
+    "its critical path +29 %), is where this term weighs most. The busiest actor's CPU is over-predicted by up "
+    "to 58 % with 2 SGD shards (not investigated). "
+    "The width-5000 points were measured at 18:49-19:02 UTC (not re-measured this session); the width-20000 ones "
+    "at 19:18 and 21:24-21:37 UTC, two or three runs each. Nice-19 paper trainings ran on both cores all the "
+    "while, and other helpers' tests and benchmarks queued on the same CPU lock between these commands (load "
+    "average 3-7). "
     "Oversubscribed points (plain calls with 4-8 shards, compiled graphs) are outside the target; the table "
-    "shows how far off they are: plain calls with 4-8 shards -28 % to +12 %; compiled graphs, re-measured on "
-    "1 node at 19:23-19:24 UTC, +34 % to +106 % (one compiled shard measured faster than plain calls, "
-    "26.3 against 30.9 ms for SGD: the model's slow-down for 5 spinning actors on 2 cores is too large).")
+    "shows how far off they are; compiled graphs are predicted far too slow (one compiled shard measured faster "
+    "than plain calls, 26.3 against 30.9 ms for SGD: the model's slow-down for 5 spinning actors on 2 cores is "
+    "too large).")
 
 
 def load_points(path: Path) -> list[dict]:
@@ -774,8 +766,6 @@ def main(argv=None) -> None:
     c = sub.add_parser("calibrate")
     c.add_argument("--hops", type=Path, default=HOPS_JSON)
     c.add_argument("--seconds", type=float, default=1.0)
-    c.add_argument("--bandwidth-at", default="", metavar="W[,W]",
-                   help="also measure bench_memory.shard_rates at these widths (e2 by width), kept in the calibration")
     c.add_argument("--hops-only", action="store_true",
                    help="keep the saved kernel/memory/idle constants, re-read the figures of the rig's "
                         "microbenchmarks only (hops, shell busy, scheduler gaps)")
@@ -799,8 +789,6 @@ def main(argv=None) -> None:
             cal = {**json.loads(CALIBRATION.read_text()), **hop_constants(json.loads(args.hops.read_text()))}
         else:
             cal = calibrate(args.hops, args.seconds)
-        for w in filter(None, args.bandwidth_at.split(",")):
-            cal.setdefault("bw_e2_by_width", {})[w] = bandwidth_e2(int(w), args.seconds)
         if SHELL_JSON.exists():
             cal.update(shell_constants(cal, json.loads(SHELL_JSON.read_text())))
         if ACTOR_JSON.exists():

@@ -224,13 +224,6 @@ def test_actor_msg_constants_prefer_the_ray_actor_and_the_widest_width():
     assert out["actor_msg"]["fsgd"]["2"] == {"a_us": 3.0, "b_us_per_event": 0.0, "mode": "inprocess", "width": 300}
 
 
-def test_bandwidth_share_of_the_point_width_where_measured():
-    cal = {**CAL, "bw_e2_by_width": {"100": 0.5}}
-    assert cm.bw_e2(cal, point()) == 0.5
-    assert cm.bw_e2(cal, point(sizes=(784, 200, 200, 10))) == 0.8  # not measured there: the calibrated width's
-    assert cm.predict(cal, point(shards=2))["crit"] > cm.predict(CAL, point(shards=2))["crit"]
-
-
 def test_real_actor_shell_factor_comes_first_where_measured():
     rows = {"inprocess": [{"shell_us": 100.0}, {"shell_us": 300.0}], "ray": [{"shell_us": 120.0}, {"shell_us": 380.0}]}
     fit = {"a_us": 1.0, "b_us_per_event": 0.0}
