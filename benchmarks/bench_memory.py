@@ -70,8 +70,9 @@ def bandwidth(mb: int, reps: int = 8) -> None:
         print(f"| {n} | {' + '.join(f'{r:.1f}' for r in rates)} | {sum(rates):.1f} |")
 
 
-def _rows(n: int, width: int, seed: int, seconds: float, out) -> None:
-    """(In a child process.) Samples/s of adding 7,700 random rows of an ``n x width`` float32 matrix."""
+def _rows(n: int, width: int, seed: int, seconds: float, out, cpu: bool = False) -> None:
+    """(In a child process.) Samples/s of adding 7,700 random rows of an ``n x width`` float32 matrix
+    (``cpu``: per second of this process's CPU time, which waits for a shared core do not count in)."""
     from numba import njit
 
     @njit(cache=False)
@@ -86,19 +87,20 @@ def _rows(n: int, width: int, seed: int, seconds: float, out) -> None:
     rng = np.random.default_rng(seed)
     samples = [np.sort(rng.choice(n, min(7700, n), replace=False)) for _ in range(16)]
     add_rows(W, samples[0], u)
-    done, t0 = 0, time.perf_counter()
+    done, t0, c0 = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - t0 < seconds:
         add_rows(W, samples[done % 16], u)
         done += 1
-    out.put(done / (time.perf_counter() - t0))
+    out.put(done / ((time.process_time() - c0) if cpu else (time.perf_counter() - t0)))
 
 
-def shard_rates(n: int, seconds: float = 5.0) -> tuple[float, float]:
-    """Samples/s of one process streaming all ``n`` columns, and of the slower of two streaming ``n/2`` each."""
+def shard_rates(n: int, seconds: float = 5.0, cpu: bool = False) -> tuple[float, float]:
+    """Samples/s of one process streaming all ``n`` columns, and of the slower of two streaming ``n/2`` each
+    (``cpu``: per CPU second of each process, so that other processes sharing the cores do not count)."""
     rates = {}
     for procs in (1, 2):
         out = mp.Queue()
-        ps = [mp.Process(target=_rows, args=(n, n // procs, k, seconds, out)) for k in range(procs)]
+        ps = [mp.Process(target=_rows, args=(n, n // procs, k, seconds, out, cpu)) for k in range(procs)]
         for p in ps:
             p.start()
         got = [out.get() for _ in ps]

@@ -22,9 +22,12 @@ Time per sample (``predict``) of a 784-n-...-10 net with ``k`` shards per layer:
   hops``: same node, or across emulated nodes);
 - **work** of the busiest shard of each (kind, layer): ``bench_shell.py`` times every
   shell message of the in-process runtime's unfused schedule (one ``Shell`` call per
-  message, as the actors get; the same MNIST samples as the points) per sample, times
-  its *actor factor*: the same shells inside one Ray actor across idle gaps of a stage
-  latency, over hot in-process. Where a width or shard count was not measured (the
+  message, as the actors get; the same MNIST samples as the points) per sample, in
+  CPU time of its thread (wall time on a core shared with other processes also counts
+  the waits for it), times its *actor factor*: the same shells inside one Ray actor
+  across idle gaps of a stage latency, over hot in-process; plus what the actor does per
+  message around its shell (``bench_actor.py``: the real ``ShardActor`` replaying recorded
+  messages inside a Ray actor: ``a`` per message plus ``b`` per spike in it). Where a width or shard count was not measured (the
   cluster table): the kernel formula (every shard of forward layer ``l`` adds one row
   of its ``n_l / k`` columns per incoming spike; a passed error adds one column of
   ``n_{l-1}`` and updates both copies; ns per element from ``bench_kernels.py``, plus
@@ -60,6 +63,7 @@ CALIBRATION = ROOT / "results" / "cost_calibration.json"
 HOPS_JSON = ROOT / "results" / "cluster_hops.json"
 POINTS_JSONL = ROOT / "results" / "scaling_points.jsonl"
 SHELL_JSON = ROOT / "results" / "shell_busy.json"
+ACTOR_JSON = ROOT / "results" / "actor_messages.json"
 GAPS_JSONL = ROOT / "results" / "gap_points.jsonl"
 T = 10
 #: assumed network latency of one cross-node stage on a real cluster (ms; see ``report_text``)
@@ -219,21 +223,53 @@ def shell_busy(cal: dict, p: Point) -> dict[str, float] | None:
     return cal.get("shell_ms", {}).get(str(max(p.sizes[1:-1])), {}).get(p.rule, {}).get(str(p.shards))
 
 
+def actor_message_s(cal: dict, p: Point, name: str, calls: float) -> float:
+    """Seconds per sample that actor ``name`` spends on its messages beyond its shell's work
+    (``bench_actor.py``: header checks, assembling and validating the batch, ``plain()``):
+    ``calls * a + b * events``, its events per sample being the spikes of layer ``l - 1`` (forward
+    batches; a replica's counts) and the errors passed at layer ``l`` (gates; a replica's backward
+    batches); the line of the measured shard count nearest ``p.shards``, inside a Ray actor where
+    measured. 0 where not calibrated."""
+    by = cal.get("actor_msg", {}).get(p.rule)
+    if not by or not calls:
+        return 0.0
+    k = min(by, key=lambda s: (abs(int(s) - p.shards), int(s)))
+    a, b = by[k]["a_us"], by[k]["b_us_per_event"]
+    layer = int(name.split(".")[1])
+    events = p.fwd[layer - 1] + p.passed[layer]
+    return max(0.0, calls * a + b * events) * 1e-6
+
+
+def actor_factor(cal: dict, p: Point) -> float:
+    """An actor's shell work over the in-process shells': the real ``ShardActor`` inside a Ray actor over the
+    same ``ShardActor`` in-process (``bench_actor.py``, 1 shard, the rule at the point's width) where measured;
+    else ``bench_shell.py``'s factor (the in-process net inside one Ray actor across idle gaps) at the width,
+    else at 5000."""
+    width = str(max(p.sizes[1:-1]))
+    real = cal.get("actor_shell_factor", {}).get(width, {}).get(p.rule)
+    if real is not None:
+        return real
+    return cal.get("actor_factor_by_width", {}).get(width, {}).get(p.rule, cal.get("actor_factor", {}).get(p.rule, 1.0))
+
+
 def layer_work(cal: dict, p: Point) -> tuple[list[float], float]:
     """(seconds per sample of the busiest shard of each (kind, layer), seconds of all shards together)
     in an actor, before contention: ``bench_shell``'s in-process shell busy times its actor factor
     (an actor's busy time across idle gaps over the hot in-process one). Where the shells were not
     measured at this width and shard count: the kernel formula times the measured shell / formula ratio
     of the rule (``shell_ratio``, at the calibrated width), times the same factor."""
-    factor = cal.get("actor_factor_by_width", {}).get(str(max(p.sizes[1:-1])), {}).get(
-        p.rule, cal.get("actor_factor", {}).get(p.rule, 1.0))
+    factor = actor_factor(cal, p)
     busy = shell_busy(cal, p)
     if busy is not None:
+        calls = cal.get("shell_calls", {}).get(str(max(p.sizes[1:-1])), {}).get(p.rule, {}).get(str(p.shards), {})
         groups: dict[str, float] = {}
+        every = 0.0
         for name, ms in busy.items():
             key = name.rsplit(".", 1)[0]
-            groups[key] = max(groups.get(key, 0.0), ms)
-        return [v * 1e-3 * factor for _, v in sorted(groups.items())], sum(busy.values()) * 1e-3 * factor
+            v = ms * 1e-3 * factor + actor_message_s(cal, p, name, calls.get(name, 0.0))
+            groups[key] = max(groups.get(key, 0.0), v)
+            every += v
+        return [v for _, v in sorted(groups.items())], every
     ratio = cal.get("shell_ratio", {}).get(p.rule, 1.0) * factor
     work = [w * ratio for w in formula_work(cal, p)]
     # the backward replicas (layers 2..L) are the same order of work as the forward shards: their share
@@ -320,8 +356,8 @@ def shell_constants(cal: dict, shell: dict) -> dict:
     out = {"shell_ms": {}, "actor_factor": {}, "gap_factor": {}, "shell_ratio": {}, "shell_measured": {}}
     for key, rec in sorted(shell.items()):
         rule, k, width = key.split(":")
-        out["shell_ms"].setdefault(width, {}).setdefault(rule, {})[k] = \
-            {n: round(v, 4) for n, v in rec["hot"]["busy_ms"].items()}
+        work = rec["hot"].get("cpu_busy_ms") or rec["hot"]["busy_ms"]  # the shells' CPU where measured
+        out["shell_ms"].setdefault(width, {}).setdefault(rule, {})[k] = {n: round(v, 4) for n, v in work.items()}
         out.setdefault("shell_calls", {}).setdefault(width, {}).setdefault(rule, {})[k] = \
             {n: round(v, 2) for n, v in rec["hot"]["calls"].items()}
         out["shell_measured"][key] = rec["measured"]
@@ -334,8 +370,29 @@ def shell_constants(cal: dict, shell: dict) -> dict:
         if k == "1":
             h = rec["hot"]
             p = Point((784, int(width), int(width), 10), rule, 1, 1, False, 2, 1, tuple(h["fwd"]), tuple(h["passed"]))
-            out["shell_ratio"][rule] = round(sum(h["busy_ms"].values()) / (sum(formula_work(cal, p)) * 1e3), 4)
+            if width == "5000" or rule not in out["shell_ratio"]:
+                out["shell_ratio"][rule] = round(sum(work.values()) / (sum(formula_work(cal, p)) * 1e3), 4)
     return out
+
+
+def actor_msg_constants(recs: dict) -> dict:
+    """The per-message line of ``bench_actor.py`` (``results/actor_messages.json``) by rule and shard
+    count: inside a Ray actor where measured, else in-process; at the widest width measured. And by width
+    and rule (1 shard), the real actor's shell factor: the ``Shell`` CPU of its messages inside the Ray
+    actor over in-process (time-weighted: the sums over every replayed message)."""
+    out, when, shell = {}, {}, {}
+    for key, rec in sorted(recs.items(), key=lambda kv: int(kv[0].split(":")[2])):
+        rule, k, width = key.split(":")
+        fit = rec.get("ray") or rec.get("inprocess")
+        if fit:
+            out.setdefault(rule, {})[k] = {"a_us": fit["a_us"], "b_us_per_event": fit["b_us_per_event"],
+                                           "mode": "ray" if rec.get("ray") else "inprocess", "width": int(width)}
+            when[key] = rec["measured"]
+        rows = rec.get("rows", {})
+        if k == "1" and rows.get("ray") and rows.get("inprocess"):
+            factor = sum(r["shell_us"] for r in rows["ray"]) / sum(r["shell_us"] for r in rows["inprocess"])
+            shell.setdefault(width, {})[rule] = round(factor, 4)
+    return {"actor_msg": out, "actor_msg_measured": when, "actor_shell_factor": shell}
 
 
 def sched_constants(cal: dict, recs: list[dict]) -> dict:
@@ -560,6 +617,12 @@ def calibration_lines(cal: dict) -> list[str]:
                           for rule, by in sorted(by_rule.items()))
         lines.append(f"- shells' busy time in-process, hot, width {width}, ms per sample, all shells (`bench_shell.py`, "
                      f"unfused `runtime=local`, the points' samples): {cells}")
+    if cal.get("actor_msg"):
+        lines.append("- the actor's own cost per message beyond its shell (`bench_actor.py`, the real `ShardActor` "
+                     "replaying recorded forward messages, thread CPU of the call minus the shell's): " +
+                     "; ".join(f"{r} {k} shard(s) {v['a_us']:.1f} us + {v['b_us_per_event'] * 1e3:.2f} ns per spike "
+                               f"({v['mode']}, width {v['width']})"
+                               for r, by in sorted(cal["actor_msg"].items()) for k, v in sorted(by.items())))
     for width, by in sorted(cal.get("actor_factor_by_width", {}).items(), key=lambda kv: int(kv[0])):
         if width != "5000":
             lines.append(f"- actor factor at width {width} (`bench_shell.py --width {width} --shards 1 --rounds 1`, "
@@ -609,11 +672,12 @@ def report_text(cal: dict, recs: list[dict], args, table: str) -> str:
         f"{', '.join(f'{k} {v}' for k, v in cal['sources']['hops'].items())}; shells "
         f"{', '.join(shell_when) or '-'}; scheduler {', '.join(sched_when[:1] + sched_when[-1:]) or '-'}. The "
         "machine (2 cores, 24 GiB) was shared: other helpers' tests and benchmarks queued on the same CPU lock "
-        "between these commands, and a nice-19 paper training ran on core 1 throughout, beside every figure "
-        "here. Rig processes ran on both cores (not pinned); `bench_shell.py` on core 0 (`taskset -c 0`).", "",
+        "between these commands, and nice-19 paper trainings ran beside every figure here (on core 1 in the "
+        "earlier session; on both cores in this one, 20:55-22:05 UTC). Rig processes ran on both cores (not "
+        "pinned); `bench_shell.py` and `bench_actor.py` on core 0 (`taskset -c 0`), timing CPU per thread.", "",
         "Commands (the rig: `PYTHON=.venv/bin/python launch/emulated_cluster.sh --dir /tmp/dsrs-cost-N start N "
-        "--mem-mb 8192|4096|2560 --object-store-mb 300`, N = 1|2|4; 12288 for width 20000 on 1 node; every "
-        "command under `flock /tmp/distspike-cpu.lock`):", "",
+        "--mem-mb 8192|4096|2560 --object-store-mb 300`, N = 1|2|4; for width 20000 12288 on 1 node, 8192 on 2; "
+        "every command under `flock /tmp/distspike-cpu.lock`):", "",
         "- `launch/emulated_cluster.sh --dir D run -- .venv/bin/python benchmarks/bench_cluster.py hops "
         "--nodes N` (fans 1,2[,4]): `results/cluster_hops.json`",
         "- `launch/emulated_cluster.sh --dir D run -- .venv/bin/python benchmarks/bench_cluster.py points "
@@ -622,8 +686,12 @@ def report_text(cal: dict, recs: list[dict], args, table: str) -> str:
         "- `launch/emulated_cluster.sh --dir D run -- .venv/bin/python benchmarks/bench_cluster.py points "
         "--nodes N --width 5000|20000 --points rule:shards:mode,... --samples 20|10 --repeats 3`: "
         "`results/scaling_points.jsonl` (the 1- and 2-shard plain points twice each: runs x windows below)",
-        "- `taskset -c 0 python benchmarks/bench_shell.py --shards 1,2,4,8` and `... --width 20000 --shards 1,2 "
-        "--samples 10 --repeats 3 --no-actor`: `results/shell_busy.json`",
+        "- `taskset -c 0 python benchmarks/bench_shell.py --shards 1,2,4,8` and, width 20000, `... --width 20000 "
+        "--rules R --shards 1 --samples 10 --repeats 3 --rounds 1` and `... --shards 2 ... --no-actor` (R = sgd, "
+        "fsgd): `results/shell_busy.json`",
+        "- `taskset -c 0 python benchmarks/bench_actor.py --width 5000 --rules sgd,fsgd --shards 1,2 --samples 6 "
+        "--rounds 2` and `... --width 20000 --rules sgd --shards 1 --samples 4 --rounds 1`: "
+        "`results/actor_messages.json`",
         "- `python benchmarks/cost_model.py calibrate [--hops-only]`: `results/cost_calibration.json` "
         "(`--hops-only` keeps the kernel, memory and idle constants and re-reads the files of the other "
         "microbenchmarks)",
@@ -654,29 +722,38 @@ def report_text(cal: dict, recs: list[dict], args, table: str) -> str:
 
 #: what the verdict line cannot compute (kept in step with the figures by whoever re-runs the report)
 REMARKS = (
-    "What changed from the first model (1 of 8 within the target): (1) the work term is the shells' own busy "
-    "time, measured in-process on the points' samples by `bench_shell.py` (the first model's kernel formula "
-    "counted only the row and column updates: the shells' real work is 1.2x that for SGD and 3.2x for FSGD), "
-    "times the measured actor factor (the same shells inside one Ray actor across 2 ms idle gaps: 1.28x SGD, "
-    "1.18x FSGD, over hot in-process; the gaps alone in-process 1.23x, 1.14x; two A B C rounds each, the "
-    "rounds differed by up to 30 %); (2) each plain stage costs what the real scheduler, driver and actors "
-    "take per stage on a net with no work to speak of, instead of an echo chain's stage. The remaining "
-    "miss is FSGD: every FSGD point is predicted short, and its measured critical-path busy time is 16-24 % "
-    "over the prediction: the points' actors are 1.4x as busy as the in-process shells, not the 1.18x of "
-    "`bench_shell.py`, whose actor runs the shells but not the actor's own per-message code (message checks, "
-    "`assemble`, `plain()`), which FSGD's ~10x as many messages pay more often (a microbenchmark of "
-    "`ShardActor` itself would price it; not done). The earlier session's points were measured under a "
-    "heavier load (load average 3-10 against 1-4 here; SGD, 1 shard, 1 node: 51.9 ms then, 30-32 now); the "
-    "re-measured points supersede them. Width 20000 (784-20000-20000-10, 1 node, one run of 3 x 10 samples "
-    "each, 19:18-19:20 UTC) is far off (+19 % to +157 %): there the in-process shells are about 2x as busy "
-    "as the points' actors (SGD, 1 shard, `forward.2`: 242 ms per sample in-process, 114 ms in the actor), "
-    "so the in-process shells are no proxy of an actor's work at that width; why is not established (the "
-    "blocks are C-ordered in both), and the actor factor at 20000 (`bench_shell.py --width 20000 --shards 1 "
-    "--rounds 1`) was queued but did not get the CPU lock before measurements stopped. CPU per actor is over-predicted by up to 40 % with 2 SGD shards. "
+    "Why width 20000 was off (+67 % to +157 % before this session's fix): `bench_shell.py` timed the shells by "
+    "wall clock on core 0 (`taskset -c 0`), which it shared with other sessions' processes; the kernel's "
+    "autogroup scheduling gives a nice-19 process of another session a fair share of the core, so the paper "
+    "trainings did not yield to it. At 19:14 UTC its width-20000 shells were busy 286 ms per sample against 145 ms "
+    "of CPU (at width 5000, 18:44 UTC, busy and CPU agreed within 10 %). The runtime was not at fault (no copy per "
+    "message, the blocks C-ordered in both). `bench_shell.py` now records each shell's thread CPU, which the model "
+    "takes: re-measured at 21:03-21:20 UTC, SGD's `forward.2` with 1 shard is 107 ms of CPU per sample "
+    "in-process, against 114 ms busy in the points' actor. Two further terms come from a new microbenchmark of the "
+    "real `ShardActor` (`bench_actor.py`: it replays recorded forward messages in-process and inside a Ray actor). "
+    "(1) The actor's own code per message around its shell (checks, `assemble`, validation, `plain()`) costs "
+    "30-57 us per message plus 2-40 ns per spike with 1 shard, and 22-50 us plus 80-430 ns per spike with 2 (the "
+    "k-way merge of the parts); it is added to each actor's work, and FSGD, with ~18 messages per actor per "
+    "sample, pays most of it. (2) The actor factor: the real actor's `Shell` CPU inside Ray over in-process is "
+    "1.05 (SGD, width 20000), 1.09 (SGD, 5000) and 1.34 (FSGD, 5000), and is used where measured instead of "
+    "`bench_shell.py`'s whole in-process net inside one Ray actor (1.27 at width 20000, which the real actors do "
+    "not show; FSGD at 20000 still uses it). The memory-bandwidth share stays e2 = 0.67 (`bench_memory.shard_rates"
+    "(5000)` of an earlier calibration, by wall clock). Measured again (`bench_memory.shard_rates(w, 5.0, cpu)`, the median "
+    "of two, under the lock) by wall clock at 21:50 UTC it read 0.72 (w = 5000) and 0.44 (20000), and per CPU "
+    "second of each process (`cpu=True`) at 22:00 UTC 1.58 and 0.94: `shard_rates` sets one process streaming all columns against two streaming half the columns each, "
+    "so it mixes the smaller block's cache gain (which the k-shard shells, measured one at a time, already hold) "
+    "with the loss to a concurrent stream; the model needs the latter alone (two processes against one, same "
+    "block), which was not measured. At width 20000 the farthest point, SGD with 2 shards on 1 node (+21 %, "
+    "its critical path +29 %), is where this term weighs most. The busiest actor's CPU is over-predicted by up "
+    "to 58 % with 2 SGD shards (not investigated). "
+    "The width-5000 points were measured at 18:49-19:02 UTC (not re-measured this session); the width-20000 ones "
+    "at 19:18 and 21:24-21:37 UTC, two or three runs each. Nice-19 paper trainings ran on both cores all the "
+    "while, and other helpers' tests and benchmarks queued on the same CPU lock between these commands (load "
+    "average 3-7). "
     "Oversubscribed points (plain calls with 4-8 shards, compiled graphs) are outside the target; the table "
-    "shows how far off they are: plain calls with 4-8 shards -28 % to +12 %; compiled graphs, re-measured on "
-    "1 node at 19:23-19:24 UTC, +34 % to +106 % (one compiled shard measured faster than plain calls, "
-    "26.3 against 30.9 ms for SGD: the model's slow-down for 5 spinning actors on 2 cores is too large).")
+    "shows how far off they are; compiled graphs are predicted far too slow (one compiled shard measured faster "
+    "than plain calls, 26.3 against 30.9 ms for SGD: the model's slow-down for 5 spinning actors on 2 cores is "
+    "too large).")
 
 
 def load_points(path: Path) -> list[dict]:
@@ -714,6 +791,8 @@ def main(argv=None) -> None:
             cal = calibrate(args.hops, args.seconds)
         if SHELL_JSON.exists():
             cal.update(shell_constants(cal, json.loads(SHELL_JSON.read_text())))
+        if ACTOR_JSON.exists():
+            cal.update(actor_msg_constants(json.loads(ACTOR_JSON.read_text())))
         if GAPS_JSONL.exists():
             cal.update(sched_constants(cal, load_points(GAPS_JSONL)))
         CALIBRATION.write_text(json.dumps(cal, indent=1, sort_keys=True) + "\n")

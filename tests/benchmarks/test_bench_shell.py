@@ -15,7 +15,7 @@ from distspike.runtime import make_net, shell  # noqa: E402
 
 def test_timers_see_every_shell_and_are_undone():
     before = {m: getattr(shell.Shell, m) for m in bs.METHODS}
-    busy, calls, undo = bs.timed_shells(0.0)
+    busy, cpu, calls, undo = bs.timed_shells(0.0)
     try:
         cfg = NetConfig(ModelConfig((20, 8, 8, 3), 0.01, "float32"), TrainingConfig(rule="sgd"))
         rng = np.random.default_rng(0)
@@ -28,3 +28,4 @@ def test_timers_see_every_shell_and_are_undone():
     assert set(busy) == {f"forward.{l}.{s}" for l in (1, 2, 3) for s in (0, 1)} | \
         {f"backward.{l}.{s}" for l in (2, 3) for s in (0, 1)}
     assert all(v > 0 for v in busy.values()) and all(calls[n] > 0 for n in busy)
+    assert set(cpu) == set(busy) and all(v >= 0 for v in cpu.values())  # the thread's CPU seconds

@@ -191,3 +191,46 @@ def test_actor_factor_of_the_point_width_where_measured():
            "actor_factor_by_width": {"100": {"sgd": 0.5}}}
     assert cm.layer_work(cal, point())[1] == pytest.approx(1e-3)
     assert cm.layer_work({**cal, "actor_factor_by_width": {}}, point())[1] == pytest.approx(3e-3)
+
+
+def test_shell_constants_take_the_shells_cpu_time_where_measured():
+    hot = {"busy_ms": {"forward.1.0": 2.0}, "cpu_busy_ms": {"forward.1.0": 1.0}, "calls": {"forward.1.0": 2.0},
+           "fwd": [10.0, 20.0, 30.0, 2.0], "passed": [0.0, 4.0, 6.0, 8.0]}
+    out = cm.shell_constants(CAL, {"sgd:1:100": {"measured": "x", "hot": hot}})
+    assert out["shell_ms"]["100"]["sgd"]["1"] == {"forward.1.0": 1.0}  # not the wall time's 2.0
+
+
+def test_actor_message_cost_adds_per_call_and_per_spike():
+    line = {"sgd": {"1": {"a_us": 50.0, "b_us_per_event": 0.01}, "2": {"a_us": 80.0, "b_us_per_event": 0.02}}}
+    cal = {**CAL, "shell_ms": {"100": {"sgd": {"1": {"forward.2.0": 2.0, "backward.3.0": 1.0}}}},
+           "shell_calls": {"100": {"sgd": {"1": {"forward.2.0": 3.0, "backward.3.0": 1.0}}}}, "actor_msg": line}
+    p = point()
+    # forward.2: 3 calls x 50 us + 0.01 us x (20 spikes of layer 1 + 6 errors passed at layer 2)
+    assert cm.actor_message_s(cal, p, "forward.2.0", 3.0) == pytest.approx((150 + 0.26) * 1e-6)
+    assert cm.actor_message_s(cal, point(shards=4), "forward.2.0", 3.0) == pytest.approx((240 + 0.52) * 1e-6)
+    assert cm.actor_message_s(CAL, p, "forward.2.0", 3.0) == 0.0  # not calibrated
+    work, total = cm.layer_work(cal, p)
+    back = 1e-3 + (50 + 0.01 * (30 + 8)) * 1e-6  # backward.3: 1 call, 30 spikes of layer 2, 8 errors at layer 3
+    assert sorted(work) == pytest.approx(sorted([2e-3 + 150.26e-6, back]))
+    assert total == pytest.approx(sum(work))
+
+
+def test_actor_msg_constants_prefer_the_ray_actor_and_the_widest_width():
+    fit = lambda a: {"a_us": a, "b_us_per_event": 0.0}  # noqa: E731
+    out = cm.actor_msg_constants({"sgd:1:5000": {"measured": "x", "inprocess": fit(1.0), "ray": fit(2.0)},
+                                  "sgd:1:300": {"measured": "y", "inprocess": fit(9.0)},
+                                  "fsgd:2:300": {"measured": "z", "inprocess": fit(3.0)}})
+    assert out["actor_msg"]["sgd"]["1"]["a_us"] == 2.0 and out["actor_msg"]["sgd"]["1"]["mode"] == "ray"
+    assert out["actor_msg"]["fsgd"]["2"] == {"a_us": 3.0, "b_us_per_event": 0.0, "mode": "inprocess", "width": 300}
+
+
+def test_real_actor_shell_factor_comes_first_where_measured():
+    rows = {"inprocess": [{"shell_us": 100.0}, {"shell_us": 300.0}], "ray": [{"shell_us": 120.0}, {"shell_us": 380.0}]}
+    fit = {"a_us": 1.0, "b_us_per_event": 0.0}
+    out = cm.actor_msg_constants({"sgd:1:100": {"measured": "x", "inprocess": fit, "ray": fit, "rows": rows},
+                                  "sgd:2:100": {"measured": "x", "inprocess": fit, "ray": fit, "rows": rows}})
+    assert out["actor_shell_factor"] == {"100": {"sgd": 1.25}}  # (120 + 380) / (100 + 300); 1 shard only
+    cal = {**CAL, "actor_factor": {"sgd": 1.5}, "actor_factor_by_width": {"100": {"sgd": 1.4}}}
+    assert cm.actor_factor({**cal, **out}, point()) == 1.25
+    assert cm.actor_factor(cal, point()) == 1.4
+    assert cm.actor_factor(cal, point(sizes=(784, 200, 200, 10))) == 1.5
