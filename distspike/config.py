@@ -480,7 +480,7 @@ class LoggingConfig:
 
     traffic: bool = True
     every: int = 1
-    flush_rows: int = 50_000
+    flush_rows: int = 16_384
     tracker: Tracker = Tracker.none
     tracking_uri: str | None = None
     tags: RunTags = field(default=RunTags(), metadata={"node": None})  # filled in by the job (for_net)

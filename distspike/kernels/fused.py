@@ -64,7 +64,13 @@ def reserve(log, n, k):
     return bigger
 
 
-@njit(cache=True)
+#: explicit signatures: called with constants (forms, 0, True) from compiled code, a lazy dispatcher compiled
+#: one specialization per combination of literal arguments (7 for ``log_row``, 2 for ``log_dead_chain``)
+_LOG_ROW_SIG = "int64(int32[:, ::1], int64, int64, int64, int64, int64, int64, int64, int64)"
+_LOG_DEAD_SIG = "int64(int32[:, ::1], int64, int64, int64, int64, int64, boolean)"
+
+
+@njit(_LOG_ROW_SIG, cache=True)
 def log_row(log, n, actor, form, step, n_in, pos, n_out, live):
     """Row ``n`` of the traffic table (``LOG_COLUMNS``; room made by ``reserve``); ``n + 1``."""
     log[n, 0], log[n, 1], log[n, 2], log[n, 3] = actor, form, step, n_in
@@ -82,7 +88,7 @@ def n_positive(sign, mask):
     return n
 
 
-@njit(cache=True)
+@njit(_LOG_DEAD_SIG, cache=True)
 def log_dead_chain(log, n, L, l, t, segments, gate_first):
     """Rows of an empty chain from layer ``l`` (0-based) down: ``segments`` rows per module; the next row.
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,8 +37,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from numba.core.errors import TypingError
 
@@ -122,21 +121,47 @@ _BUFFER_SCHEMA = pa.schema([f.with_type(pa.dictionary(pa.int8(), pa.string())) i
                             for f in FILE_SCHEMA], metadata=FILE_SCHEMA.metadata)
 
 
+def _column(values: np.ndarray, type: pa.DataType) -> pa.Array:
+    """A column without nulls of Arrow ``type`` on the memory of ``values`` (numpy, the same width; not copied).
+
+    Not ``pa.array``: its first call imports pandas if it is installed (pyarrow checks every
+    argument for pandas objects), 50 MiB in a training process that never uses pandas.
+    """
+    values = np.ascontiguousarray(values)
+    return pa.Array.from_buffers(type, len(values), [None, pa.py_buffer(values)])
+
+
 def _strings(codes: np.ndarray, values) -> pa.Array:
     """A string column as small-integer codes into ``values``: the writer stores the codes as they are
     (no string is built or hashed per row); the file's column is a plain string column."""
-    return pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(list(values), pa.string()))
+    encoded = [v.encode() for v in values]
+    offsets = np.cumsum([0] + [len(e) for e in encoded], dtype=np.int32)
+    dictionary = pa.Array.from_buffers(pa.string(), len(encoded),
+                                       [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))])
+    return pa.DictionaryArray.from_arrays(_column(codes.astype(np.int8, copy=False), pa.int8()), dictionary)
+
+
+#: the writers' allocations go to malloc, not Arrow's default pool (mimalloc, which kept what each writer
+#: thread had used: 45 MiB of a training run's peak RSS with its five recorders), and one part is written
+#: at a time per process, its memory given back to the system after it (``release_unused``: malloc_trim):
+#: the recorders' threads no longer hold the encoders of five parts at once at an epoch's end
+_WRITE_POOL = pa.system_memory_pool()
+_WRITE_LOCK = threading.Lock()
 
 
 def write_part_file(table: pa.Table, path: Path) -> None:
     """``table`` (columns of ``FILE_SCHEMA``) as one part file at ``path``, fsync'ed: LZ4, one row group, the
     schema version in the key-value metadata, a CRC32 per page. The caller renames it into ``traffic/``."""
     with open(path, "wb") as f:  # created with the user's umask
-        with pq.ParquetWriter(f, table.schema, use_dictionary=_STRINGS, compression=COMPRESSION,
-                              store_schema=False, write_statistics=_STATISTICS,
-                              write_page_checksum=True) as writer:  # CRC32 per page: altered bytes show
-            writer.write_table(table, row_group_size=max(table.num_rows, 1))
-            writer.add_key_value_metadata(FILE_SCHEMA.metadata)  # the schema version
+        with _WRITE_LOCK:  # one encoder at a time (``_WRITE_POOL``)
+            try:
+                with pq.ParquetWriter(f, table.schema, use_dictionary=_STRINGS, compression=COMPRESSION,
+                                      store_schema=False, write_statistics=_STATISTICS, memory_pool=_WRITE_POOL,
+                                      write_page_checksum=True) as writer:  # CRC32 per page: altered bytes show
+                    writer.write_table(table, row_group_size=max(table.num_rows, 1))
+                    writer.add_key_value_metadata(FILE_SCHEMA.metadata)  # the schema version
+            finally:
+                _WRITE_POOL.release_unused()
         f.flush()
         os.fsync(f.fileno())
 
@@ -188,7 +213,7 @@ class TrafficRecorder:
     def _buffers(self) -> tuple[np.ndarray, np.ndarray]:
         """A pair of row buffers, written once now: fresh memory page-faults on its first write (every 4 KB,
         0.5-7 us each on the development VM, some 2 ms per 1 000 rows), better paid when the recorder is made
-        than while training. Two pairs take ``176 * flush_rows`` bytes (8.8 MB at the default)."""
+        than while training. Two pairs take ``176 * flush_rows`` bytes (2.9 MB at the default)."""
         ints = np.empty((len(INT_COLUMNS), self.capacity), np.int64)
         floats = np.empty((len(FLOAT_COLUMNS), self.capacity), np.float64)
         ints.fill(0)
@@ -337,17 +362,17 @@ class TrafficRecorder:
             "run_id": _strings(zeros, [tags.run_id]),
             "routing": _strings(zeros, [tags.routing]),
             "rule": _strings(zeros, [tags.rule]),
-            "job": pa.array(np.full(n, tags.job, np.int32)),
+            "job": _column(np.full(n, tags.job, np.int32), pa.int32()),
             "module": _strings(zeros, [self.kind]),
-            "layer": pa.array(np.full(n, self.layer, np.int16)),
-            "shard": pa.array(np.full(n, self.shard, np.int16)),
+            "layer": _column(np.full(n, self.layer, np.int16), pa.int16()),
+            "shard": _column(np.full(n, self.shard, np.int16), pa.int16()),
             "direction": _strings(ints[0].astype(np.int8), DIRECTIONS),
         }
         clamped = np.zeros(n, bool)
         for k, name in enumerate(INT_COLUMNS[1:], start=1):
-            columns[name] = pa.array(_fit(ints[k], _INT_TYPES[name], clamped))
-        columns["compute_s"] = pa.array(floats[0, :n])
-        columns["t_wall"] = pa.array(np.rint(floats[1, :n] * 1e6).astype(np.int64), WALL_TYPE)  # float seconds
+            columns[name] = _column(_fit(ints[k], _INT_TYPES[name], clamped), _BUFFER_SCHEMA.field(name).type)
+        columns["compute_s"] = _column(floats[0, :n], pa.float64())
+        columns["t_wall"] = _column(np.rint(floats[1, :n] * 1e6).astype(np.int64), WALL_TYPE)  # float seconds
         self._warn_saturated(int(clamped.sum()))
         return pa.Table.from_pydict(columns, schema=_BUFFER_SCHEMA)
 
@@ -636,6 +661,7 @@ def _footer_rows(path: Path) -> int | None:
 
 
 def _dataset(files: list[Path], root: Path, schema: pa.Schema) -> ds.Dataset:
+    import pyarrow.dataset as ds  # here, not at the top: it imports pandas (+53 MiB in a training process)
     partitioning = ds.partitioning(pa.schema([("actor", pa.string())]), flavor="hive")
     fmt = ds.ParquetFileFormat(default_fragment_scan_options=ds.ParquetFragmentScanOptions(
         page_checksum_verification=True))
@@ -645,6 +671,7 @@ def _dataset(files: list[Path], root: Path, schema: pa.Schema) -> ds.Dataset:
 
 def _from_v0(table: pa.Table, columns: list[str]) -> pa.Table:
     """Rows of schema v0 as ``SCHEMA``: ``t_wall`` (float seconds) a timestamp; the tags v0 lacks "" (job -1)."""
+    import pyarrow.compute as pc
     n, out = table.num_rows, []
     for name in columns:
         if name in ("routing", "rule"):
@@ -672,6 +699,7 @@ def _read(parts: list[tuple[Path, int]], root: Path, columns) -> pa.Table:
     tables = [_read_version(v, [p for p, w in parts if w == v], root, columns) for v in versions]
     table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
     if "direction" in columns:  # a value no recorder writes: the bytes were altered
+        import pyarrow.compute as pc
         bad = pc.invert(pc.is_in(table["direction"], pa.array(DIRECTIONS)))
         if pc.any(bad).as_py():
             raise pa.ArrowInvalid("a direction value that is not forward/backward")
@@ -743,6 +771,7 @@ _STAT_COLUMNS = ["module", "direction", "layer", "shard", "events_in", "events_o
 
 
 def _is(table: pa.Table, column: str, value: str) -> np.ndarray:
+    import pyarrow.compute as pc
     return pc.equal(table[column], value).to_numpy(zero_copy_only=False)
 
 
