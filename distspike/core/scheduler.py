@@ -22,7 +22,9 @@ always (a work item is everything one module emitted while consuming one item,
 Table 4), and depth-first with held errors (no state is shared across paths, except
 the updater/backward-weights pair that ``BackwardQuantizer.backward(interleave=True)``
 orders per event). Depth-first with un-held errors falls back to single-event
-messages, which makes it the event-level recursion itself.
+messages, which makes it the event-level recursion itself; in-process with one shard
+per layer and no traffic logs (not smooth, no regularization) that recursion runs
+inside one compiled call per sample (``LocalBackend.train_depth``, ``kernels/depth.py``).
 
 In-process with one shard per layer, breadth-first training with held errors (SGD or
 FSGD, not smooth) runs each sample's step-by-step schedule inside one compiled call
@@ -95,6 +97,10 @@ class Scheduler:
         # (not with the Fig. 3 FSGD options: regularization and step_lr run message by message on Ray)
         plain = cfg.training.regularization == 0 and cfg.training.step_lr == "constant"
         self.compiled = static and plain and getattr(backend, "can_compile", lambda: False)()
+        # un-held depth-first, not smooth, no regularization: the event-level recursion of a whole
+        # sample in one compiled call (``LocalBackend.train_depth``, ``kernels/depth.py``)
+        self.fused_depth = self.fine and not self.smooth and cfg.training.regularization == 0 and \
+            getattr(backend, "can_fuse_depth", lambda: False)()
 
     # -- one training sample (paper section 3.8) --------------------------------
     def train_sample(self, x: np.ndarray, neg_y: np.ndarray, epoch: int = 0, sample: int = 0) -> None:
@@ -105,7 +111,7 @@ class Scheduler:
         """
         self.backend.set_position(epoch, sample, 0, True)
         self.counter.reset()
-        if self.fused:  # the kernel resets and runs the input and target quantizers itself
+        if self.fused or self.fused_depth:  # the kernel resets and runs the input and target quantizers itself
             self._train_sample_fused(x, neg_y)
             return
         self.inp.reset()
@@ -141,10 +147,14 @@ class Scheduler:
 
     def _train_sample_fused(self, x: np.ndarray, neg_y: np.ndarray) -> None:
         """The step-by-step schedule below, input and target quantizers included, run inside one
-        kernel (``kernels/fused.py``)."""
+        kernel (``kernels/fused.py``; un-held depth-first: ``kernels/depth.py``)."""
         tr = self.cfg.training
-        stats = self.backend.train_fused(x, neg_y, self.inp, self.tgt, self.T, self.counter.counts, self.num,
-                                         tr.fractional, tr.read_first)
+        if self.fused:
+            stats = self.backend.train_fused(x, neg_y, self.inp, self.tgt, self.T, self.counter.counts, self.num,
+                                             tr.fractional, tr.read_first)
+        else:
+            stats = self.backend.train_depth(x, neg_y, self.inp, self.tgt, self.T, self.num, tr.fractional,
+                                             tr.read_first)
         self.input_spikes += int(stats[:, 0, 0].sum())
         if self.trace is None:
             return

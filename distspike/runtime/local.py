@@ -36,6 +36,51 @@ class LocalBackend:
         return all(len(s) == 1 for s in (*self.fq.values(), *self.bq.values())) and \
             all(sh.recorder is None or hasattr(sh.recorder, "take") for sh in shells)
 
+    def can_fuse_depth(self) -> bool:
+        """Whether ``train_depth`` applies: one shard per layer and no traffic recorders (the
+        per-message path logs one row per single-event message; the kernel tables none)."""
+        return all(len(s) == 1 for s in (*self.fq.values(), *self.bq.values())) and \
+            all(sh.recorder is None for _, sh in self.shells())
+
+    def train_depth(self, x: np.ndarray, neg_y: np.ndarray, inp, tgt, steps: int, num,
+                    fractional: bool, read_first: bool) -> np.ndarray:
+        """A whole un-held depth-first SGD/FSGD training sample in one compiled call (``kernels/depth.py``).
+
+        As ``train_fused``: the call runs the input and target quantizers too, every shell
+        enters the sample first, and the per-step spike totals ``(T, 4, L+1)`` are returned
+        and added to the shells' counters. No traffic rows (``can_fuse_depth``).
+        """
+        from distspike.kernels import depth
+        self._enter_all(num)
+        L = len(self.fq)
+        stats = np.zeros((steps, 4, L + 1), np.int64)
+        try:
+            depth.herd_and_train_depth(x, inp.phi, inp.total, neg_y, tgt.phi, tgt.total, steps, *self._fused_state,
+                                       num.thresh, num.unit, fractional, read_first, stats, self._step_lr)
+        except OverflowError as err:
+            raise OverflowError(f"fused in-process sample at {self.fq[1][0].position}: {err}") from None
+        self._add_counters(stats)
+        return stats
+
+    def _enter_all(self, num) -> None:
+        """Every shell enters the sample; the kernels' typed state lists are built on first use."""
+        for _, shell in self._shells:
+            shell._enter()
+        if self._fused_state is None:
+            self._fused_state = self._fused_lists()
+            self._step_lr = np.array(num.step_lr, num.dtype)
+            # actor ``a`` of the kernel's traffic rows: forward quantizers of layers 1..L, backward ones of 2..L
+            self._fused_actors = [self.fq[l][0] for l in sorted(self.fq)] + [self.bq[l][0] for l in sorted(self.bq)]
+
+    def _add_counters(self, stats: np.ndarray) -> None:
+        """A fused sample's spike totals into the shells' counters; it counts as one call."""
+        totals = stats.sum(axis=0)
+        for l in range(1, len(self.fq) + 1):
+            self.fq[l][0].counters[:3] += totals[:3, l]
+            if l >= 2:
+                self.bq[l][0].counters[3] += totals[3, l]
+        self.calls += 1
+
     def train_fused(self, x: np.ndarray, neg_y: np.ndarray, inp, tgt, steps: int, counts: np.ndarray, num,
                     fractional: bool, read_first: bool) -> np.ndarray:
         """A whole SGD/FSGD training sample in one compiled call (``kernels/fused.py``).
@@ -50,13 +95,7 @@ class LocalBackend:
         adds them to the shells' counters.
         """
         from distspike.kernels import fused
-        for _, shell in self._shells:
-            shell._enter()
-        if self._fused_state is None:
-            self._fused_state = self._fused_lists()
-            self._step_lr = np.array(num.step_lr, num.dtype)
-            # actor ``a`` of the kernel's traffic rows: forward quantizers of layers 1..L, backward ones of 2..L
-            self._fused_actors = [self.fq[l][0] for l in sorted(self.fq)] + [self.bq[l][0] for l in sorted(self.bq)]
+        self._enter_all(num)
         L = len(self.fq)
         stats = np.zeros((steps, 4, L + 1), np.int64)
         first = self.fq[1][0]
@@ -81,12 +120,7 @@ class LocalBackend:
             raise OverflowError(f"fused in-process sample at {first.position}: {err}") from None
         if logging:  # the sample's compute time is split evenly over its rows, of all actors
             sample_rows.added(log, rows, first.position, not fractional, time.perf_counter_ns() - t0)
-        totals = stats.sum(axis=0)
-        for l in range(1, L + 1):
-            self.fq[l][0].counters[:3] += totals[:3, l]
-            if l >= 2:
-                self.bq[l][0].counters[3] += totals[3, l]
-        self.calls += 1
+        self._add_counters(stats)
         return stats
 
     def _fused_lists(self):
