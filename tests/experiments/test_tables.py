@@ -189,3 +189,15 @@ def test_table1_curve_summary_picks_each_seeds_lowest_test_error():
     (summary,) = curve_summary(rows)
     assert summary["lowest_test"] == 2.5 and summary["lowest_test_epochs"] == "2;1"  # ties: the earlier epoch
     assert summary["epochs"] == 3 and summary["test_at_last"] == 5.0 and summary["test_at_20"] == 5.0
+
+
+def test_fig2_draws_the_first_seed_and_the_live_relu_net_over_their_first_20_epochs():
+    """Issue 22: Fig. 2 from the 50-epoch runs shows the first 20 epochs, as the paper does."""
+    from distspike.experiments.table2 import fig2_series
+    nets = ("spiking_sgd", "spiking_fsgd", "spiking_sgd_seed1235", "relu_seed1234", "relu_seed1236")
+    curves = [{"net": n, "epoch": e, "test_error": float(e), "train_error": e / 2}
+              for n in nets for e in range(50 if n in ("spiking_sgd", "spiking_fsgd") else 20, 0, -1)]
+    series = fig2_series(curves, "relu_seed1236")
+    assert list(series) == ["spiking_sgd", "spiking_fsgd", "relu_seed1236"]
+    for ep, test, train in series.values():
+        assert ep == list(range(1, 21)) and test == [float(e) for e in ep] and train == [e / 2 for e in ep]
