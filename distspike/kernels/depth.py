@@ -32,8 +32,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from distspike.kernels.fused import BWD_OUT, ERR_IN, ERR_PASSED, FWD_OUT, relu_delta
-from distspike.kernels.herding import NO_UPDATE, UPDATE_AFTER, UPDATE_BEFORE, _herd_events, herd_vector_steps, scratch
+from distspike.kernels.fused import BWD_OUT, ERR_IN, ERR_PASSED, FWD_OUT, herd_sample_inputs, relu_delta
+from distspike.kernels.herding import NO_UPDATE, UPDATE_AFTER, UPDATE_BEFORE, _herd_events, scratch
 from distspike.kernels.updates import gate_and_update
 
 FORWARD, GATE, BACKWARD = 0, 1, 2  # kinds of work items (the scheduler's "fwd", "gate", "bwd")
@@ -143,13 +143,7 @@ def herd_and_train_depth(x, in_phi, in_total, neg_y, tg_phi, tg_total, steps, Ws
     up front (their spikes depend on nothing else); input spikes of step ``t`` are added to
     ``stats[t, FWD_OUT, 0]``.
     """
-    in_phi[:] = 0
-    in_total[:] = 0
-    tg_phi[:] = 0
-    tg_total[:] = 0
-    in_idx, in_sign, in_bounds = herd_vector_steps(in_phi, in_total, x, steps, thresh, unit, True)
-    tg_idx, tg_sign, tg_bounds = herd_vector_steps(tg_phi, tg_total, neg_y, steps, thresh, unit, True)
-    for t in range(steps):
-        stats[t, FWD_OUT, 0] += in_bounds[t + 1] - in_bounds[t]
+    in_idx, in_sign, in_bounds, tg_idx, tg_sign, tg_bounds = herd_sample_inputs(
+        x, in_phi, in_total, neg_y, tg_phi, tg_total, steps, thresh, unit, stats)
     train_sample_depth(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, in_sign, in_bounds, tg_idx, tg_sign,
                        tg_bounds, thresh, unit, fractional, read_first, stats, step_lr)

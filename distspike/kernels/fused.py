@@ -321,6 +321,23 @@ def train_sample(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, in_sign, in
 
 
 @njit(cache=True, nogil=True)
+def herd_sample_inputs(x, in_phi, in_total, neg_y, tg_phi, tg_total, steps, thresh, unit, stats):
+    """A sample's input and target spikes (Alg. 1): both quantizers start from zero
+    (``VectorQuantizer.reset``) and herd all ``steps`` steps of ``x`` and ``neg_y`` up front
+    (``herd_vector_steps``; their spikes depend on nothing else). The input spikes of step ``t``
+    are added to ``stats[t, FWD_OUT, 0]``. Returns input (idx, sign, bounds), then target's."""
+    in_phi[:] = 0
+    in_total[:] = 0
+    tg_phi[:] = 0
+    tg_total[:] = 0
+    in_idx, in_sign, in_bounds = herd_vector_steps(in_phi, in_total, x, steps, thresh, unit, True)
+    tg_idx, tg_sign, tg_bounds = herd_vector_steps(tg_phi, tg_total, neg_y, steps, thresh, unit, True)
+    for t in range(steps):
+        stats[t, FWD_OUT, 0] += in_bounds[t + 1] - in_bounds[t]
+    return in_idx, in_sign, in_bounds, tg_idx, tg_sign, tg_bounds
+
+
+@njit(cache=True, nogil=True)
 def herd_and_train(x, in_phi, in_total, neg_y, tg_phi, tg_total, steps, Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes,
                    counts, thresh, unit, lr, fractional, read_first, stats, log, log_start, log_mode, step_lr,
                    penalty_lr, penalized):
@@ -331,14 +348,8 @@ def herd_and_train(x, in_phi, in_total, neg_y, tg_phi, tg_total, steps, Ws, Ss, 
     depend on nothing else), exactly as ``VectorQuantizer.steps`` does from Python; the
     input spikes of step ``t`` are added to ``stats[t, FWD_OUT, 0]``. Returns ``(log, rows)``.
     """
-    in_phi[:] = 0
-    in_total[:] = 0
-    tg_phi[:] = 0
-    tg_total[:] = 0
-    in_idx, in_sign, in_bounds = herd_vector_steps(in_phi, in_total, x, steps, thresh, unit, True)
-    tg_idx, tg_sign, tg_bounds = herd_vector_steps(tg_phi, tg_total, neg_y, steps, thresh, unit, True)
-    for t in range(steps):
-        stats[t, FWD_OUT, 0] += in_bounds[t + 1] - in_bounds[t]
+    in_idx, in_sign, in_bounds, tg_idx, tg_sign, tg_bounds = herd_sample_inputs(
+        x, in_phi, in_total, neg_y, tg_phi, tg_total, steps, thresh, unit, stats)
     return train_sample(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, in_sign, in_bounds, tg_idx, tg_sign,
                         tg_bounds, counts, thresh, unit, lr, fractional, read_first, stats, log, log_start, log_mode,
                         step_lr, penalty_lr, penalized)
