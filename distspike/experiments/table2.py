@@ -103,6 +103,13 @@ def spiking_run_dir(runs: Path, rule: str, seed: int, split: str = "official") -
     return run_dir(runs, "table2", name + ("" if seed == SEEDS[0] else f"_seed{seed}"))
 
 
+def curve_net(rule: str, seed: int) -> str:
+    """A spiking run's name in the Fig. 2 CSV, as its run dir is named: ``spiking_sgd`` for seed
+    1234, ``spiking_sgd_seed1235`` otherwise (never by the position of ``seed`` in a ``--seeds``
+    list: a later ``--seeds 1235,1236`` would overwrite seed 1234's curves when merged)."""
+    return f"spiking_{rule}" + ("" if seed == SEEDS[0] else f"_seed{seed}")
+
+
 def csv_name(split: str, kind: str = "table2_mnist") -> str:
     """``table2_mnist.csv`` / ``fig2_learning_curves.csv``, with ``_<split>`` for another split."""
     return f"{kind}{'' if split == 'official' else '_' + split}.csv"
@@ -135,7 +142,7 @@ def table2(runs: Path, out: Path, epochs: int = EPOCHS, train: bool = True, over
     live = first_live_seed(ds.x_train, sizes, w_init, seeds[0])
     rows = [_row(f"spiking_{r}", f"spiking {r.upper()}", m["epochs"], m["seed"], m["final_test_error"],
                  m["final_train_error"], m["wall_time_s"]) for (r, _), m in runs_m.items()]
-    curves = [{"net": f"spiking_{r}" + ("" if s == seeds[0] else f"_seed{s}"), "epoch": int(c["epoch"]),
+    curves = [{"net": curve_net(r, s), "epoch": int(c["epoch"]),
                "train_error": c["train_error"], "test_error": c["test_error"]}
               for (r, s), m in runs_m.items() for c in m["curve"]]
     relus = {}

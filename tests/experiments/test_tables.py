@@ -201,3 +201,10 @@ def test_fig2_draws_the_first_seed_and_the_live_relu_net_over_their_first_20_epo
     assert list(series) == ["spiking_sgd", "spiking_fsgd", "relu_seed1236"]
     for ep, test, train in series.values():
         assert ep == list(range(1, 21)) and test == [float(e) for e in ep] and train == [e / 2 for e in ep]
+
+
+def test_fig2_curves_are_named_by_seed_not_by_position_in_the_seed_list():
+    """A --seeds 1235,1236 collect once named seed 1235's curves spiking_sgd, overwriting seed 1234's."""
+    from distspike.experiments.table2 import curve_net
+    assert curve_net("sgd", 1234) == "spiking_sgd"
+    assert curve_net("fsgd", 1235) == "spiking_fsgd_seed1235"
