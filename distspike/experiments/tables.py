@@ -83,8 +83,17 @@ def _overrides(args) -> tuple:
 
 def run_table2(args) -> None:
     table2.table2(args.runs, args.out, 1 if args.smoke else (args.epochs or table2.EPOCHS), not args.no_train,
-                  _overrides(args), _seeds(args, table2.SEEDS[:1]), args.split, args.command)
+                  _overrides(args), _seeds(args, table2.SEEDS[:1]), args.split, args.command, _rules(args))
     print_table(args.out, table2.csv_name(args.split), table2.COLUMNS)
+
+
+def _rules(args) -> tuple:
+    """``--rules sgd`` -> ``("sgd",)``, in ``table2.RULES`` order; default both."""
+    rules = tuple(r.strip() for r in args.rules.split(",")) if args.rules else table2.RULES
+    bad = [r for r in rules if r not in table2.RULES]
+    if bad or not rules:
+        raise SystemExit(f"--rules {args.rules!r}: each must be one of {list(table2.RULES)}")
+    return tuple(r for r in table2.RULES if r in rules)
 
 
 def _seeds(args, default) -> tuple:
@@ -164,6 +173,9 @@ def main(argv=None) -> None:
     ap.add_argument("--models", default=None, help="table1: comma-separated subset of the three models")
     ap.add_argument("--split", choices=("official", "validation"), default="official",
                     help="table2: MNIST official test set, or the authors' validation split (first 50k / last 10k)")
+    ap.add_argument("--rules", default=None,
+                    help="table2: comma-separated spiking rules (sgd,fsgd); a subset gives only their rows, "
+                         "no ReLU / cross rows and no Fig. 2")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on sklearn's digits (CI)")
     args = ap.parse_args(argv)
     args.command = recorded_command(sys.argv[1:] if argv is None else argv)

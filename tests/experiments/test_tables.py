@@ -81,6 +81,14 @@ def test_table2_and_fig3_commands_smoke(tmp_path):
     rows = read_csv(out / "table2_mnist.csv")
     assert rows[0]["row"] == "spiking_sgd" and rows[-1]["row"] == "relu_fsgd_weights"
     assert (out / "fig2_learning_curves.png").stat().st_size > 0
+    png = (out / "fig2_learning_curves.png").read_bytes()
+    tables.main(["table2", "--smoke", "--rules", "sgd", "--seeds", "1235", "--runs", str(runs), "--out", str(out)])
+    more = read_csv(out / "table2_mnist.csv")  # one SGD row added; the others, and Fig. 2, as they were
+    assert [r for r in more if r not in rows] == [r for r in more if r["row"] == "spiking_sgd" and r["seed"] == "1235"]
+    assert len(more) == len(rows) + 1 and (out / "fig2_learning_curves.png").read_bytes() == png
+    assert not (runs / "table2" / "table2_spiking_fsgd_seed1235").exists()
+    with pytest.raises(SystemExit, match="--rules 'sgd,adam'"):
+        tables.main(["table2", "--smoke", "--rules", "sgd,adam", "--runs", str(runs), "--out", str(out)])
     tables.main(["fig3", "--smoke", "--runs", str(runs), "--out", str(out)])
     curve = read_csv(out / "fig3_early_guess.csv")
     assert len(curve) == 5 * 3 and (out / "fig3_early_guess.png").stat().st_size > 0  # SGD, FSGD, 2 variants, ReLU
