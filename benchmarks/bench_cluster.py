@@ -24,7 +24,9 @@ over the nodes, so even with one shard every forward hop crosses a node boundary
 N > 1). Per window: wall seconds per sample; each actor's CPU seconds (``/proc``: the
 rig's nodes share this machine's pid namespace) and busy seconds (time inside messages,
 ``ShardActor.busy``); the critical path as the sum over (kind, layer) of the busiest
-shard's busy seconds; for plain calls also ``ray.timeline()``'s union of the actors'
+shard's busy seconds, by wall clock (``crit_busy``: it counts a shard's waits for a core that
+other processes share) and by the applying thread's CPU clock (``crit_cpu``: the work the
+cost model predicts); for plain calls also ``ray.timeline()``'s union of the actors'
 task intervals (time some actor was executing) and the driver's CPU. Spikes per sample
 (forward per layer, errors passed per layer) feed the model's work term. One JSON
 line per point (medians over windows, and every window) is appended to
@@ -197,19 +199,21 @@ def critical_busy(busy: dict[str, float]) -> float:
 def window(net, X, y, start: int, n: int, pids: dict[str, int], plain: bool) -> dict:
     """Train ``X[start:start+n]``; figures per sample of that window."""
     backend = net.backend
-    b0 = {k: s for k, (_, s) in backend.busy().items()}
+    b0 = backend.busy()
     c0 = {k: cpu_seconds(p) for k, p in pids.items()}
     s0 = net.stats
     d0, e0, t0 = time.process_time(), time.time(), time.perf_counter()
     for k in range(start, start + n):
         net.train_sample(X[k], y[k])
-    b1 = {k: s for k, (_, s) in backend.busy().items()}  # also the barrier: waits for queued calls
+    b1 = backend.busy()  # also the barrier: waits for queued calls
     wall = time.perf_counter() - t0
     e1, d1 = time.time(), time.process_time()
     c1 = {k: cpu_seconds(p) for k, p in pids.items()}
     s1 = net.stats
-    busy = {k: (b1[k] - b0[k]) / n for k in b1}
+    busy = {k: (b1[k][1] - b0[k][1]) / n for k in b1}
+    busy_cpu = {k: (b1[k][2] - b0[k][2]) / n for k in b1}
     out = {"wall": wall / n, "driver_cpu": (d1 - d0) / n, "busy": busy, "crit_busy": critical_busy(busy),
+           "busy_cpu": busy_cpu, "crit_cpu": critical_busy(busy_cpu),
            "cpu": {k: (c1[k] - c0[k]) / n for k in c1},
            "fwd": ((s1.fwd - s0.fwd) / n).tolist(), "passed": ((s1.err_passed - s0.err_passed) / n).tolist()}
     if plain:
@@ -220,8 +224,9 @@ def window(net, X, y, start: int, n: int, pids: dict[str, int], plain: bool) -> 
 def median_of(windows: list[dict]) -> dict:
     """Medians over windows of the scalar figures, per actor for CPU and busy seconds."""
     med = {k: float(np.median([w[k] for w in windows])) for k in windows[0] if isinstance(windows[0][k], float)}
-    for k in ("cpu", "busy"):
-        med[k] = {a: float(np.median([w[k][a] for w in windows])) for a in windows[0][k]}
+    for k in ("cpu", "busy", "busy_cpu"):
+        if k in windows[0]:
+            med[k] = {a: float(np.median([w[k][a] for w in windows])) for a in windows[0][k]}
     for k in ("fwd", "passed"):
         med[k] = np.median([w[k] for w in windows], axis=0).tolist()
     return med
@@ -285,7 +290,7 @@ def points(args) -> None:
             f.write(json.dumps(rec) + "\n")
         m = rec["median"]
         print(f"nodes={args.nodes} {spec}: wall {m['wall'] * 1e3:.1f} ms/sample, critical path (busy) "
-              f"{m['crit_busy'] * 1e3:.1f} ms, timeline union {m.get('timeline_union', float('nan')) * 1e3:.1f} ms, "
+              f"{m['crit_busy'] * 1e3:.1f} ms (CPU {m['crit_cpu'] * 1e3:.1f}), timeline union {m.get('timeline_union', float('nan')) * 1e3:.1f} ms, "
               f"actor CPU max {max(m['cpu'].values()) * 1e3:.1f} sum {sum(m['cpu'].values()) * 1e3:.1f} ms; "
               f"point took {time.perf_counter() - t0:.0f} s", flush=True)
 
