@@ -126,6 +126,27 @@ def bw_efficiency(m: int, e2: float) -> float:
     return 1.0 if m <= 1 else e2 ** math.log2(m)
 
 
+#: the blocks ``bench_memory.same_block_rates`` streams for ``e2``: the forward.2 block of one of 2 shards
+E2_BLOCKS = ((5000, 2500), (20000, 10000))
+
+
+def block_mb(p: Point) -> float:
+    """MB of the largest forward block of one shard (``n_{l-1}`` rows of ``n_l / k`` float32 columns)."""
+    return max(a * b / p.shards for a, b in zip(p.sizes[:-1], p.sizes[1:])) * 4 / 1e6
+
+
+def e2_of(cal: dict, p: Point) -> float:
+    """``e2`` for this point: ``bench_memory.same_block_rates`` (two processes streaming their own block of
+    one shape at once against one alone, per CPU second) interpolated by the point's block size in log2 MB,
+    held at the ends of the calibrated sizes, at most 1; the older ``bw_e2`` where that was not measured."""
+    by = cal.get("bw_e2_block")
+    if not by:
+        return cal["bw_e2"]
+    table = {math.log2(int(r) * int(c) * 4 / 1e6): v for r, c, v in ((*k.split("x"), v) for k, v in by.items())}
+    x = min(max(math.log2(block_mb(p)), min(table)), max(table))
+    return min(1.0, interp(table, x))
+
+
 def stage_work_elements(p: Point) -> list[tuple[float, float]]:
     """Per layer ``l``: (row elements, strided column elements) of its busiest shard per sample."""
     out = []
@@ -280,7 +301,7 @@ def layer_work(cal: dict, p: Point) -> tuple[list[float], float]:
 def predict(cal: dict, p: Point) -> dict:
     """Predicted seconds per sample: ``wall``, ``crit`` (sum of the busiest shards' work), ``actor_cpu``
     (the busiest actor's CPU) and ``total_cpu`` (all actors)."""
-    e2 = cal["bw_e2"]
+    e2 = e2_of(cal, p)
     m = min(shards_per_machine(p), p.cores)
     squeeze = spin_factor(cal, p) if p.compiled else contention(p)
     slow = squeeze / bw_efficiency(m, e2)
@@ -340,12 +361,22 @@ def calibrate(hops_path: Path, seconds: float) -> dict:
     col = column_ns_per_element(5000, np.float32, seconds)
     r1, r2 = shard_rates(5000, seconds)
     import time
-    micro = {"row_ns": row, "col_ns": round(col, 4), "bw_e2": round(r2 / r1 / 2, 4),
+    micro = {"row_ns": row, "col_ns": round(col, 4), "bw_e2": round(r2 / r1 / 2, 4), **e2_constants(),
              "message_us": {r: round(message_overhead_us(r), 2) for r in ("sgd", "fsgd")},
              "spin_cores": round(idle_cpu_per_actor(), 3),
              "spin_slowdown": _spin_slowdown(slowdown_beside), "micro_measured": time.strftime("%Y-%m-%d %H:%M UTC",
                                                                                           time.gmtime())}
     return {**micro, **hop_constants(json.loads(hops_path.read_text()))}
+
+
+def e2_constants(seconds: float = 3.0, rounds: int = 3) -> dict:
+    """``e2`` by block (``bench_memory.same_block_rates`` on ``E2_BLOCKS``, per CPU second, the median of
+    ``rounds`` A B rounds) and when it was measured."""
+    import time
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_memory import same_block_e2, same_block_rates
+    by = {f"{n}x{w}": round(same_block_e2(same_block_rates(n, w, seconds, rounds)), 4) for n, w in E2_BLOCKS}
+    return {"bw_e2_block": by, "bw_e2_measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
 def shell_constants(cal: dict, shell: dict) -> dict:
@@ -433,7 +464,9 @@ def measured(runs: list[dict]) -> dict:
     ms = [r["median"] for r in runs]
     med = lambda xs: float(np.median(xs))  # noqa: E731
     tl = [m["timeline_union"] for m in ms if m.get("timeline_union")]
-    return {"wall": med([m["wall"] for m in ms]), "crit": med([m["crit_busy"] for m in ms]),
+    by_cpu = all("crit_cpu" in m for m in ms)  # the work by the applying thread's CPU clock, where recorded
+    return {"wall": med([m["wall"] for m in ms]), "crit": med([m["crit_cpu" if by_cpu else "crit_busy"] for m in ms]),
+            "crit_by": "cpu" if by_cpu else "busy", "crit_busy": med([m["crit_busy"] for m in ms]),
             "timeline": med(tl) if tl else None, "actor_cpu": med([max(m["cpu"].values()) for m in ms]),
             "total_cpu": med([sum(m["cpu"].values()) for m in ms]), "runs": len(ms),
             "windows": sum(r.get("repeats", 0) for r in runs),
@@ -490,7 +523,7 @@ def compare_table(cal: dict, recs: list[dict], cores: int) -> list[str]:
     measured ms per sample and how far off, with when each point was measured and how often
     (predictions alone where a point is not measured yet)."""
     lines = ["| width | rule | shards | nodes | mode | runnable / cores | measured (UTC), runs x windows | "
-             "wall pred / meas (runs' range) | off | critical path pred / meas (busy; timeline) | off | "
+             "wall pred / meas (runs' range) | off | critical path pred / meas CPU or busy (busy; timeline) | off | "
              "busiest actor CPU pred / meas | off | all actors' CPU pred / meas | off |",
              "|---:|---|---:|---:|---|---|---|---|---:|---|---:|---|---:|---|---:|"]
     got, spikes = runs_by_point(recs), spikes_by_rule(recs)
@@ -514,7 +547,10 @@ def compare_table(cal: dict, recs: list[dict], cores: int) -> list[str]:
         me = measured(runs)
         cells = []
         for q in ("wall", "crit", "actor_cpu", "total_cpu"):
-            extra = f"; {me['timeline'] * 1e3:.1f}" if q == "crit" and me["timeline"] else ""
+            extra = ""
+            if q == "crit":  # by CPU where recorded (busy wall clock, timeline union beside it)
+                extra = (f" CPU ({me['crit_busy'] * 1e3:.1f}" if me["crit_by"] == "cpu" else " busy (-") + \
+                        (f"; {me['timeline'] * 1e3:.1f})" if me["timeline"] else "; -)")
             if q == "wall" and me["runs"] > 1:
                 extra = f" ({me['spread'][0] * 1e3:.1f}-{me['spread'][1] * 1e3:.1f})"
             cells.append(f"{pr[q] * 1e3:.1f} / {me[q] * 1e3:.1f}{extra} | {off(pr[q], me[q]):+.0%}")
@@ -570,8 +606,13 @@ def cluster_table(cal: dict, spikes: dict, widths: list[int], nodes: int, cores:
     return lines
 
 
-def within(cal: dict, recs: list[dict], cores: int, tol: float = 0.25) -> tuple[int, int, list[str]]:
-    """(points within ``tol`` on wall time, points compared, one line per point) over measured points
+COLUMNS = (("wall", "wall time"), ("crit", "critical path"), ("actor_cpu", "busiest actor's CPU"),
+           ("total_cpu", "all actors' CPU"))
+
+
+def within(cal: dict, recs: list[dict], cores: int, tol: float = 0.25,
+           column: str = "wall") -> tuple[int, int, list[str]]:
+    """(points within ``tol`` on ``column``, points compared, one line per point) over measured points
     where runnable actors <= cores."""
     got, spikes = runs_by_point(recs), spikes_by_rule(recs)
     ok, n, notes = 0, 0, []
@@ -583,11 +624,15 @@ def within(cal: dict, recs: list[dict], cores: int, tol: float = 0.25) -> tuple[
         p = Point(tuple(sizes), rule, k, nodes, mode == "compiled", cores, 1, fwd, passed)
         if runnable_of(p) > cores:
             continue
-        e = off(predict(cal, p)["wall"], measured(runs)["wall"])
+        e = off(predict(cal, p)[column], measured(runs)[column])
         n += 1
         ok += abs(e) <= tol
         notes.append(f"{w} {rule}:{k}:{mode} on {nodes} node(s): {e:+.0%}")
     return ok, n, notes
+
+
+def worst_of(notes: list[str]) -> str:
+    return max(notes, key=lambda s: abs(float(s.rsplit(": ", 1)[1].rstrip("%")))) if notes else "-"
 
 
 def calibration_lines(cal: dict) -> list[str]:
@@ -597,8 +642,13 @@ def calibration_lines(cal: dict) -> list[str]:
     lines = [f"- kernel rows, float32 ns per element by block width (`bench_kernels.ns_per_element`): {rows}",
              f"- strided column update, float32, 784 x 5000 (`bench_kernels.column_ns_per_element`): "
              f"{cal['col_ns']:.2f} ns per element",
-             f"- memory bandwidth: 2 shards streaming at once each run at e2 = {cal['bw_e2']:.2f} of one alone "
-             f"(`bench_memory.shard_rates(5000)`)",
+             ("- memory bandwidth: 2 shards streaming at once each run at e2 of one alone, by block (each process "
+              "its own block of that shape, per CPU second; `bench_memory.same_block_rates`, "
+              f"{cal.get('bw_e2_measured', '?')}): " + ", ".join(f"{k} float32 {v:.2f}" for k, v in
+                                                              sorted(cal["bw_e2_block"].items(), key=lambda kv: int(kv[0].split("x")[0]))) +
+              " (interpolated in log block size, held at the ends)" if cal.get("bw_e2_block") else
+              f"- memory bandwidth: 2 shards streaming at once each run at e2 = {cal['bw_e2']:.2f} of one alone "
+              f"(`bench_memory.shard_rates(5000)`)"),
              f"- an idle compiled-graph actor burns {cal['spin_cores']:.2f} cores (`bench_idle.py`); a loop beside "
              f"m idle compiled actors on its core runs " + (", ".join(f"{f:.2f}x as slow (m={m})" for m, f in
                                                                   sorted(cal.get("spin_slowdown", {}).items()))
@@ -646,20 +696,23 @@ def calibration_lines(cal: dict) -> list[str]:
 
 
 def compare_text(cal: dict, recs: list[dict], cores: int) -> str:
-    ok, n, notes = within(cal, recs, cores)
-    return ("\n".join(calibration_lines(cal)) + "\n\n" + "\n".join(compare_table(cal, recs, cores)) +
-            f"\n\nWall time within +-25 % at {ok} of {n} measured points with runnable actors <= {cores} cores: "
-            + "; ".join(notes) + ".")
+    lines = []
+    for col, what in COLUMNS:
+        ok, n, notes = within(cal, recs, cores, column=col)
+        lines.append(f"- {what}: within +-25 % at {ok} of {n} measured points with runnable actors <= {cores} cores "
+                     f"(farthest off: {worst_of(notes)})" + (": " + "; ".join(notes) if col == "wall" else ""))
+    return ("\n".join(calibration_lines(cal)) + "\n\n" + "\n".join(compare_table(cal, recs, cores)) + "\n\n" +
+            "\n".join(lines))
 
 
 def verdict(cal: dict, recs: list[dict], cores: int) -> str:
-    """The verdict line: whether the target is met, from the points as measured."""
-    ok, n, notes = within(cal, recs, cores)
-    worst = max(notes, key=lambda s: abs(float(s.rsplit(": ", 1)[1].rstrip("%")))) if notes else "-"
-    met = "met" if n and ok == n else "*not* met"
-    return (f"**Verdict.** The target (wall time within +-25 % wherever runnable actors <= cores) is {met}: "
-            f"{ok} of {n} measured points within it (farthest off: {worst}), with every constant from the "
-            "microbenchmarks above and none fitted to the scaling points.")
+    """The verdict line: whether the target is met on every column, from the points as measured."""
+    got = {col: within(cal, recs, cores, column=col) for col, _ in COLUMNS}
+    met = all(n and ok == n for ok, n, _ in got.values())
+    cells = "; ".join(f"{what} {got[col][0]} of {got[col][1]}" for col, what in COLUMNS)
+    return (f"**Verdict.** The target (within +-25 % in wall time, critical path and CPU per actor wherever "
+            f"runnable actors <= cores) is {'met' if met else '*not* met'}: {cells}, with every constant from "
+            "the microbenchmarks above and none fitted to the scaling points.")
 
 
 def report_text(cal: dict, recs: list[dict], args, table: str) -> str:
@@ -766,6 +819,8 @@ def main(argv=None) -> None:
     c = sub.add_parser("calibrate")
     c.add_argument("--hops", type=Path, default=HOPS_JSON)
     c.add_argument("--seconds", type=float, default=1.0)
+    c.add_argument("--memory-only", action="store_true",
+                   help="keep the saved constants, re-run only bench_memory's same-block e2 (and re-read the files)")
     c.add_argument("--hops-only", action="store_true",
                    help="keep the saved kernel/memory/idle constants, re-read the figures of the rig's "
                         "microbenchmarks only (hops, shell busy, scheduler gaps)")
@@ -785,7 +840,9 @@ def main(argv=None) -> None:
     r.add_argument("--write", action="store_true")
     args = ap.parse_args(argv)
     if args.cmd == "calibrate":
-        if args.hops_only:
+        if args.memory_only:
+            cal = {**json.loads(CALIBRATION.read_text()), **e2_constants()}
+        elif args.hops_only:
             cal = {**json.loads(CALIBRATION.read_text()), **hop_constants(json.loads(args.hops.read_text()))}
         else:
             cal = calibrate(args.hops, args.seconds)

@@ -46,6 +46,18 @@ def test_bandwidth_efficiency_per_doubling():
     assert cm.bw_efficiency(4, 0.8) == pytest.approx(0.64)
 
 
+def test_e2_by_block_size_interpolated_in_log_size_and_held_at_the_ends():
+    cal = {**CAL, "bw_e2_block": {"100x50": 0.6, "400x200": 0.9}}  # 0.02 MB and 0.32 MB blocks
+    assert cm.block_mb(point(shards=2)) == pytest.approx(784 * 50 * 4 / 1e6)  # the 784 x 100/2 forward.1 block
+    assert cm.e2_of(cal, point(shards=2)) == pytest.approx(0.6 + 0.3 * math.log2(0.1568 / 0.02) / 4)
+    small = point(sizes=(10, 100, 10), shards=2)  # 100 x 5 block: below the smallest calibrated, held
+    assert cm.e2_of(cal, small) == 0.6
+    mid = point(sizes=(10, 200, 100, 10), shards=2)  # the 200 x 50 block: 0.04 MB, one doubling of four
+    assert cm.e2_of(cal, mid) == pytest.approx(0.6 + 0.3 / 4)
+    assert cm.e2_of({**CAL, "bw_e2_block": {"100x50": 1.2, "400x200": 1.3}}, mid) == 1.0  # never above 1
+    assert cm.e2_of(CAL, mid) == 0.8  # not measured: the older bw_e2
+
+
 def test_work_elements_of_the_busiest_shard():
     rows_cols = cm.stage_work_elements(point(shards=2))
     # layer 1: 10 input spikes x 100/2 columns; 4/2 passed errors x 784 (strided), no backward replica
