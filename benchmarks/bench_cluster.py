@@ -27,7 +27,9 @@ rig's nodes share this machine's pid namespace) and busy seconds (time inside me
 shard's busy seconds, by wall clock (``crit_busy``: it counts a shard's waits for a core that
 other processes share) and by the applying thread's CPU clock (``crit_cpu``: the work the
 cost model predicts); for plain calls also ``ray.timeline()``'s union of the actors'
-task intervals (time some actor was executing) and the driver's CPU. Spikes per sample
+task intervals (time some actor was executing) and the driver's CPU. Before and after the
+windows (actors idle), ``core_share``: the share of a core that 1 and 2 processes spinning at
+once got (the slower one), what the machine's other load left to a stage's shards. Spikes per sample
 (forward per layer, errors passed per layer) feed the model's work term. One JSON
 line per point (medians over windows, and every window) is appended to
 ``results/scaling_points.jsonl`` (``--out``) with the time it was measured.
@@ -77,6 +79,37 @@ def commit() -> str:
 def stamp() -> dict:
     return {"measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": commit(),
             "load_start": round(os.getloadavg()[0], 2), "cpus": len(os.sched_getaffinity(0))}
+
+
+def _spin(seconds: float, out, start) -> None:
+    """(In a child process.) Spin for ``seconds`` of wall time once all have started; put this thread's CPU
+    over wall time."""
+    start.wait()
+    t0, c0 = time.perf_counter(), time.thread_time()
+    while time.perf_counter() - t0 < seconds:
+        pass
+    out.put((time.thread_time() - c0) / (time.perf_counter() - t0))
+
+
+def core_share(procs: int, seconds: float = 1.0) -> float:
+    """The share of a core the slower of ``procs`` processes spinning at once got (CPU over wall seconds): what
+    the machine's other load (other sessions' processes, nice-19 trainings in their own autogroups) leaves to
+    ``procs`` shards of a stage working at once."""
+    import multiprocessing as mp
+    ctx = mp.get_context("spawn")  # no fork of a Ray driver's threads
+    out, start = ctx.Queue(), ctx.Barrier(procs)
+    ps = [ctx.Process(target=_spin, args=(seconds, out, start)) for _ in range(procs)]
+    for q in ps:
+        q.start()
+    got = [out.get() for _ in ps]
+    for q in ps:
+        q.join()
+    return min(1.0, min(got))
+
+
+def probe_shares(counts=(1, 2), seconds: float = 1.0) -> dict[str, float]:
+    """``core_share`` for each process count (keys as strings, for JSON)."""
+    return {str(n): round(core_share(n, seconds), 3) for n in counts}
 
 
 # -- hops ---------------------------------------------------------------------------------
@@ -252,8 +285,12 @@ def point(spec: str, args, X, y) -> dict:
             net.train_sample(X[k], y[k])
         net.backend.busy()
         rec["build_and_warmup_s"] = round(time.perf_counter() - t_build, 1)
+        before = probe_shares()  # the cores' share left by other load, beside the windows (actors idle)
         wins = [window(net, X, y, args.warmup + r * args.samples, args.samples, pids, mode == "plain")
                 for r in range(args.repeats)]
+        after = probe_shares()
+        rec["core_share"] = {k: round((before[k] + after[k]) / 2, 3) for k in before}
+        rec["core_share_probes"] = [before, after]
     rec["median"] = median_of(wins)
     rec["windows"] = wins
     rec["load_end"] = round(os.getloadavg()[0], 2)

@@ -514,6 +514,15 @@ def spikes_by_rule(recs: list[dict]) -> dict[tuple, tuple]:
     return out
 
 
+def core_share_of(runs: list[dict]) -> dict[str, float] | None:
+    """The median over ``runs`` of the share of a core that 1 and 2 spinning processes got beside the
+    windows (``bench_cluster.core_share``), or None where a run did not probe it."""
+    import numpy as np
+    if not runs or not all("core_share" in r for r in runs):
+        return None
+    return {k: float(np.median([r["core_share"][k] for r in runs])) for k in runs[0]["core_share"]}
+
+
 def runnable_of(p: Point) -> int:
     return actors_per_machine(p) if p.compiled else shards_per_machine(p)
 
@@ -555,7 +564,9 @@ def compare_table(cal: dict, recs: list[dict], cores: int) -> list[str]:
                 extra = f" ({me['spread'][0] * 1e3:.1f}-{me['spread'][1] * 1e3:.1f})"
             cells.append(f"{pr[q] * 1e3:.1f} / {me[q] * 1e3:.1f}{extra} | {off(pr[q], me[q]):+.0%}")
         when = runs[-1]["measured"][5:]
-        lines.append(f"{head} {when}, {me['runs']} x {runs[-1].get('repeats', '?')} | " + " | ".join(cells) + " |")
+        share = core_share_of(runs)
+        share = f", share {share['1']:.2f} / {share['2']:.2f}" if share else ""
+        lines.append(f"{head} {when}, {me['runs']} x {runs[-1].get('repeats', '?')}{share} | " + " | ".join(cells) + " |")
     return lines
 
 

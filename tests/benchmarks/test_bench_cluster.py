@@ -30,3 +30,8 @@ def test_median_of_windows():
     assert m["busy_cpu"] == {"a": 1.0}
     del w[0]["busy_cpu"]  # records of earlier sessions have no busy_cpu
     assert "busy_cpu" not in bc.median_of(w)
+
+
+def test_core_share_is_a_fraction_of_a_core_per_process_count():
+    shares = bc.probe_shares((1, 2), 0.05)
+    assert set(shares) == {"1", "2"} and all(0.0 < v <= 1.0 for v in shares.values())
