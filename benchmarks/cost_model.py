@@ -485,14 +485,16 @@ def _hours(stamp: str) -> float:
 
 
 def runs_by_point(recs: list[dict]) -> dict[tuple, list[dict]]:
-    """Per (width, rule, shards, nodes, mode): its runs (``SESSION_H``), or its last record if that did not
-    finish."""
+    """Per (width, rule, shards, nodes, mode): its runs (``SESSION_H``; where some recorded ``crit_cpu``, only
+    those), or its last record if that did not finish."""
     by: dict[tuple, list[dict]] = {}
     for r in recs:
         by.setdefault((width_of(r), r["rule"], r["shards"], r["nodes"], r["mode"]), []).append(r)
     out = {}
     for key, rs in by.items():
         done = [r for r in rs if "median" in r]
+        # runs that timed the critical path by thread CPU supersede those that could not (busy wall time only)
+        done = [r for r in done if "crit_cpu" in r["median"]] or done
         if not done:
             out[key] = [rs[-1]]
             continue

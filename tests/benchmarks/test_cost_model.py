@@ -246,3 +246,13 @@ def test_real_actor_shell_factor_comes_first_where_measured():
     assert cm.actor_factor({**cal, **out}, point()) == 1.25
     assert cm.actor_factor(cal, point()) == 1.4
     assert cm.actor_factor(cal, point(sizes=(784, 200, 200, 10))) == 1.5
+
+
+def test_runs_timed_by_thread_cpu_supersede_those_without():
+    new = rec(wall=0.05, measured="2026-12-02 19:00 UTC")
+    new["median"]["crit_cpu"] = 0.004
+    runs = cm.runs_by_point([rec(measured="2026-12-02 18:40 UTC"), new])[(100, "sgd", 1, 1, "plain")]
+    assert runs == [new]
+    me = cm.measured(runs)
+    assert me["crit"] == 0.004 and me["crit_by"] == "cpu" and me["crit_busy"] == 0.006
+    assert cm.measured([rec()])["crit_by"] == "busy"
