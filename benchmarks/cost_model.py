@@ -299,28 +299,30 @@ def layer_work(cal: dict, p: Point) -> tuple[list[float], float]:
 
 
 def predict(cal: dict, p: Point) -> dict:
-    """Predicted seconds per sample: ``wall``, ``crit`` (sum of the busiest shards' work), ``actor_cpu``
-    (the busiest actor's CPU) and ``total_cpu`` (all actors)."""
+    """Predicted seconds per sample: ``wall``, ``crit`` (sum of the busiest shards' work, in CPU seconds),
+    ``actor_cpu`` (the busiest actor's CPU) and ``total_cpu`` (all actors). CPU seconds do not grow while a
+    process waits for a core, so CPU contention (``squeeze``) slows the wall time only; the memory-bandwidth
+    share (a stall on memory is CPU time) slows both."""
     e2 = e2_of(cal, p)
     m = min(shards_per_machine(p), p.cores)
     squeeze = spin_factor(cal, p) if p.compiled else contention(p)
-    slow = squeeze / bw_efficiency(m, e2)
+    stall = 1.0 / bw_efficiency(m, e2)
     work, all_work = layer_work(cal, p)
-    crit = sum(work) * slow
+    crit = sum(work) * stall
     hops = stages(p) * hop_ms(cal, p) * 1e-3 * (squeeze if p.compiled else 1.0)
-    wall = hops + crit
+    wall = hops + crit * squeeze
     msgs = stages(p) / max(len(p.sizes) - 1, 1)  # messages per actor per sample, about
     call_cpu = interp({float(k): v for k, v in cal["call_cpu_ms"].items()}, p.shards) * 1e-3
     actors = (2 * (len(p.sizes) - 1) - 1) * p.shards
     if p.compiled:  # every actor spins on its channel: the machine's cores are all busy
         per = min(1.0, p.cores * p.machines / (actors + 1)) * wall * cal["spin_cores"]  # + the driver's read
-        return {"wall": wall, "crit": crit, "actor_cpu": max(per, max(work) * slow), "total_cpu": per * actors}
+        return {"wall": wall, "crit": crit, "actor_cpu": max(per, max(work) * stall), "total_cpu": per * actors}
     calls = cal.get("shell_calls", {}).get(str(max(p.sizes[1:-1])), {}).get(p.rule, {}).get(str(p.shards))
     if calls:  # messages per actor per sample as the in-process shells got them (bench_shell.py)
         msgs, n_msgs = max(calls.values()), sum(calls.values())
     else:
         n_msgs = actors * msgs
-    cpu = [w * slow + msgs * call_cpu for w in work]
+    cpu = [w * stall + msgs * call_cpu for w in work]
     total = all_work / bw_efficiency(m, e2) + n_msgs * call_cpu
     return {"wall": wall, "crit": crit, "actor_cpu": max(cpu), "total_cpu": total}
 
@@ -738,9 +740,13 @@ def report_text(cal: dict, recs: list[dict], args, table: str) -> str:
         f"{', '.join(f'{k} {v}' for k, v in cal['sources']['hops'].items())}; shells "
         f"{', '.join(shell_when) or '-'}; scheduler {', '.join(sched_when[:1] + sched_when[-1:]) or '-'}. The "
         "machine (2 cores, 24 GiB) was shared: other helpers' tests and benchmarks queued on the same CPU lock "
-        "between these commands, and nice-19 paper trainings ran beside every figure here (on core 1 in the "
-        "earlier session; on both cores in this one, 20:55-22:05 UTC). Rig processes ran on both cores (not "
-        "pinned); `bench_shell.py` and `bench_actor.py` on core 0 (`taskset -c 0`), timing CPU per thread.", "",
+        "between these commands, and nice-19 paper trainings ran beside every figure here, outside the lock (on "
+        "core 1 in the first session; on both cores on 2026-12-02 20:55-22:05 UTC; on both cores all through "
+        "2026-12-03 00:05-01:40 UTC: two distspike Table 2 trainings and two Java anchor trainings, each in its own "
+        "autogroup, so nice 19 did not keep them off our processes: the probe beside each point, `share`, says "
+        "what they left). Rig processes ran on both cores (not pinned); `bench_shell.py` and `bench_actor.py` on "
+        "core 0 (`taskset -c 0`), timing CPU per thread; `bench_memory.py --same-block` on both cores, per CPU "
+        "second of each process.", "",
         "Commands (the rig: `PYTHON=.venv/bin/python launch/emulated_cluster.sh --dir /tmp/dsrs-cost-N start N "
         "--mem-mb 8192|4096|2560 --object-store-mb 300`, N = 1|2|4; for width 20000 12288 on 1 node, 8192 on 2; "
         "every command under `flock /tmp/distspike-cpu.lock`):", "",
@@ -751,26 +757,38 @@ def report_text(cal: dict, recs: list[dict], args, table: str) -> str:
         "--out results/gap_points.jsonl`: the scheduler microbenchmark (784-100-100-10)",
         "- `launch/emulated_cluster.sh --dir D run -- .venv/bin/python benchmarks/bench_cluster.py points "
         "--nodes N --width 5000|20000 --points rule:shards:mode,... --samples 20|10 --repeats 3`: "
-        "`results/scaling_points.jsonl` (the 1- and 2-shard plain points twice each: runs x windows below)",
+        "`results/scaling_points.jsonl` (runs x windows below; the 1- and 2-shard plain points were re-measured "
+        "on 2026-12-03 00:21-00:41 UTC with the critical path by thread CPU and the core-share probe: "
+        "each locked command the rig's `start`, one `points` run of the four 1- and 2-shard plain points and `stop`, "
+        "under `timeout 540`; rigs in `/tmp/dsrs-cost20-N`)",
+        "- `python benchmarks/bench_memory.py --same-block 5000,2500 --rounds 3` and `--same-block 20000,10000` (also "
+        "run by `cost_model.py calibrate --memory-only`): `e2`, two processes streaming their own block of one "
+        "shape at once against one alone",
         "- `taskset -c 0 python benchmarks/bench_shell.py --shards 1,2,4,8` and, width 20000, `... --width 20000 "
         "--rules R --shards 1 --samples 10 --repeats 3 --rounds 1` and `... --shards 2 ... --no-actor` (R = sgd, "
         "fsgd): `results/shell_busy.json`",
         "- `taskset -c 0 python benchmarks/bench_actor.py --width 5000 --rules sgd,fsgd --shards 1,2 --samples 6 "
-        "--rounds 2` and `... --width 20000 --rules sgd --shards 1 --samples 4 --rounds 1`: "
+        "--rounds 2` and `... --width 20000 --rules R --shards 1 --samples 4 --rounds 1` (R = sgd; fsgd "
+        "2026-12-03 00:43 UTC): "
         "`results/actor_messages.json`",
-        "- `python benchmarks/cost_model.py calibrate [--hops-only]`: `results/cost_calibration.json` "
-        "(`--hops-only` keeps the kernel, memory and idle constants and re-reads the files of the other "
-        "microbenchmarks)",
+        "- `python benchmarks/cost_model.py calibrate [--hops-only | --memory-only]`: "
+        "`results/cost_calibration.json` (`--hops-only` keeps the kernel, memory and idle constants and re-reads "
+        "the files of the other microbenchmarks; `--memory-only` re-runs only the same-block `e2`)",
         "- `python benchmarks/cost_model.py report --write` (this section)", "",
         "Calibrated constants:", "", compare_text(cal, recs, args.cores), "",
         "Columns: *runnable / cores*: actors wanting a core at once (plain: the shards of a stage; compiled: every "
         "actor, they spin) against this machine's 2 cores, (over) = oversubscribed; *runs x windows*: separate "
         "nets measured, each the median of its windows (the table: the median over runs, the range of the "
         "runs' wall times in brackets; earlier sessions' runs of a point re-measured here are superseded, "
-        "points not re-measured show their old date); *critical path*: predicted work of the busiest shard "
-        "per (kind, layer), measured as the sum over (kind, layer) of the busiest shard's busy seconds (and, "
-        "plain calls, `ray.timeline()`'s union of actor task intervals); CPU from `/proc` of each actor process. "
-        "ms per sample.", "",
+        "points not re-measured show their old date); *share*: the share of a core that 1 / 2 processes "
+        "spinning at once got just before and after the windows (`bench_cluster.core_share`, the mean of the "
+        "two probes): what the other load left; *critical path*: predicted work of the busiest shard "
+        "per (kind, layer), measured as the sum over (kind, layer) of the busiest shard's seconds inside its "
+        "messages by the applying thread's CPU clock (`CPU`; where a point was measured before that counter "
+        "existed, by wall clock: `busy`), and beside it by wall clock (busy) and `ray.timeline()`'s union of "
+        "actor task intervals (plain calls); both of those count a shard's waits for a core; *busiest actor / "
+        "all actors' CPU*: from `/proc` of each actor process (every thread: Ray's own per call too). ms per "
+        "sample.", "",
         verdict(cal, recs, args.cores) + " " + REMARKS, "",
         f"### Predicted: a real cluster of {args.nodes} nodes x {args.node_cores} cores", "",
         f"Cross-node stage = the rig's cross-node stage (the scheduler microbenchmark across 2 emulated nodes for "

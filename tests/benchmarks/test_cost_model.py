@@ -96,8 +96,9 @@ def test_predict_adds_hops_and_work():
 
 def test_predict_oversubscribed_plain_work_slows_down():
     two, four = cm.predict(CAL, point(shards=2)), cm.predict(CAL, point(shards=4))
-    # 4 shards do half the work each of 2 shards, but 4 share 2 cores: the same stage time
-    assert four["crit"] == pytest.approx(two["crit"])
+    # 4 shards do half the work each of 2 shards, but 4 share 2 cores: the same stage time, half the CPU
+    assert four["wall"] - cm.stages(point()) * cm.hop_ms(CAL, point(shards=4)) * 1e-3 == pytest.approx(two["crit"])
+    assert four["crit"] == pytest.approx(two["crit"] / 2)  # waiting for a core costs no CPU time
     assert cm.predict(CAL, point(shards=4, cores=4))["crit"] == pytest.approx(two["crit"] * 0.8 / 2 / 0.64)  # bandwidth: 0.8 per doubling
 
 
