@@ -24,8 +24,12 @@ over the nodes, so even with one shard every forward hop crosses a node boundary
 N > 1). Per window: wall seconds per sample; each actor's CPU seconds (``/proc``: the
 rig's nodes share this machine's pid namespace) and busy seconds (time inside messages,
 ``ShardActor.busy``); the critical path as the sum over (kind, layer) of the busiest
-shard's busy seconds; for plain calls also ``ray.timeline()``'s union of the actors'
-task intervals (time some actor was executing) and the driver's CPU. Spikes per sample
+shard's busy seconds, by wall clock (``crit_busy``: it counts a shard's waits for a core that
+other processes share) and by the applying thread's CPU clock (``crit_cpu``: the work the
+cost model predicts); for plain calls also ``ray.timeline()``'s union of the actors'
+task intervals (time some actor was executing) and the driver's CPU. Before and after the
+windows (actors idle), ``core_share``: the share of a core that 1 and 2 processes spinning at
+once got (the slower one), what the machine's other load left to a stage's shards. Spikes per sample
 (forward per layer, errors passed per layer) feed the model's work term. One JSON
 line per point (medians over windows, and every window) is appended to
 ``results/scaling_points.jsonl`` (``--out``) with the time it was measured.
@@ -75,6 +79,37 @@ def commit() -> str:
 def stamp() -> dict:
     return {"measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": commit(),
             "load_start": round(os.getloadavg()[0], 2), "cpus": len(os.sched_getaffinity(0))}
+
+
+def _spin(seconds: float, out, start) -> None:
+    """(In a child process.) Spin for ``seconds`` of wall time once all have started; put this thread's CPU
+    over wall time."""
+    start.wait()
+    t0, c0 = time.perf_counter(), time.thread_time()
+    while time.perf_counter() - t0 < seconds:
+        pass
+    out.put((time.thread_time() - c0) / (time.perf_counter() - t0))
+
+
+def core_share(procs: int, seconds: float = 1.0) -> float:
+    """The share of a core the slower of ``procs`` processes spinning at once got (CPU over wall seconds): what
+    the machine's other load (other sessions' processes, nice-19 trainings in their own autogroups) leaves to
+    ``procs`` shards of a stage working at once."""
+    import multiprocessing as mp
+    ctx = mp.get_context("spawn")  # no fork of a Ray driver's threads
+    out, start = ctx.Queue(), ctx.Barrier(procs)
+    ps = [ctx.Process(target=_spin, args=(seconds, out, start)) for _ in range(procs)]
+    for q in ps:
+        q.start()
+    got = [out.get() for _ in ps]
+    for q in ps:
+        q.join()
+    return min(1.0, min(got))
+
+
+def probe_shares(counts=(1, 2), seconds: float = 1.0) -> dict[str, float]:
+    """``core_share`` for each process count (keys as strings, for JSON)."""
+    return {str(n): round(core_share(n, seconds), 3) for n in counts}
 
 
 # -- hops ---------------------------------------------------------------------------------
@@ -197,19 +232,21 @@ def critical_busy(busy: dict[str, float]) -> float:
 def window(net, X, y, start: int, n: int, pids: dict[str, int], plain: bool) -> dict:
     """Train ``X[start:start+n]``; figures per sample of that window."""
     backend = net.backend
-    b0 = {k: s for k, (_, s) in backend.busy().items()}
+    b0 = backend.busy()
     c0 = {k: cpu_seconds(p) for k, p in pids.items()}
     s0 = net.stats
     d0, e0, t0 = time.process_time(), time.time(), time.perf_counter()
     for k in range(start, start + n):
         net.train_sample(X[k], y[k])
-    b1 = {k: s for k, (_, s) in backend.busy().items()}  # also the barrier: waits for queued calls
+    b1 = backend.busy()  # also the barrier: waits for queued calls
     wall = time.perf_counter() - t0
     e1, d1 = time.time(), time.process_time()
     c1 = {k: cpu_seconds(p) for k, p in pids.items()}
     s1 = net.stats
-    busy = {k: (b1[k] - b0[k]) / n for k in b1}
+    busy = {k: (b1[k][1] - b0[k][1]) / n for k in b1}
+    busy_cpu = {k: (b1[k][2] - b0[k][2]) / n for k in b1}
     out = {"wall": wall / n, "driver_cpu": (d1 - d0) / n, "busy": busy, "crit_busy": critical_busy(busy),
+           "busy_cpu": busy_cpu, "crit_cpu": critical_busy(busy_cpu),
            "cpu": {k: (c1[k] - c0[k]) / n for k in c1},
            "fwd": ((s1.fwd - s0.fwd) / n).tolist(), "passed": ((s1.err_passed - s0.err_passed) / n).tolist()}
     if plain:
@@ -220,8 +257,9 @@ def window(net, X, y, start: int, n: int, pids: dict[str, int], plain: bool) -> 
 def median_of(windows: list[dict]) -> dict:
     """Medians over windows of the scalar figures, per actor for CPU and busy seconds."""
     med = {k: float(np.median([w[k] for w in windows])) for k in windows[0] if isinstance(windows[0][k], float)}
-    for k in ("cpu", "busy"):
-        med[k] = {a: float(np.median([w[k][a] for w in windows])) for a in windows[0][k]}
+    for k in ("cpu", "busy", "busy_cpu"):
+        if k in windows[0]:
+            med[k] = {a: float(np.median([w[k][a] for w in windows])) for a in windows[0][k]}
     for k in ("fwd", "passed"):
         med[k] = np.median([w[k] for w in windows], axis=0).tolist()
     return med
@@ -247,8 +285,12 @@ def point(spec: str, args, X, y) -> dict:
             net.train_sample(X[k], y[k])
         net.backend.busy()
         rec["build_and_warmup_s"] = round(time.perf_counter() - t_build, 1)
+        before = probe_shares()  # the cores' share left by other load, beside the windows (actors idle)
         wins = [window(net, X, y, args.warmup + r * args.samples, args.samples, pids, mode == "plain")
                 for r in range(args.repeats)]
+        after = probe_shares()
+        rec["core_share"] = {k: round((before[k] + after[k]) / 2, 3) for k in before}
+        rec["core_share_probes"] = [before, after]
     rec["median"] = median_of(wins)
     rec["windows"] = wins
     rec["load_end"] = round(os.getloadavg()[0], 2)
@@ -285,7 +327,7 @@ def points(args) -> None:
             f.write(json.dumps(rec) + "\n")
         m = rec["median"]
         print(f"nodes={args.nodes} {spec}: wall {m['wall'] * 1e3:.1f} ms/sample, critical path (busy) "
-              f"{m['crit_busy'] * 1e3:.1f} ms, timeline union {m.get('timeline_union', float('nan')) * 1e3:.1f} ms, "
+              f"{m['crit_busy'] * 1e3:.1f} ms (CPU {m['crit_cpu'] * 1e3:.1f}), timeline union {m.get('timeline_union', float('nan')) * 1e3:.1f} ms, "
               f"actor CPU max {max(m['cpu'].values()) * 1e3:.1f} sum {sum(m['cpu'].values()) * 1e3:.1f} ms; "
               f"point took {time.perf_counter() - t0:.0f} s", flush=True)
 

@@ -16,8 +16,17 @@ can each read their weights as fast as one alone (the memory-bound forward pass)
 columns against two processes holding half the columns each, at once. The second
 figure over the first is the most 2 shards of a memory-bound layer can gain here.
 
+``--same-block N,W`` streams rows of one ``N x W`` float32 block in one process alone,
+then in two processes at once, each its own block of that shape (A B A B, per CPU
+second of each process: a wait for a core shared with other processes does not count,
+a stall on memory does). The second rate over the first is ``e2``, what the cost
+model's memory-bandwidth share needs: how much slower a shard's work gets when a
+second shard of its layer streams its own block beside it on the same machine, with
+no change of block size (``--shards`` changes the block too, so it mixes a smaller
+block's cache gain into the figure).
+
     python benchmarks/bench_memory.py [--gaps 0,0.001,0.01,0.1,0.5] [--repeats 5] [--bandwidth 800]
-                                      [--shards 20000]
+                                      [--shards 20000] [--same-block 20000,10000]
 """
 from __future__ import annotations
 
@@ -110,6 +119,43 @@ def shard_rates(n: int, seconds: float = 5.0, cpu: bool = False) -> tuple[float,
     return rates[1], rates[2]
 
 
+def same_block_rates(n: int, width: int, seconds: float = 3.0, rounds: int = 2,
+                     cpu: bool = True) -> list[tuple[float, float]]:
+    """Per round (alone first, then two at once): samples/s of one process adding 7,700 random rows of its
+    own ``n x width`` float32 block, and of the slower of two processes doing the same at once, each on
+    its own block of the same shape (``cpu``: per CPU second of each process)."""
+    out_rounds = []
+    for r in range(rounds):
+        rates = {}
+        for procs in (1, 2):
+            out = mp.Queue()
+            ps = [mp.Process(target=_rows, args=(n, width, 100 * r + k, seconds, out, cpu)) for k in range(procs)]
+            for p in ps:
+                p.start()
+            got = [out.get() for _ in ps]
+            for p in ps:
+                p.join()
+            rates[procs] = min(got)  # a stage waits for its slower shard
+        out_rounds.append((rates[1], rates[2]))
+    return out_rounds
+
+
+def same_block_e2(rounds: list[tuple[float, float]]) -> float:
+    """``e2``: the median over rounds of (two at once) / (one alone), the same block in each process."""
+    return float(np.median([r2 / r1 for r1, r2 in rounds]))
+
+
+def same_block(n: int, width: int, seconds: float = 3.0, rounds: int = 2) -> None:
+    """Print ``same_block_rates`` per round and ``e2``."""
+    got = same_block_rates(n, width, seconds, rounds)
+    print(f"\n| {n}x{width} float32 block per process, 7,700 rows per sample | samples per CPU s: alone | "
+          "two at once (the slower) | ratio |")
+    print("|---|---:|---:|---:|")
+    for k, (r1, r2) in enumerate(got):
+        print(f"| round {k + 1} | {r1:.2f} | {r2:.2f} | {r2 / r1:.2f} |")
+    print(f"\ne2 = {same_block_e2(got):.3f} (median of the rounds' ratios)")
+
+
 def shard_split(n: int, seconds: float = 5.0) -> None:
     """Print samples/s of one process streaming all ``n`` columns vs two streaming ``n/2`` each, twice."""
     print(f"\n| {n}x{n} float32 rows, 7,700 per sample | samples/s | vs 1 process |")
@@ -128,11 +174,28 @@ def main(argv=None) -> None:
                         help="also measure the read bandwidth of 1 and 2 processes streaming MB each (0: skip)")
     parser.add_argument("--shards", type=int, default=0, metavar="N",
                         help="also stream rows of an N x N float32 matrix in 1 vs 2 processes (0: skip)")
+    parser.add_argument("--same-block", default="", metavar="N,W",
+                        help="also stream rows of an N x W float32 block alone vs two processes at once (each its own)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="seconds per --same-block measurement")
+    parser.add_argument("--rounds", type=int, default=2, help="A B rounds of --same-block")
     args = parser.parse_args(argv)
     if args.bandwidth < 0:
         parser.error(f"--bandwidth must be >= 0 MB, got {args.bandwidth}")
     if args.shards < 0 or args.shards == 1:
         parser.error(f"--shards must be 0 (skip) or at least 2 units, got {args.shards}")
+    block = None
+    if args.same_block:
+        try:
+            block = tuple(int(v) for v in args.same_block.split(","))
+        except ValueError:
+            block = ()
+        if len(block) != 2 or min(block) < 1:
+            parser.error(f"--same-block must be N,W with positive integers, got {args.same_block!r}")
+        if args.seconds <= 0 or args.rounds < 1:
+            parser.error(f"--seconds must be > 0 and --rounds >= 1, got {args.seconds} and {args.rounds}")
+        if args.gaps == parser.get_default("gaps"):  # only the block asked for: skip the idle-page probe
+            same_block(*block, args.seconds, args.rounds)
+            return
     gaps = [float(g) for g in args.gaps.split(",")]
     a = np.ones(len(gaps) * args.repeats * SLICE // 8 + SLICE, np.int64)  # touched once, here
     print("| idle gap (s) | first read, µs per 4 KB page (median, max) | second read (median) |")
@@ -150,6 +213,8 @@ def main(argv=None) -> None:
         bandwidth(args.bandwidth)
     if args.shards:
         shard_split(args.shards)
+    if block:
+        same_block(*block, args.seconds, args.rounds)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ def load_inputs(data: Path, n: int, n_in: int):
 def barrier(backend) -> float:
     """Wait until every queued call has been applied; the actors' summed busy seconds (0 in-process)."""
     busy = getattr(backend, "busy", None)
-    return sum(s for _, s in busy().values()) if busy else 0.0
+    return sum(v[1] for v in busy().values()) if busy else 0.0
 
 
 def measure(cfg: NetConfig, runtime: RuntimeConfig, X, y, warmup: int, n_train: int, n_eval: int) -> dict:

@@ -320,8 +320,9 @@ class RayBackend(LossHandling, Collecting):
         self.tail.clear()  # calls before the restore: their results and errors are void
         self.deferred.clear()  # counts of the rolled-back sample
 
-    def busy(self) -> dict[str, tuple[int, float]]:
-        """Per actor: ``(messages applied, seconds spent applying them)`` (waits for queued calls)."""
+    def busy(self) -> dict[str, tuple[int, float, float]]:
+        """Per actor: ``(messages applied, seconds spent applying them, their thread CPU seconds)``
+        (waits for queued calls)."""
         self.send_counts()
         names = list(self.actors)
         return dict(zip(names, self._get_all(names, "busy")))

@@ -23,7 +23,15 @@ def test_critical_path_sums_the_busiest_shard_per_layer():
 
 
 def test_median_of_windows():
-    w = [{"wall": float(v), "cpu": {"a": float(v)}, "busy": {"a": 1.0}, "fwd": [v, 1], "passed": [0, v]}
-         for v in (1, 5, 2)]
+    w = [{"wall": float(v), "cpu": {"a": float(v)}, "busy": {"a": 1.0}, "busy_cpu": {"a": v / 2},
+          "fwd": [v, 1], "passed": [0, v]} for v in (1, 5, 2)]
     m = bc.median_of(w)
     assert m["wall"] == 2.0 and m["cpu"] == {"a": 2.0} and m["fwd"] == [2.0, 1.0] and m["passed"] == [0.0, 2.0]
+    assert m["busy_cpu"] == {"a": 1.0}
+    del w[0]["busy_cpu"]  # records of earlier sessions have no busy_cpu
+    assert "busy_cpu" not in bc.median_of(w)
+
+
+def test_core_share_is_a_fraction_of_a_core_per_process_count():
+    shares = bc.probe_shares((1, 2), 0.05)
+    assert set(shares) == {"1", "2"} and all(0.0 < v <= 1.0 for v in shares.values())

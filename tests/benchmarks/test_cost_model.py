@@ -46,6 +46,18 @@ def test_bandwidth_efficiency_per_doubling():
     assert cm.bw_efficiency(4, 0.8) == pytest.approx(0.64)
 
 
+def test_e2_by_block_size_interpolated_in_log_size_and_held_at_the_ends():
+    cal = {**CAL, "bw_e2_block": {"100x50": 0.6, "400x200": 0.9}}  # 0.02 MB and 0.32 MB blocks
+    assert cm.block_mb(point(shards=2)) == pytest.approx(784 * 50 * 4 / 1e6)  # the 784 x 100/2 forward.1 block
+    assert cm.e2_of(cal, point(shards=2)) == pytest.approx(0.6 + 0.3 * math.log2(0.1568 / 0.02) / 4)
+    small = point(sizes=(10, 100, 10), shards=2)  # 100 x 5 block: below the smallest calibrated, held
+    assert cm.e2_of(cal, small) == 0.6
+    mid = point(sizes=(10, 200, 100, 10), shards=2)  # the 200 x 50 block: 0.04 MB, one doubling of four
+    assert cm.e2_of(cal, mid) == pytest.approx(0.6 + 0.3 / 4)
+    assert cm.e2_of({**CAL, "bw_e2_block": {"100x50": 1.2, "400x200": 1.3}}, mid) == 1.0  # never above 1
+    assert cm.e2_of(CAL, mid) == 0.8  # not measured: the older bw_e2
+
+
 def test_work_elements_of_the_busiest_shard():
     rows_cols = cm.stage_work_elements(point(shards=2))
     # layer 1: 10 input spikes x 100/2 columns; 4/2 passed errors x 784 (strided), no backward replica
@@ -84,8 +96,9 @@ def test_predict_adds_hops_and_work():
 
 def test_predict_oversubscribed_plain_work_slows_down():
     two, four = cm.predict(CAL, point(shards=2)), cm.predict(CAL, point(shards=4))
-    # 4 shards do half the work each of 2 shards, but 4 share 2 cores: the same stage time
-    assert four["crit"] == pytest.approx(two["crit"])
+    # 4 shards do half the work each of 2 shards, but 4 share 2 cores: the same stage time, half the CPU
+    assert four["wall"] - cm.stages(point()) * cm.hop_ms(CAL, point(shards=4)) * 1e-3 == pytest.approx(two["crit"])
+    assert four["crit"] == pytest.approx(two["crit"] / 2)  # waiting for a core costs no CPU time
     assert cm.predict(CAL, point(shards=4, cores=4))["crit"] == pytest.approx(two["crit"] * 0.8 / 2 / 0.64)  # bandwidth: 0.8 per doubling
 
 
@@ -234,3 +247,13 @@ def test_real_actor_shell_factor_comes_first_where_measured():
     assert cm.actor_factor({**cal, **out}, point()) == 1.25
     assert cm.actor_factor(cal, point()) == 1.4
     assert cm.actor_factor(cal, point(sizes=(784, 200, 200, 10))) == 1.5
+
+
+def test_runs_timed_by_thread_cpu_supersede_those_without():
+    new = rec(wall=0.05, measured="2026-12-02 19:00 UTC")
+    new["median"]["crit_cpu"] = 0.004
+    runs = cm.runs_by_point([rec(measured="2026-12-02 18:40 UTC"), new])[(100, "sgd", 1, 1, "plain")]
+    assert runs == [new]
+    me = cm.measured(runs)
+    assert me["crit"] == 0.004 and me["crit_by"] == "cpu" and me["crit_busy"] == 0.006
+    assert cm.measured([rec()])["crit_by"] == "busy"

@@ -97,6 +97,8 @@ def test_counts_ride_along_with_backward_messages(ray_cluster):
         # before: 5 forward-side + 5 backward-side calls per step (3 layers, 2 replicas counting)
         assert net.backend.calls < 10 * cfg.training.steps * len(X)
         assert not net.backend.deferred  # reading the weights sent every kept count
+        busy = net.backend.busy()  # (messages applied, seconds in them, their thread CPU seconds)
+        assert all(n > 0 and s > 0 and c >= 0 for n, s, c in busy.values())
 
 
 def test_malformed_counts_are_rejected_before_anything_is_applied(ray_cluster):
