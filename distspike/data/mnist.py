@@ -189,28 +189,27 @@ def _read_into(f, view: memoryview, md5) -> int:
 
 def _read_sparse(f, dims: tuple, md5):
     """``(SparseRows, bytes read)`` of ``dims[0]`` rows of ``prod(dims[1:])`` bytes each from ``f``: about
-    1 MiB of rows is read at a time and only its nonzero bytes (and their columns) are kept."""
+    1 MiB of rows is read at a time and only its nonzero bytes (and a bit per byte) are kept."""
     n_rows, n_cols = dims[0], int(np.prod(dims[1:], dtype=np.int64))
     block = np.empty((max(1, (1 << 20) // max(n_cols, 1)), n_cols), np.uint8)
-    col_type = np.uint16 if n_cols <= 1 << 16 else np.int64
-    values, columns, counts, got, done = [], [], [], 0, 0
+    mask = np.zeros((n_rows, (n_cols + 7) // 8), np.uint8)
+    values, counts, got, done = [], [], 0, 0
     while done < n_rows:
         m = min(len(block), n_rows - done)
         n = _read_into(f, memoryview(block[:m].reshape(-1)), md5)
         got += n
         full = n // n_cols if n_cols else m
-        rows = block[:full]
-        r, c = np.nonzero(rows)
-        values.append(rows[r, c])
-        columns.append(c.astype(col_type))
-        counts.append(np.count_nonzero(rows, axis=1))
+        nonzero = block[:full] != 0
+        values.append(block[:full][nonzero])
+        counts.append(np.count_nonzero(nonzero, axis=1))
+        mask[done:done + full] = np.packbits(nonzero, axis=1)
         done += full
         if n < m * n_cols:  # the file ended: check_idx_size names it
             break
     indptr = np.zeros(done + 1, np.int64)
     np.cumsum(np.concatenate(counts) if counts else np.zeros(0, np.int64), out=indptr[1:])
-    join = lambda parts, t: np.concatenate(parts) if parts else np.zeros(0, t)  # noqa: E731
-    return SparseRows(join(values, np.uint8), join(columns, col_type), indptr, n_cols, 255.0), got
+    raw = np.concatenate(values) if values else np.zeros(0, np.uint8)
+    return SparseRows(raw, mask[:done], indptr, n_cols, 255.0), got
 
 
 def find_file(root: Path, name: str) -> Optional[Path]:
