@@ -151,6 +151,28 @@ _WRITER: tuple[int, ThreadPoolExecutor] | None = None  # (pid, the process's wri
 _WRITER_GUARD = threading.Lock()
 
 
+_SPARES: dict[tuple[int, int], list] = {}  # (pid, rows) -> written buffer pairs, free for the next rows
+_SPARES_KEPT = 2
+
+
+def _spare_pair(rows: int):
+    """A written buffer pair of ``rows`` rows that a recorder of this process handed over, or None."""
+    with _WRITER_GUARD:
+        free = _SPARES.get((os.getpid(), rows))
+        return free.pop() if free else None
+
+
+def _give_back(rows: int, pair) -> None:
+    """Keep a written pair for the next recorder that needs one (at most ``_SPARES_KEPT``; the rest is freed).
+
+    Reused, not freed and made anew: fresh pairs, made while others were being written and freed,
+    spread malloc's heap (some 10 MiB of a training run's peak RSS)."""
+    with _WRITER_GUARD:
+        free = _SPARES.setdefault((os.getpid(), rows), [])
+        if len(free) < _SPARES_KEPT:
+            free.append(pair)
+
+
 def _writer_thread() -> ThreadPoolExecutor:
     """The one background thread that builds and writes every recorder's parts in this process.
 
@@ -225,12 +247,11 @@ class TrafficRecorder:
         self.saturated = 0  # rows whose integers were clamped to their column type
         self.files_written: list[Path] = []
         self._pending: Future | None = None  # the part file being written in the background
-        self._spare = self._buffers()  # the buffers of the last part handed to the writer thread (free once written)
 
     def _buffers(self) -> tuple[np.ndarray, np.ndarray]:
         """A pair of row buffers, written once now: fresh memory page-faults on its first write (every 4 KB,
-        0.5-7 us each on the development VM, some 2 ms per 1 000 rows), better paid when the recorder is made
-        than while training. Two pairs take ``176 * flush_rows`` bytes (2.9 MB at the default)."""
+        0.5-7 us each on the development VM, some 2 ms per 1 000 rows), better paid at once than row by row.
+        A pair takes ``88 * flush_rows`` bytes (1.4 MB at the default)."""
         ints = np.empty((len(INT_COLUMNS), self.capacity), np.int64)
         floats = np.empty((len(FLOAT_COLUMNS), self.capacity), np.float64)
         ints.fill(0)
@@ -283,6 +304,7 @@ class TrafficRecorder:
             return
         t1 = _perf_ns()
         self.pack()  # rows stay in message order
+        self._room()
         epoch, sample, step = position
         p, n_parts = 0, in_bounds.shape[0] - 1
         while p < n_parts:
@@ -291,6 +313,8 @@ class TrafficRecorder:
                                           HEADER_BYTES, EVENT_BYTES)
             if self._n == self.capacity:
                 self._write_buffer()
+                if p < n_parts:
+                    self._room()
 
     def take(self, ints: np.ndarray, floats: np.ndarray) -> None:
         """Rows already in the buffers' layout (columns ``INT_COLUMNS``, ``FLOAT_COLUMNS``), appended in order.
@@ -301,6 +325,7 @@ class TrafficRecorder:
         k, m = 0, ints.shape[1]
         while k < m:
             j = min(m - k, self.capacity - self._n)
+            self._room()
             self._ints[:, self._n:self._n + j] = ints[:, k:k + j]
             self._floats[:, self._n:self._n + j] = floats[:, k:k + j]
             self._n += j
@@ -320,6 +345,7 @@ class TrafficRecorder:
         rows = np.fromiter(chain.from_iterable(staged), np.int64, len(STAGED) * len(staged)).reshape(-1, len(STAGED))
         m, wall = 0, _wall_ns()
         while m < rows.shape[0]:
+            self._room()
             self._n, m = put_staged_rows(self._ints, self._floats, self._n, rows, m, wall, HEADER_BYTES, EVENT_BYTES)
             if self._n == self.capacity:
                 self._write_buffer()
@@ -339,6 +365,7 @@ class TrafficRecorder:
             return
         self.pack()
         row = (epoch, sample, step, events_in, events_out_pos, events_out_neg, bytes_in, bytes_out, compute_s)
+        self._room()
         try:
             put_row(self._ints, self._floats, self._n, self._code(direction), *row, _now())
         except (TypingError, TypeError, OverflowError) as err:
@@ -369,6 +396,7 @@ class TrafficRecorder:
 
     def table(self) -> pa.Table:
         """The buffered rows as a table of ``SCHEMA`` (column by column, no per-row work)."""
+        self._room()
         return self._table(self._ints, self._floats, self._n)
 
     def _table(self, ints: np.ndarray, floats: np.ndarray, n: int) -> pa.Table:
@@ -418,6 +446,13 @@ class TrafficRecorder:
         self._wait()
         return self._write_buffer(background=False)
 
+    def _room(self) -> None:
+        """Buffers for the next rows: after a part went to the writer thread, a pair (a written one of this
+        process, or a new one) is taken only when rows come, not when the part is handed over: a flush at
+        an epoch's end leaves none held."""
+        if self._ints is None:
+            self._ints, self._floats = _spare_pair(self.capacity) or self._buffers()
+
     def _write_buffer(self, background: bool = True) -> Path | None:
         """Hand the buffered rows to the writer thread (``background``) or write them here; the buffers restart."""
         if not self._n:
@@ -428,12 +463,19 @@ class TrafficRecorder:
         self._n = 0
         if not background:
             return self._write(self._table(*buffers, n))
-        # The thread builds the table from these buffers and writes it (the table shares memory with them).
-        # The next rows go to the other pair, that of the previous part (written by now: ``_wait`` above);
-        # reusing it spares the page faults of fresh memory. Only rows [:n] are ever read, so no zeroing.
-        self._spare, (self._ints, self._floats) = buffers, self._spare
-        self._pending = _writer_thread().submit(lambda: self._write(self._table(*buffers, n)))
+        # The thread builds the table from these buffers and writes it (the table shares memory with them),
+        # then gives them back for the next rows of any recorder of this process (``_give_back``). The next
+        # rows go to such a pair, taken when they come (``_room``). Only rows [:n] are ever read: no zeroing.
+        self._ints = self._floats = None
+        self._pending = _writer_thread().submit(self._write_part, buffers, n)
         return None
+
+    def _write_part(self, buffers: tuple, n: int) -> Path:
+        """The writer thread's work: rows ``[:n]`` of ``buffers`` as the next part file; the pair is free after."""
+        try:
+            return self._write(self._table(*buffers, n))
+        finally:  # the table, which shares the buffers' memory, is gone by now
+            _give_back(self.capacity, buffers)
 
     def _wait(self) -> None:
         """Finish the background write in flight, if any (raising its error)."""
