@@ -3,6 +3,8 @@
     python benchmarks/rss_trace.py OUT.json -- runtime=local model=mnist_300 logging=default data.n_train=3000 ...
     python benchmarks/rss_trace.py --show OUT.json
 
+``RSS_TRACE_MIB`` (default 3) sets the change in MiB that makes a record.
+
 Runs ``distspike-train`` with the given overrides in this process, with a thread that reads
 ``/proc/self/status`` every 10 ms and, whenever ``VmRSS`` moved by more than 3 MiB, records it
 (with ``RssAnon``/``RssFile``) and the top frames of every other thread's stack. ``--show``
@@ -44,7 +46,7 @@ def sampler(records: list) -> None:
     while True:
         time.sleep(0.01)
         now = rss()
-        if abs(now["VmRSS"] - last) > 3:
+        if abs(now["VmRSS"] - last) > float(os.environ.get("RSS_TRACE_MIB", 3)):
             names = {t.ident: t.name for t in threading.enumerate()}
             stacks = {names.get(k, str(k)): frames(f) for k, f in sys._current_frames().items()
                       if k != threading.get_ident()}

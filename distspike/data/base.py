@@ -81,6 +81,118 @@ class ScaledRows:
         return f"ScaledRows({self.raw.dtype} {self.raw.shape} / {self.divisor:g})"
 
 
+class SparseRows(ScaledRows):
+    """A ``ScaledRows`` matrix that stores only each row's nonzero integers, and a bit per element.
+
+    Row ``k`` holds ``raw[indptr[k]:indptr[k + 1]]``, in column order, at the columns whose bit
+    is set in ``mask[k]`` (``np.packbits`` of ``row != 0``), and zeros elsewhere; read, it is
+    scaled as ``ScaledRows`` scales it (zeros stay ``0.0``), so every value, row, block and
+    digest is bit for bit that of the dense matrix. An MNIST image has some 150 nonzero pixels
+    of 784: the 70,000 take 17 MB this way (98 bytes of bits and 150 of values each) against
+    55 MB as a dense uint8 matrix. A slice is a view (no copy), an index array or mask a
+    gathered copy.
+    """
+
+    def __init__(self, raw: np.ndarray, mask: np.ndarray, indptr: np.ndarray, n_cols: int, divisor: float):
+        n_cols = int(n_cols)
+        if (raw.ndim != 1 or raw.dtype.kind not in "iu" or indptr.ndim != 1 or mask.dtype != np.uint8
+                or mask.shape != (indptr.shape[0] - 1, (n_cols + 7) // 8)):
+            raise ValueError(f"SparseRows needs 1-D integer values, a 1-D indptr and a packed uint8 mask of "
+                             f"one row per row, got {raw.dtype} {raw.shape}, {indptr.shape}, {mask.dtype} "
+                             f"{mask.shape} for {n_cols} columns")
+        self.raw, self.mask, self.indptr = raw, mask, indptr
+        self.n_cols, self.divisor = n_cols, float(divisor)
+
+    @property
+    def shape(self) -> tuple:
+        return (self.indptr.shape[0] - 1, self.n_cols)
+
+    @property
+    def size(self) -> int:
+        return self.shape[0] * self.n_cols
+
+    def __len__(self) -> int:
+        return self.indptr.shape[0] - 1
+
+    def _values(self) -> np.ndarray:
+        """The stored integers of these rows, in order."""
+        return self.raw[int(self.indptr[0]):int(self.indptr[-1])]
+
+    def _dense(self) -> np.ndarray:
+        """The integer matrix, dense, in the storage's integer type."""
+        out = np.zeros(self.shape, self.raw.dtype)
+        out[np.unpackbits(self.mask, axis=1, count=self.n_cols).view(bool)] = self._values()
+        return out
+
+    def _row(self, k: int) -> np.ndarray:
+        n = len(self)
+        if not -n <= k < n:
+            raise IndexError(f"index {k} is out of bounds for axis 0 with size {n}")
+        k %= n
+        a, b = self.indptr[k:k + 2].tolist()
+        out = np.zeros(self.n_cols, np.float64)
+        out[np.unpackbits(self.mask[k], count=self.n_cols).view(bool)] = self.raw[a:b]
+        out /= self.divisor
+        return out
+
+    def _rows(self, key) -> "SparseRows":
+        """Rows ``key`` (slice, index array or boolean mask) as a SparseRows: a view for a unit-step slice."""
+        n = len(self)
+        if isinstance(key, slice):
+            start, stop, step = key.indices(n)
+            if step == 1:
+                stop = max(start, stop)
+                return SparseRows(self.raw, self.mask[start:stop], self.indptr[start:stop + 1], self.n_cols,
+                                  self.divisor)
+            key = np.arange(start, stop, step)
+        sel = np.arange(n)[np.asarray(key)]  # numpy's checks and semantics of the index (masks, negatives)
+        if sel.ndim != 1:
+            raise IndexError(f"SparseRows takes 1-D row indices, got shape {sel.shape}")
+        lengths = self.indptr[sel + 1] - self.indptr[sel]
+        indptr = np.zeros(len(sel) + 1, np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        take = np.repeat(self.indptr[sel] - indptr[:-1], lengths) + np.arange(indptr[-1])
+        return SparseRows(self.raw[take], self.mask[sel], indptr, self.n_cols, self.divisor)
+
+    def __getitem__(self, key):
+        if isinstance(key, (int, np.integer)):
+            return self._row(int(key))
+        if isinstance(key, tuple):  # elements or columns: scaled the same way
+            first, rest = key[0], key[1:]
+            if isinstance(first, (int, np.integer)):
+                return self._row(int(first))[rest][()]
+            return np.asarray(self._rows(first))[(slice(None), *rest)][()]
+        return self._rows(key)
+
+    def __iter__(self):
+        for k in range(len(self)):
+            yield self._row(k)
+
+    def __array__(self, dtype=None, copy=None):
+        x = self._scale(self._dense())
+        return x if dtype is None else x.astype(dtype)
+
+    def _extreme(self, fn) -> float:
+        values = self._values()
+        if values.shape[0] < self.size:  # some zeros are implicit
+            values = np.append(values, np.zeros(1, values.dtype))
+        return float(self._scale(fn(values)))
+
+    def min(self) -> float:
+        return self._extreme(np.min)
+
+    def max(self) -> float:
+        return self._extreme(np.max)
+
+    def chunks(self, rows: int = 4096):
+        """The scaled matrix in C-contiguous float64 blocks of at most ``rows`` rows, in order."""
+        for k in range(0, len(self), rows):
+            yield self._scale(self._rows(slice(k, k + rows))._dense())
+
+    def __repr__(self) -> str:
+        return f"SparseRows({self.raw.dtype} {self.shape}, {self.raw.shape[0]} nonzero / {self.divisor:g})"
+
+
 def _as_features(name: str, field: str, x: np.ndarray) -> np.ndarray:
     """Return ``x`` as a C-contiguous float64 matrix (or a ``ScaledRows`` one, as it is), or raise DataError."""
     if isinstance(x, ScaledRows):
@@ -198,7 +310,7 @@ class Dataset:
         h = hashlib.sha256()
         for a in (self.x_train, self.y_train, self.x_test, self.y_test):
             h.update(f"{a.dtype.str}{a.shape}".encode())
-            for block in (a.chunks() if isinstance(a, ScaledRows) else (a,)):  # the same bytes, block by block
+            for block in (a.chunks(1024) if isinstance(a, ScaledRows) else (a,)):  # the same bytes, in 6 MB blocks
                 h.update(np.ascontiguousarray(block).data)
         return h.hexdigest()
 

@@ -17,7 +17,7 @@ from typing import Dict, Optional, Tuple, Union
 import numpy as np
 
 from . import download as _download
-from .base import DataError, Dataset, ScaledRows
+from .base import DataError, Dataset, ScaledRows, SparseRows
 
 PathLike = Union[str, os.PathLike]
 
@@ -117,13 +117,15 @@ def check_md5_hex(actual: str, expected: str, path: PathLike) -> None:
         )
 
 
-def load_idx_file(path: PathLike, name: str, gzipped: Optional[bool] = None) -> np.ndarray:
+def load_idx_file(path: PathLike, name: str, gzipped: Optional[bool] = None, sparse: bool = False):
     """Stream-read, structurally check, then MD5-verify the MNIST file ``path`` (base name ``name``).
 
     ``gzipped`` as in :func:`read_bytes`. The content is decompressed chunk by chunk
     straight into the result array, the MD5 updated as it goes: no copy of the file,
     compressed or not, is held beside it. Same checks and messages as ``parse_idx``
-    and ``check_md5``.
+    and ``check_md5``. ``sparse`` (an images file of bytes): the images as a
+    ``SparseRows`` matrix of their pixels scaled by 1/255, each block of rows made sparse as it
+    is read (the dense matrix is never held).
     """
     path = Path(path)
     gz = path.suffix == ".gz" if gzipped is None else gzipped
@@ -133,7 +135,7 @@ def load_idx_file(path: PathLike, name: str, gzipped: Optional[bool] = None) -> 
         raise DataError(f"cannot read {str(path)!r}: {exc}") from exc
     try:
         with f:
-            array, md5 = _stream_idx(f, path, 3 if "images" in name else 1)
+            array, md5 = _stream_idx(f, path, 3 if "images" in name else 1, sparse)
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise DataError(f"{str(path)!r}: not a valid gzip file ({exc})" if gz
                         else f"cannot read {str(path)!r}: {exc}") from exc
@@ -152,16 +154,29 @@ def _read_upto(f, n: int) -> bytes:
     return bytes(out)
 
 
-def _stream_idx(f, path: Path, ndim: int):
+def _stream_idx(f, path: Path, ndim: int, sparse: bool = False):
     """``(array, md5)`` of the IDX stream ``f``: the header checked as ``parse_idx`` does, the payload read
-    in 1 MiB chunks straight into the array."""
+    in 1 MiB chunks straight into the array (``sparse``, a file of bytes: into a ``SparseRows`` of the rows
+    scaled by 1/255, a block of rows at a time)."""
     head = _read_upto(f, 4)
     if len(head) == 4:
         head += _read_upto(f, 4 * head[3])
     dims, dtype, header_len = idx_header(head, path, ndim)
-    array = np.empty(dims, dtype)
     md5 = hashlib.md5(head)
-    view = memoryview(array.reshape(-1).view(np.uint8))
+    if sparse and dtype == np.uint8 and len(dims) > 1:
+        array, got = _read_sparse(f, dims, md5)
+    else:
+        array = np.empty(dims, dtype)
+        got = _read_into(f, memoryview(array.reshape(-1).view(np.uint8)), md5)
+    extra = len(f.read(1))
+    while extra and (chunk := f.read(1 << 20)):
+        extra += len(chunk)
+    check_idx_size(header_len + got + extra, dims, dtype, header_len, path)
+    return array, md5
+
+
+def _read_into(f, view: memoryview, md5) -> int:
+    """Fill ``view`` from ``f`` in 1 MiB reads, the MD5 updated; the bytes read (fewer at the file's end)."""
     got = 0
     while got < view.nbytes:
         n = f.readinto(view[got:got + (1 << 20)])
@@ -169,11 +184,32 @@ def _stream_idx(f, path: Path, ndim: int):
             break
         md5.update(view[got:got + n])
         got += n
-    extra = len(f.read(1))
-    while extra and (chunk := f.read(1 << 20)):
-        extra += len(chunk)
-    check_idx_size(header_len + got + extra, dims, dtype, header_len, path)
-    return array, md5
+    return got
+
+
+def _read_sparse(f, dims: tuple, md5):
+    """``(SparseRows, bytes read)`` of ``dims[0]`` rows of ``prod(dims[1:])`` bytes each from ``f``: about
+    1 MiB of rows is read at a time and only its nonzero bytes (and a bit per byte) are kept."""
+    n_rows, n_cols = dims[0], int(np.prod(dims[1:], dtype=np.int64))
+    block = np.empty((max(1, (1 << 20) // max(n_cols, 1)), n_cols), np.uint8)
+    mask = np.zeros((n_rows, (n_cols + 7) // 8), np.uint8)
+    values, counts, got, done = [], [], 0, 0
+    while done < n_rows:
+        m = min(len(block), n_rows - done)
+        n = _read_into(f, memoryview(block[:m].reshape(-1)), md5)
+        got += n
+        full = n // n_cols if n_cols else m
+        nonzero = block[:full] != 0
+        values.append(block[:full][nonzero])
+        counts.append(np.count_nonzero(nonzero, axis=1))
+        mask[done:done + full] = np.packbits(nonzero, axis=1)
+        done += full
+        if n < m * n_cols:  # the file ended: check_idx_size names it
+            break
+    indptr = np.zeros(done + 1, np.int64)
+    np.cumsum(np.concatenate(counts) if counts else np.zeros(0, np.int64), out=indptr[1:])
+    raw = np.concatenate(values) if values else np.zeros(0, np.uint8)
+    return SparseRows(raw, mask[:done], indptr, n_cols, 255.0), got
 
 
 def find_file(root: Path, name: str) -> Optional[Path]:
@@ -223,7 +259,8 @@ def _split(images: np.ndarray, labels: np.ndarray, images_path: Path, labels_pat
         )
     if labels.size and labels.max() > 9:
         raise DataError(f"{str(labels_path)!r}: label {labels.max()} is not a digit 0-9")
-    return ScaledRows(images.reshape(len(images), -1), 255.0), labels.astype(np.int64)
+    rows = images if isinstance(images, ScaledRows) else ScaledRows(images.reshape(len(images), -1), 255.0)
+    return rows, labels.astype(np.int64)
 
 
 #: ``split`` option of :func:`load_mnist`
@@ -260,7 +297,7 @@ def _load_official(root: PathLike, download: bool) -> Dataset:
     """The official 60000 / 10000 split (``load_mnist``'s checks)."""
     root = Path(root).expanduser()
     paths = _locate_all(root, download)
-    arrays = {name: load_idx_file(path, name) for name, path in paths.items()}
+    arrays = {name: load_idx_file(path, name, sparse="images" in name) for name, path in paths.items()}
     x_train, y_train = _split(arrays[TRAIN_IMAGES], arrays[TRAIN_LABELS], paths[TRAIN_IMAGES], paths[TRAIN_LABELS])
     x_test, y_test = _split(arrays[TEST_IMAGES], arrays[TEST_LABELS], paths[TEST_IMAGES], paths[TEST_LABELS])
     return Dataset("mnist", x_train, y_train, x_test, y_test, n_classes=10)

@@ -147,6 +147,46 @@ def _strings(codes: np.ndarray, values) -> pa.Array:
 #: the recorders' threads no longer hold the encoders of five parts at once at an epoch's end
 _WRITE_POOL = pa.system_memory_pool()
 _WRITE_LOCK = threading.Lock()
+_WRITER: tuple[int, ThreadPoolExecutor] | None = None  # (pid, the process's writer thread)
+_WRITER_GUARD = threading.Lock()
+
+
+_SPARES: dict[tuple[int, int], list] = {}  # (pid, rows) -> written buffer pairs, free for the next rows
+_SPARES_KEPT = 2
+
+
+def _spare_pair(rows: int):
+    """A written buffer pair of ``rows`` rows that a recorder of this process handed over, or None."""
+    with _WRITER_GUARD:
+        free = _SPARES.get((os.getpid(), rows))
+        return free.pop() if free else None
+
+
+def _give_back(rows: int, pair) -> None:
+    """Keep a written pair for the next recorder that needs one (at most ``_SPARES_KEPT``; the rest is freed).
+
+    Reused, not freed and made anew: fresh pairs, made while others were being written and freed,
+    spread malloc's heap (some 10 MiB of a training run's peak RSS)."""
+    with _WRITER_GUARD:
+        free = _SPARES.setdefault((os.getpid(), rows), [])
+        if len(free) < _SPARES_KEPT:
+            free.append(pair)
+
+
+def _writer_thread() -> ThreadPoolExecutor:
+    """The one background thread that builds and writes every recorder's parts in this process.
+
+    One thread, not one per recorder: the parts were written one at a time anyway
+    (``_WRITE_LOCK``), and each thread that allocates gets a malloc arena of its own, which
+    keeps what the thread freed: five recorders' threads held some 6 MiB more of a training
+    run's peak RSS. Parts queue in the order they are handed over; a recorder waits only for
+    its own (``TrafficRecorder._wait``). Made anew in a forked child.
+    """
+    global _WRITER
+    with _WRITER_GUARD:
+        if _WRITER is None or _WRITER[0] != os.getpid():
+            _WRITER = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="traffic-writer"))
+        return _WRITER[1]
 
 
 def write_part_file(table: pa.Table, path: Path) -> None:
@@ -178,7 +218,7 @@ class TrafficRecorder:
     figures, no arrays); every ``STAGE`` messages, and before anything else is
     buffered or flushed, ``pack()`` turns them into rows with one compiled call. A
     message of several segments (``segments(...)``) is packed at once, one compiled
-    call per message. When the row buffer is full its rows go to a background thread
+    call per message. When the row buffer is full its rows go to the process's writer thread (``_writer_thread``)
     that builds and writes the part file while training goes on (one part in flight at a time;
     the next full buffer waits for it). ``flush()``, ``close()`` and ``discard()`` wait
     for that write first, so after them every row handed off is in a complete file (a
@@ -206,14 +246,12 @@ class TrafficRecorder:
         self.rows_written = 0
         self.saturated = 0  # rows whose integers were clamped to their column type
         self.files_written: list[Path] = []
-        self._writer: ThreadPoolExecutor | None = None  # one background writer thread, started on first use
         self._pending: Future | None = None  # the part file being written in the background
-        self._spare = self._buffers()  # the buffers of the last part handed to the writer thread (free once written)
 
     def _buffers(self) -> tuple[np.ndarray, np.ndarray]:
         """A pair of row buffers, written once now: fresh memory page-faults on its first write (every 4 KB,
-        0.5-7 us each on the development VM, some 2 ms per 1 000 rows), better paid when the recorder is made
-        than while training. Two pairs take ``176 * flush_rows`` bytes (2.9 MB at the default)."""
+        0.5-7 us each on the development VM, some 2 ms per 1 000 rows), better paid at once than row by row.
+        A pair takes ``88 * flush_rows`` bytes (1.4 MB at the default)."""
         ints = np.empty((len(INT_COLUMNS), self.capacity), np.int64)
         floats = np.empty((len(FLOAT_COLUMNS), self.capacity), np.float64)
         ints.fill(0)
@@ -266,6 +304,7 @@ class TrafficRecorder:
             return
         t1 = _perf_ns()
         self.pack()  # rows stay in message order
+        self._room()
         epoch, sample, step = position
         p, n_parts = 0, in_bounds.shape[0] - 1
         while p < n_parts:
@@ -274,6 +313,8 @@ class TrafficRecorder:
                                           HEADER_BYTES, EVENT_BYTES)
             if self._n == self.capacity:
                 self._write_buffer()
+                if p < n_parts:
+                    self._room()
 
     def take(self, ints: np.ndarray, floats: np.ndarray) -> None:
         """Rows already in the buffers' layout (columns ``INT_COLUMNS``, ``FLOAT_COLUMNS``), appended in order.
@@ -284,6 +325,7 @@ class TrafficRecorder:
         k, m = 0, ints.shape[1]
         while k < m:
             j = min(m - k, self.capacity - self._n)
+            self._room()
             self._ints[:, self._n:self._n + j] = ints[:, k:k + j]
             self._floats[:, self._n:self._n + j] = floats[:, k:k + j]
             self._n += j
@@ -303,6 +345,7 @@ class TrafficRecorder:
         rows = np.fromiter(chain.from_iterable(staged), np.int64, len(STAGED) * len(staged)).reshape(-1, len(STAGED))
         m, wall = 0, _wall_ns()
         while m < rows.shape[0]:
+            self._room()
             self._n, m = put_staged_rows(self._ints, self._floats, self._n, rows, m, wall, HEADER_BYTES, EVENT_BYTES)
             if self._n == self.capacity:
                 self._write_buffer()
@@ -322,6 +365,7 @@ class TrafficRecorder:
             return
         self.pack()
         row = (epoch, sample, step, events_in, events_out_pos, events_out_neg, bytes_in, bytes_out, compute_s)
+        self._room()
         try:
             put_row(self._ints, self._floats, self._n, self._code(direction), *row, _now())
         except (TypingError, TypeError, OverflowError) as err:
@@ -352,6 +396,7 @@ class TrafficRecorder:
 
     def table(self) -> pa.Table:
         """The buffered rows as a table of ``SCHEMA`` (column by column, no per-row work)."""
+        self._room()
         return self._table(self._ints, self._floats, self._n)
 
     def _table(self, ints: np.ndarray, floats: np.ndarray, n: int) -> pa.Table:
@@ -401,6 +446,13 @@ class TrafficRecorder:
         self._wait()
         return self._write_buffer(background=False)
 
+    def _room(self) -> None:
+        """Buffers for the next rows: after a part went to the writer thread, a pair (a written one of this
+        process, or a new one) is taken only when rows come, not when the part is handed over: a flush at
+        an epoch's end leaves none held."""
+        if self._ints is None:
+            self._ints, self._floats = _spare_pair(self.capacity) or self._buffers()
+
     def _write_buffer(self, background: bool = True) -> Path | None:
         """Hand the buffered rows to the writer thread (``background``) or write them here; the buffers restart."""
         if not self._n:
@@ -411,14 +463,19 @@ class TrafficRecorder:
         self._n = 0
         if not background:
             return self._write(self._table(*buffers, n))
-        # The thread builds the table from these buffers and writes it (the table shares memory with them).
-        # The next rows go to the other pair, that of the previous part (written by now: ``_wait`` above);
-        # reusing it spares the page faults of fresh memory. Only rows [:n] are ever read, so no zeroing.
-        self._spare, (self._ints, self._floats) = buffers, self._spare
-        if self._writer is None:
-            self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"traffic-{self.name}")
-        self._pending = self._writer.submit(lambda: self._write(self._table(*buffers, n)))
+        # The thread builds the table from these buffers and writes it (the table shares memory with them),
+        # then gives them back for the next rows of any recorder of this process (``_give_back``). The next
+        # rows go to such a pair, taken when they come (``_room``). Only rows [:n] are ever read: no zeroing.
+        self._ints = self._floats = None
+        self._pending = _writer_thread().submit(self._write_part, buffers, n)
         return None
+
+    def _write_part(self, buffers: tuple, n: int) -> Path:
+        """The writer thread's work: rows ``[:n]`` of ``buffers`` as the next part file; the pair is free after."""
+        try:
+            return self._write(self._table(*buffers, n))
+        finally:  # the table, which shares the buffers' memory, is gone by now
+            _give_back(self.capacity, buffers)
 
     def _wait(self) -> None:
         """Finish the background write in flight, if any (raising its error)."""
@@ -444,12 +501,9 @@ class TrafficRecorder:
         """Write what is staged and buffered; the recorder stays usable (a later message starts a new part)."""
         try:
             self.flush()
-        finally:  # also after a failed write: no writer thread is left behind
+        finally:  # also after a failed write (the process's writer thread stays, idle, for other recorders)
             if self.sample_rows is not None:
                 self.sample_rows.close()
-            if self._writer is not None:
-                self._writer.shutdown(wait=True)
-                self._writer = None
 
     def discard(self) -> int:
         """Drop the staged and buffered rows unwritten (a rollback to a checkpoint replays them); how many.
