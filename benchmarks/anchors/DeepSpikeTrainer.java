@@ -27,6 +27,10 @@ package nl.uva.deepspike.mlp;
  *   n_train=0           0: the whole training part; N: only its first N samples per epoch (checks)
  *   n_test=0            0: the whole test part; N: its first N samples
  *   count=0|1           1: count spikes in epoch 1 (input, per layer, errors passed per layer), per sample
+ *   ckpt=FILE           after every epoch (after its marked line), write the state that outlives a sample to FILE
+ *                       (atomically): the epoch, every weight in float64, the backward quantizers' phi (never reset
+ *                       under noreset-herding), the engine's Random (random resets draw from it)
+ *   resume=0|1          1: if ckpt=FILE exists, load it and go on with the epoch after it (bit-exact)
  * After every epoch prints one line: DISTSPIKE-ANCHOR {json} (epoch, test_error, train_wall_s, train_cpu_s,
  * test_wall_s, ...).
  */
@@ -35,6 +39,8 @@ import nl.uva.arrays.IVector;
 import nl.uva.arrays.VectorFactory;
 
 import java.io.*;
+import java.lang.reflect.Field;
+import java.nio.file.*;
 import java.util.*;
 import java.util.zip.GZIPInputStream;
 
@@ -85,9 +91,113 @@ public class DeepSpikeTrainer {
         return v;
     }
 
+    static final int CKPT_MAGIC = 0x44534b31;  // "DSK1"
+
+    /** A field of obj (declared by its class or a superclass), made accessible: the engine keeps its state private. */
+    static Object field(Object obj, String name) throws ReflectiveOperationException {
+        for (Class<?> c = obj.getClass(); c != null; c = c.getSuperclass()) {
+            try {
+                Field f = c.getDeclaredField(name);
+                f.setAccessible(true);
+                return f.get(obj);
+            } catch (NoSuchFieldException ignored) {
+            }
+        }
+        throw new NoSuchFieldException(obj.getClass() + "." + name);
+    }
+
+    /** The weight matrices (shared by the forward and backward weight modules, updated in place). */
+    static double[][][] weights(SpikingMLP net) throws ReflectiveOperationException {
+        double[][][] out = new double[net.layers.length][][];
+        for (int l = 0; l < out.length; l++) out[l] = (double[][]) field(field(net.layers[l].forward_weights, "w"), "data");
+        return out;
+    }
+
+    /** The phi of every backward quantizer (layers 2..L), the only herders whose state outlives a sample. */
+    static List<double[]> backwardPhis(SpikingMLP net) throws ReflectiveOperationException {
+        List<double[]> out = new ArrayList<>();
+        for (QuantizingLayer lay : net.layers)
+            if (lay.backward_herder != null) out.add((double[]) field(field(lay.backward_herder, "phi"), "data"));
+        return out;
+    }
+
+    /** The engine's Random, held by its random-reset herders (null when none draws from it). */
+    static Random engineRandom(SpikingMLP net) throws ReflectiveOperationException {
+        for (QuantizingLayer lay : net.layers)
+            if (lay.backward_herder instanceof nl.uva.deepspike.event_modules.RandomShiftedThresholdHerder)
+                return (Random) field(lay.backward_herder, "rng");
+        return null;
+    }
+
+    static void saveCheckpoint(File file, SpikingMLP net, int epoch) throws Exception {
+        File tmp = new File(file.getPath() + ".tmp");
+        try (DataOutputStream out = new DataOutputStream(new BufferedOutputStream(new FileOutputStream(tmp)))) {
+            out.writeInt(CKPT_MAGIC);
+            out.writeInt(epoch);
+            double[][][] ws = weights(net);
+            out.writeInt(ws.length);
+            for (double[][] w : ws) {
+                out.writeInt(w.length);
+                out.writeInt(w[0].length);
+                for (double[] row : w) for (double v : row) out.writeDouble(v);
+            }
+            List<double[]> phis = backwardPhis(net);
+            out.writeInt(phis.size());
+            for (double[] phi : phis) {
+                out.writeInt(phi.length);
+                for (double v : phi) out.writeDouble(v);
+            }
+            Random rng = engineRandom(net);
+            out.writeBoolean(rng != null);
+            if (rng != null) {
+                ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+                try (ObjectOutputStream o = new ObjectOutputStream(bytes)) { o.writeObject(rng); }
+                out.writeInt(bytes.size());
+                out.write(bytes.toByteArray());
+            }
+        }
+        Files.move(tmp.toPath(), file.toPath(), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+    }
+
+    /** Load a checkpoint into net (same sizes, same settings); returns the epoch it was written after. */
+    static int loadCheckpoint(File file, SpikingMLP net) throws Exception {
+        try (DataInputStream in = new DataInputStream(new BufferedInputStream(new FileInputStream(file)))) {
+            if (in.readInt() != CKPT_MAGIC) throw new IOException(file + ": not a DeepSpikeTrainer checkpoint");
+            int epoch = in.readInt();
+            double[][][] ws = weights(net);
+            if (in.readInt() != ws.length) throw new IOException(file + ": another net (layer count)");
+            for (double[][] w : ws) {
+                if (in.readInt() != w.length || in.readInt() != w[0].length) throw new IOException(file + ": another net (sizes)");
+                for (double[] row : w) for (int j = 0; j < row.length; j++) row[j] = in.readDouble();
+            }
+            List<double[]> phis = backwardPhis(net);
+            if (in.readInt() != phis.size()) throw new IOException(file + ": another net (backward quantizers)");
+            for (double[] phi : phis) {
+                if (in.readInt() != phi.length) throw new IOException(file + ": another net (quantizer sizes)");
+                for (int j = 0; j < phi.length; j++) phi[j] = in.readDouble();
+            }
+            Random rng = engineRandom(net);
+            if (in.readBoolean() != (rng != null)) throw new IOException(file + ": another backward quantizer setting");
+            if (rng != null) {
+                byte[] bytes = new byte[in.readInt()];
+                in.readFully(bytes);
+                Random saved;
+                try (ObjectInputStream o = new ObjectInputStream(new ByteArrayInputStream(bytes))) { saved = (Random) o.readObject(); }
+                // the herders share one Random: give it the saved state by swapping the saved object in everywhere
+                for (QuantizingLayer lay : net.layers)
+                    if (lay.backward_herder instanceof nl.uva.deepspike.event_modules.RandomShiftedThresholdHerder) {
+                        Field f = nl.uva.deepspike.event_modules.RandomShiftedThresholdHerder.class.getDeclaredField("rng");
+                        f.setAccessible(true);
+                        f.set(lay.backward_herder, saved);
+                    }
+            }
+            return epoch;
+        }
+    }
+
     public static void main(String[] argv) throws Exception {
         Map<String, String> arg = new HashMap<>(Map.of("rule", "sgd", "smooth", "0", "backward", "noreset",
-                "depth_first", "0", "hold_error", "1", "split", "official", "count", "0"));
+                "depth_first", "0", "hold_error", "1", "split", "official", "count", "0", "resume", "0"));
         for (String a : argv) {
             int eq = a.indexOf('=');
             if (eq < 1) throw new IllegalArgumentException("expected key=value, got " + a);
@@ -107,6 +217,8 @@ public class DeepSpikeTrainer {
         int epochs = Integer.parseInt(arg.getOrDefault("epochs", "4"));
         int nTrainArg = Integer.parseInt(arg.getOrDefault("n_train", "0"));
         int nTestArg = Integer.parseInt(arg.getOrDefault("n_test", "0"));
+        File ckpt = arg.containsKey("ckpt") ? new File(arg.get("ckpt")) : null;
+        boolean resume = need(arg, "resume", "0", "1").equals("1");
 
         float[][][] ws = DeepSpikeDriver.readWeights(new File(arg.get("weights")));
         int classes = ws[ws.length - 1][0].length;
@@ -133,7 +245,8 @@ public class DeepSpikeTrainer {
         if (nTrainArg > 0) trainHi = Math.min(trainHi, trainLo + nTrainArg);
         int testHi = nTestArg > 0 ? Math.min(xte.length, testLo + nTestArg) : (validation ? xtr.length : xte.length);
 
-        for (int epoch = 1; epoch <= epochs; epoch++) {
+        int done = resume && ckpt != null && ckpt.exists() ? loadCheckpoint(ckpt, net) : 0;
+        for (int epoch = done + 1; epoch <= epochs; epoch++) {
             DeepSpikeDriver.Counters counters = count && epoch == 1 ? new DeepSpikeDriver.Counters(net) : null;
             long c0 = DeepSpikeDriver.cpuNanos(), w0 = System.nanoTime();
             for (int k = trainLo; k < trainHi; k++) net.train_one(image(xtr[k]), oneHot(ytr[k][0] & 0xff, classes));
@@ -148,6 +261,7 @@ public class DeepSpikeTrainer {
                     epoch, trainHi - trainLo, testHi - testLo, wrong / (double) (testHi - testLo),
                     (w1 - w0) * 1e-9, (c1 - c0) * 1e-9, (w2 - w1) * 1e-9, (c2 - c1) * 1e-9, spikes));
             System.out.flush();
+            if (ckpt != null) saveCheckpoint(ckpt, net, epoch);
         }
     }
 }

@@ -13,7 +13,10 @@ own test-time rectified herding, and prints one ``DISTSPIKE-ANCHOR {json}`` line
 a row of ``--csv`` (default results/anchor_rows.csv) as soon as it is printed, so a run cut short keeps the
 epochs it finished. Resumable: a (experiment, seed, split) whose epochs 1..E are all present is skipped; one
 with fewer is trained again from the start (the engine has no checkpoints; it is deterministic, so the
-epochs already present come out the same and are not written twice).
+epochs already present come out the same and are not written twice). With ``--state DIR`` the engine
+writes a checkpoint after every epoch (``DIR/<experiment>_seed<seed>_<split>.ckpt``: float64 weights, the
+backward quantizers' phi, its Random) and a later call goes on bit-exactly from the epoch after it (when the CSV
+holds every epoch up to it; otherwise it starts again from epoch 1).
 
 ``--check N``: train N samples with both engines from the same weights (one epoch window, spike counts per
 sample), print both; writes nothing. Bad input: one line, exit 2.
@@ -151,6 +154,34 @@ def append_row(path: Path, row: dict) -> None:
         w.writerow({k: row.get(k, "") for k in COLUMNS})
 
 
+CKPT_MAGIC = 0x44534B31  # DeepSpikeTrainer.CKPT_MAGIC
+
+
+def checkpoint_path(state: Path, experiment: str, seed: int, split: str) -> Path:
+    return state / f"{experiment}_seed{seed}_{split}.ckpt"
+
+
+def checkpoint_epoch(path: Path) -> int:
+    """The epoch a DeepSpikeTrainer checkpoint was written after (0: none, or not a checkpoint)."""
+    try:
+        head = path.read_bytes()[:8]
+    except OSError:
+        return 0
+    if len(head) < 8 or int.from_bytes(head[:4], "big") != CKPT_MAGIC:
+        return 0
+    return int.from_bytes(head[4:], "big")
+
+
+def resume_args(state: Path | None, experiment: str, settings: dict, have: set[int]) -> dict:
+    """The trainer's ckpt/resume arguments: resume only from a checkpoint whose epochs are all in the CSV."""
+    if state is None:
+        return {}
+    ckpt = checkpoint_path(state, experiment, settings["seed"], settings["split"])
+    at = checkpoint_epoch(ckpt)
+    ok = 0 < at < settings["epochs"] and set(range(1, at + 1)) <= have
+    return {"ckpt": ckpt, "resume": int(ok)}
+
+
 def csv_row(experiment: str, settings: dict, payload: dict, command: str) -> dict:
     return {"experiment": experiment, "seed": settings["seed"], "split": settings["split"],
             "epoch": payload["epoch"], "test_error_pct": f"{100 * payload['test_error']:.2f}", "engine": "deepspike",
@@ -202,7 +233,9 @@ def train_row(args, spec, settings: dict) -> int:
     with tempfile.TemporaryDirectory(prefix="distspike-anchor-") as tmp:
         wfile = Path(tmp) / "weights.bin"
         write_weights(wfile, start_weights(spec))
-        cmd = java_command(args.build, args.data, wfile, settings)
+        if args.state is not None:
+            args.state.mkdir(parents=True, exist_ok=True)
+        cmd = java_command(args.build, args.data, wfile, settings, resume_args(args.state, args.experiment, settings, have))
         command = shlex.join(sys.argv if args.command is None else shlex.split(args.command))
 
         def on_payload(p):
@@ -271,6 +304,8 @@ def parse_args(argv):
     ap.add_argument("--epochs", type=int, default=None, help="training.epochs (default: the experiment's)")
     ap.add_argument("--data", type=Path, default=None, help="MNIST dir (default $DISTSPIKE_DATA/mnist)")
     ap.add_argument("--csv", type=Path, default=ROOT / "results/anchor_rows.csv")
+    ap.add_argument("--state", type=Path, default=None,
+                    help="checkpoint dir: the engine saves after every epoch, a later call resumes from there")
     ap.add_argument("--check", type=int, default=0, metavar="N", help="compare spike counts on N samples; no CSV")
     ap.add_argument("--command", default=None, help=argparse.SUPPRESS)  # the command recorded in the CSV
     args = ap.parse_args(argv)

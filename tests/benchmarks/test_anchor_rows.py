@@ -138,6 +138,19 @@ def test_missing_build_is_one_line(tmp_path, capsys):
     assert code == 2 and len(err) == 1 and "no built trainer" in err[0]
 
 
+def test_resume_only_from_a_checkpoint_the_csv_covers(tmp_path):
+    settings = {"seed": 1234, "split": "validation", "epochs": 50}
+    ckpt = ar.checkpoint_path(tmp_path, "table2_spiking_sgd", 1234, "validation")
+    assert ar.resume_args(None, "table2_spiking_sgd", settings, set()) == {}
+    assert ar.resume_args(tmp_path, "table2_spiking_sgd", settings, set()) == {"ckpt": ckpt, "resume": 0}
+    ckpt.write_bytes(ar.CKPT_MAGIC.to_bytes(4, "big") + (7).to_bytes(4, "big") + b"rest")
+    assert ar.checkpoint_epoch(ckpt) == 7
+    assert ar.resume_args(tmp_path, "table2_spiking_sgd", settings, set(range(1, 8)))["resume"] == 1
+    assert ar.resume_args(tmp_path, "table2_spiking_sgd", settings, set(range(1, 7)))["resume"] == 0  # row 7 lost
+    ckpt.write_bytes(b"junk")
+    assert ar.checkpoint_epoch(ckpt) == 0
+
+
 def test_engine_trains_under_distspikes_protocol(tmp_path):
     """The real engine on 300 samples: one marked line per epoch, errors in [0, 1], spike counts when asked."""
     if shutil.which("javac") is None or shutil.which("java") is None:
@@ -161,3 +174,15 @@ def test_engine_trains_under_distspikes_protocol(tmp_path):
     assert [p["epoch"] for p in got] == [1, 2]
     assert all(p["n_train"] == 300 and p["n_test"] == 100 and 0 <= p["test_error"] <= 1 for p in got)
     assert len(got[0]["spikes"]) == 4 and got[0]["spikes"][0] > 500  # ~1000 input spikes per sample at T=10
+
+    # resume is bit-exact: two epochs straight leave the same checkpoint as one epoch, then a resumed second
+    straight, split_run = tmp_path / "a.ckpt", tmp_path / "b.ckpt"
+    small = {"n_train": 200, "n_test": 50}
+    ar.run_engine(ar.java_command(build, MNIST, wfile, settings, {**small, "ckpt": straight}), lambda p: None)
+    ar.run_engine(ar.java_command(build, MNIST, wfile, {**settings, "epochs": 1}, {**small, "ckpt": split_run}),
+                  lambda p: None)
+    resumed = []
+    ar.run_engine(ar.java_command(build, MNIST, wfile, settings, {**small, "ckpt": split_run, "resume": 1}),
+                  resumed.append)
+    assert [p["epoch"] for p in resumed] == [2] and ar.checkpoint_epoch(split_run) == 2
+    assert straight.read_bytes() == split_run.read_bytes()
