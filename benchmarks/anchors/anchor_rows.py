@@ -114,10 +114,21 @@ def engine_args(spec) -> dict:
             "epochs": tr.epochs}
 
 
-def start_weights(spec) -> list[np.ndarray]:
-    """distspike's initial weights for the spec (the local runtime's init_weights), rounded to float32."""
-    from distspike.core.network import init_weights
+INITS = ("distspike", "authors")
+
+
+def start_weights(spec, init: str = "distspike") -> list[np.ndarray]:
+    """The initial weights, rounded to float32 (what the engine takes).
+
+    ``distspike``: the local runtime's ``init_weights(sizes, w_init, seed)`` (numpy's default_rng).
+    ``authors``: the authors' driver (petered/spiking-mlp ``JavaSpikingNetWrapper.from_init``):
+    ``w_init * RandomState(seed).randn(n_in, n_out)`` layer by layer from one RandomState.
+    """
     sizes = tuple(spec.model["sizes"])
+    if init == "authors":
+        rng = np.random.RandomState(spec.seed)
+        return [(spec.model["w_init"] * rng.randn(a, b)).astype(np.float32) for a, b in zip(sizes[:-1], sizes[1:])]
+    from distspike.core.network import init_weights
     return [w.astype(np.float32) for w in init_weights(sizes, spec.model["w_init"], spec.seed)]
 
 
@@ -232,7 +243,7 @@ def train_row(args, spec, settings: dict) -> int:
     written = 0
     with tempfile.TemporaryDirectory(prefix="distspike-anchor-") as tmp:
         wfile = Path(tmp) / "weights.bin"
-        write_weights(wfile, start_weights(spec))
+        write_weights(wfile, start_weights(spec, args.init))
         if args.state is not None:
             args.state.mkdir(parents=True, exist_ok=True)
         cmd = java_command(args.build, args.data, wfile, settings, resume_args(args.state, args.experiment, settings, have))
@@ -304,6 +315,8 @@ def parse_args(argv):
     ap.add_argument("--epochs", type=int, default=None, help="training.epochs (default: the experiment's)")
     ap.add_argument("--data", type=Path, default=None, help="MNIST dir (default $DISTSPIKE_DATA/mnist)")
     ap.add_argument("--csv", type=Path, default=ROOT / "results/anchor_rows.csv")
+    ap.add_argument("--init", choices=INITS, default="distspike",
+                    help="initial weights: distspike's init_weights (default) or the authors' RandomState randn")
     ap.add_argument("--state", type=Path, default=None,
                     help="checkpoint dir: the engine saves after every epoch, a later call resumes from there")
     ap.add_argument("--check", type=int, default=0, metavar="N", help="compare spike counts on N samples; no CSV")

@@ -72,6 +72,15 @@ def test_weights_are_distspikes_init_in_the_drivers_format(tmp_path):
     assert np.array_equal(np.frombuffer(raw[12:12 + 4 * 784 * 200], ">f4").reshape(784, 200), ws[0])
 
 
+def test_authors_init_is_their_wrappers_randomstate_draw():
+    spec = ar.compose_spec("table3_baseline", 1234, None, None)
+    ws = ar.start_weights(spec, "authors")
+    rng = np.random.RandomState(1234)  # JavaSpikingNetWrapper.from_init: one RandomState, layer by layer
+    ref = [0.01 * rng.randn(a, b) for a, b in ((784, 200), (200, 200), (200, 10))]
+    assert all(np.array_equal(w, r.astype(np.float32)) for w, r in zip(ws, ref))
+    assert not np.array_equal(ws[0], ar.start_weights(spec)[0])
+
+
 def args_for(tmp_path, epochs=4):
     return ar.parse_args(["--build", str(tmp_path), "--experiment", "table3_t5", "--csv", str(tmp_path / "a.csv"),
                           "--epochs", str(epochs), "--command", "python anchor_rows.py --experiment table3_t5"])
@@ -116,6 +125,7 @@ def run_main(argv, capsys):
     (["--epochs", "0"], "--epochs 0"),
     (["--seed", "x"], "--seed"),
     (["--split", "test"], "--split"),
+    (["--init", "glorot"], "--init"),
     (["--experiment", "table3_nope"], "table3_nope"),
     (["--data", "/nonexistent"], "--data /nonexistent"),
 ])
