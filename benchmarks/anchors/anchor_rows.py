@@ -277,9 +277,22 @@ def distspike_counts(spec, n: int, data: Path):
         net.train_sample(X[k], y[k])
     s1 = net.stats
     Xp, yp = np.asarray(ds.x_test[:1000]), ds.y_test[:1000]
+    trained = [np.array(w) for w in net.weights()]
     err = float(np.mean([np.argmax(net.predict(x)[0]) != t for x, t in zip(Xp, yp)]))
     net.close()
-    return ((s1.fwd - s0.fwd) / n).tolist(), ((s1.err_passed - s0.err_passed) / n)[1:].tolist(), err
+    return ((s1.fwd - s0.fwd) / n).tolist(), ((s1.err_passed - s0.err_passed) / n)[1:].tolist(), err, trained
+
+
+def checkpoint_weights(path: Path) -> list[np.ndarray]:
+    """The float64 weights of a DeepSpikeTrainer checkpoint (magic, epoch, layers, per layer rows, cols, data)."""
+    raw = path.read_bytes()
+    n, at, out = int.from_bytes(raw[8:12], "big"), 12, []
+    for _ in range(n):
+        rows, cols = np.frombuffer(raw[at:at + 8], ">i4")
+        at += 8
+        out.append(np.frombuffer(raw[at:at + 8 * rows * cols], ">f8").reshape(rows, cols))
+        at += 8 * rows * cols
+    return out
 
 
 def check(args, spec, settings: dict) -> None:
@@ -287,15 +300,20 @@ def check(args, spec, settings: dict) -> None:
     with tempfile.TemporaryDirectory(prefix="distspike-anchor-") as tmp:
         wfile = Path(tmp) / "weights.bin"
         write_weights(wfile, start_weights(spec))
-        got = []
+        got, ckpt = [], Path(tmp) / "after.ckpt"
         run_engine(java_command(args.build, args.data, wfile, {**settings, "epochs": 1},
-                                {"n_train": args.check, "n_test": 1000, "count": 1}), got.append)
-    spikes, passed, err = distspike_counts(spec, args.check, args.data)
+                                {"n_train": args.check, "n_test": 1000, "count": 1, "ckpt": ckpt}), got.append)
+        engine_w = checkpoint_weights(ckpt)
+    spikes, passed, err, ours_w = distspike_counts(spec, args.check, args.data)
+    start = start_weights(spec)
     fmt = lambda v: " / ".join(f"{x:.1f}" for x in v)  # noqa: E731
     print(f"{args.experiment} seed {settings['seed']}, first {args.check} samples from the same weights:")
     print(f"  DeepSpike  spikes/sample {fmt(got[0]['spikes'])}; passed {fmt(got[0]['passed'])}; "
           f"test error (first 1000) {100 * got[0]['test_error']:.1f} %")
     print(f"  distspike  spikes/sample {fmt(spikes)}; passed {fmt(passed)}; test error (first 1000) {100 * err:.1f} %")
+    for l, (a, b, w0) in enumerate(zip(ours_w, engine_w, start), 1):
+        print(f"  W{l}: max |distspike - DeepSpike| {np.abs(a - b).max():.2e}, "
+              f"max |DeepSpike's change| {np.abs(b - w0.astype(np.float64)).max():.2e}")
 
 
 class Parser(argparse.ArgumentParser):
