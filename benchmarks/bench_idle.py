@@ -8,7 +8,8 @@ read from ``/proc``. ``--strace`` also counts its system calls for 2 s (``strace
 ``--env NAME=VALUE`` repeats the measurement with that setting in the environment of
 the driver and the actor (e.g. ``RAY_CGRAPH_read_iteration_timeout_s=1``).
 ``--beside 1,2,4``: how much slower a compute loop runs on one core beside that many
-idle compiled-graph actors pinned to the same core (the cost model's contention of
+idle compiled-graph actors pinned to the same core, as the share of the core its thread gets (thread CPU
+per wall second) alone over beside them (the cost model's contention of
 spinning actors; ``slowdown`` 1.0 = as fast as alone).
 
     python benchmarks/bench_idle.py [--idle 3] [--strace] [--env RAY_CGRAPH_read_iteration_timeout_s=1] [--beside 1,2,4]
@@ -95,25 +96,43 @@ class Echo:
         return x
 
 def loop_rate(seconds=1.0):
+    # the share of its core the loop got: its thread's CPU seconds per wall second (a rate per wall
+    # second would also carry the clock and cache noise of this shared machine)
     a = np.ones(200_000, np.float32)
-    n, t0 = 0, time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     while time.perf_counter() - t0 < seconds:
         a += 1.0
-        n += 1
-    return n / (time.perf_counter() - t0)
+    return (time.thread_time() - c0) / (time.perf_counter() - t0)
+
+def busy_threads(pids):
+    # {(pid, tid): (cpu ticks, last cpu, allowed cpus)} of every thread of these processes
+    out = {}
+    for pid in pids:
+        for t in os.listdir(f"/proc/{pid}/task"):
+            try:
+                f = open(f"/proc/{pid}/task/{t}/stat").read().rsplit(")", 1)[1].split()
+                allowed = next(l.split()[1] for l in open(f"/proc/{pid}/task/{t}/status")
+                               if l.startswith("Cpus_allowed_list"))
+            except (OSError, StopIteration):
+                continue
+            out[(pid, t)] = (int(f[11]) + int(f[12]), int(f[36]), allowed)
+    return out
 
 counts = [int(m) for m in sys.argv[1].split(",")]
 cpu = min(os.sched_getaffinity(0))
 tmp = tempfile.mkdtemp(prefix="dsr-idle-", dir="/tmp")
 start_ray(RuntimeConfig("ray_local", 1, temp_dir=tmp), 2)
 os.sched_setaffinity(0, {cpu})
-alone = loop_rate()
-out = {}
+time.sleep(3.0)  # let Ray's daemons and the first workers settle before the loop is timed alone
+hz = os.sysconf("SC_CLK_TCK")
+out, detail = {}, {}
 for m in counts:
     actors = [Echo.remote() for _ in range(m)]
     # every thread of the actor (the channel-reading thread the graph starts later inherits it)
     pin = lambda self, c=cpu: [os.sched_setaffinity(int(t), {c}) for t in os.listdir("/proc/self/task")]
     ray.get([a.__ray_call__.remote(pin) for a in actors])
+    pids = ray.get([a.__ray_call__.remote(lambda self: os.getpid()) for a in actors])
+    alone_before = loop_rate()
     with InputNode() as inp:
         node = inp
         for a in actors:
@@ -122,11 +141,22 @@ for m in counts:
     for _ in range(3):
         ray.get(graph.execute(1))
     time.sleep(0.5)
-    out[str(m)] = alone / loop_rate()
+    b0, t0 = busy_threads(pids), time.perf_counter()
+    beside = loop_rate()
+    b1, dt = busy_threads(pids), time.perf_counter() - t0
     graph.teardown()
+    time.sleep(0.5)
+    alone_after = loop_rate()
+    spin = [[(b1[k][0] - b0[k][0]) / hz / dt, b1[k][1], b1[k][2]] for k in b1 if k in b0]
+    hot = [s for s in spin if s[0] > 0.05]
+    out[str(m)] = (alone_before + alone_after) / 2 / beside
+    detail[str(m)] = {"share_alone_before": round(alone_before, 3), "share_beside": round(beside, 3), "share_alone_after": round(alone_after, 3),
+                      "spinner_cpu_s_per_s": round(sum(s[0] for s in hot), 3),
+                      "spinner_threads": [[round(s[0], 3), s[1], s[2]] for s in hot]}
     for a in actors:
         ray.kill(a)
 ray.shutdown()
+print("DETAIL " + json.dumps(detail))
 print("RESULT " + json.dumps(out))
 """
 
@@ -138,6 +168,9 @@ def slowdown_beside(counts: list[int]) -> dict[str, float]:
     line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
     if line is None:
         raise RuntimeError(f"probe failed: {done.stderr.strip().splitlines()[-1:]}")
+    detail = next((l for l in done.stdout.splitlines() if l.startswith("DETAIL ")), None)
+    if detail and os.environ.get("BENCH_IDLE_DETAIL"):
+        print(detail, file=sys.stderr)
     return json.loads(line[len("RESULT "):])
 
 

@@ -257,3 +257,21 @@ def test_runs_timed_by_thread_cpu_supersede_those_without():
     me = cm.measured(runs)
     assert me["crit"] == 0.004 and me["crit_by"] == "cpu" and me["crit_busy"] == 0.006
     assert cm.measured([rec()])["crit_by"] == "busy"
+
+
+def test_calibrate_spin_only_replaces_the_spin_slowdown_and_keeps_the_rest(tmp_path, monkeypatch):
+    saved = {**CAL, "spin_slowdown_discarded": {"figures": {"1": 0.8}}, "sources": {"hops": {}}}
+    cal_path = tmp_path / "cost_calibration.json"
+    cal_path.write_text(__import__("json").dumps(saved))
+    monkeypatch.setattr(cm, "CALIBRATION", cal_path)
+    for name in ("SHELL_JSON", "ACTOR_JSON", "GAPS_JSONL"):
+        monkeypatch.setattr(cm, name, tmp_path / "absent")
+    monkeypatch.setattr(cm, "spin_constants", lambda: {"spin_slowdown": {"1": 1.0, "2": 1.01},
+                                                       "spin_measured": "then"})
+    cm.main(["calibrate", "--spin-only"])
+    got = __import__("json").loads(cal_path.read_text())
+    assert got["spin_slowdown"] == {"1": 1.0, "2": 1.01} and got["spin_measured"] == "then"
+    assert "spin_slowdown_discarded" not in got
+    assert got["row_ns"] == CAL["row_ns"] and got["compiled_ms"] == CAL["compiled_ms"]
+    # a loop that keeps its core beside idle compiled actors: compiled graphs pay no contention
+    assert cm.spin_factor(got, point(compiled=True)) == pytest.approx(1.01, abs=0.01)
