@@ -12,6 +12,11 @@ idle compiled-graph actors pinned to the same core, as the share of the core its
 per wall second) alone over beside them (the cost model's contention of
 spinning actors; ``slowdown`` 1.0 = as fast as alone).
 
+On the emulated rig, across a node boundary: ``BENCH_IDLE_ADDRESS=<rig address>
+BENCH_IDLE_RESOURCE=node_1 launch/emulated_cluster.sh --dir D run -- .venv/bin/python
+benchmarks/bench_idle.py ...`` (the actors on node 1, the driver in the rig's driver namespace; every
+process is on this machine, so ``/proc`` and affinities reach them).
+
     python benchmarks/bench_idle.py [--idle 3] [--strace] [--env RAY_CGRAPH_read_iteration_timeout_s=1] [--beside 1,2,4]
 """
 from __future__ import annotations
@@ -41,6 +46,19 @@ class Echo:
     def pid(self):
         return os.getpid()
 
+def connect(tmp):
+    # an existing cluster (BENCH_IDLE_ADDRESS, e.g. the emulated rig) or an embedded instance
+    addr = os.environ.get("BENCH_IDLE_ADDRESS")
+    if addr:
+        ray.init(address=addr, include_dashboard=False, logging_level="ERROR")
+    else:
+        start_ray(RuntimeConfig("ray_local", 1, temp_dir=tmp), 2)
+
+def make_echo():
+    # on the node holding BENCH_IDLE_RESOURCE (e.g. node_1: a channel across a node boundary), else anywhere
+    res = os.environ.get("BENCH_IDLE_RESOURCE")
+    return (Echo.options(resources={res: 0.001}) if res else Echo).remote()
+
 def ticks(pid):
     f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return int(f[11]), int(f[12])
@@ -57,8 +75,8 @@ def switches(pid):
 
 idle, do_strace = float(sys.argv[1]), sys.argv[2] == "1"
 tmp = tempfile.mkdtemp(prefix="dsr-idle-", dir="/tmp")
-start_ray(RuntimeConfig("ray_local", 1, temp_dir=tmp), 2)
-actor = Echo.remote()
+connect(tmp)
+actor = make_echo()
 pid = ray.get(actor.pid.remote())
 with InputNode() as inp:
     node = actor.echo.bind(inp)
@@ -66,12 +84,18 @@ graph = node.experimental_compile()
 for _ in range(5):
     ray.get(graph.execute(1))
 time.sleep(0.5)
-(u0, s0), c0, t0 = ticks(pid), switches(pid), time.monotonic()
+def machine_busy():
+    # non-idle jiffies of the whole machine (user nice system irq softirq steal)
+    f = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    return sum(f) - f[3] - f[4]
+
+(u0, s0), c0, m0, t0 = ticks(pid), switches(pid), machine_busy(), time.monotonic()
 time.sleep(idle)
-(u1, s1), c1, dt = ticks(pid), switches(pid), time.monotonic() - t0
+(u1, s1), c1, m1, dt = ticks(pid), switches(pid), machine_busy(), time.monotonic() - t0
 hz = os.sysconf("SC_CLK_TCK")
 out = {"user": (u1 - u0) / hz / dt, "sys": (s1 - s0) / hz / dt,
-       "voluntary_per_s": (c1[0] - c0[0]) / dt, "involuntary_per_s": (c1[1] - c0[1]) / dt}
+       "voluntary_per_s": (c1[0] - c0[0]) / dt, "involuntary_per_s": (c1[1] - c0[1]) / dt,
+       "machine_cores": (m1 - m0) / hz / dt}
 if do_strace:
     done = subprocess.run(["timeout", "2", "strace", "-c", "-f", "-p", str(pid)], capture_output=True, text=True)
     rows = [l.split() for l in done.stderr.splitlines() if l.strip() and l.split()[0][0].isdigit()]
@@ -94,6 +118,19 @@ from distspike.runtime.ray_backend import start_ray
 class Echo:
     def echo(self, x):
         return x
+
+def connect(tmp):
+    # an existing cluster (BENCH_IDLE_ADDRESS, e.g. the emulated rig) or an embedded instance
+    addr = os.environ.get("BENCH_IDLE_ADDRESS")
+    if addr:
+        ray.init(address=addr, include_dashboard=False, logging_level="ERROR")
+    else:
+        start_ray(RuntimeConfig("ray_local", 1, temp_dir=tmp), 2)
+
+def make_echo():
+    # on the node holding BENCH_IDLE_RESOURCE (e.g. node_1: a channel across a node boundary), else anywhere
+    res = os.environ.get("BENCH_IDLE_RESOURCE")
+    return (Echo.options(resources={res: 0.001}) if res else Echo).remote()
 
 def loop_rate(seconds=1.0):
     # the share of its core the loop got: its thread's CPU seconds per wall second (a rate per wall
@@ -121,13 +158,13 @@ def busy_threads(pids):
 counts = [int(m) for m in sys.argv[1].split(",")]
 cpu = min(os.sched_getaffinity(0))
 tmp = tempfile.mkdtemp(prefix="dsr-idle-", dir="/tmp")
-start_ray(RuntimeConfig("ray_local", 1, temp_dir=tmp), 2)
+connect(tmp)
 os.sched_setaffinity(0, {cpu})
 time.sleep(3.0)  # let Ray's daemons and the first workers settle before the loop is timed alone
 hz = os.sysconf("SC_CLK_TCK")
 out, detail = {}, {}
 for m in counts:
-    actors = [Echo.remote() for _ in range(m)]
+    actors = [make_echo() for _ in range(m)]
     # every thread of the actor (the channel-reading thread the graph starts later inherits it)
     pin = lambda self, c=cpu: [os.sched_setaffinity(int(t), {c}) for t in os.listdir("/proc/self/task")]
     ray.get([a.__ray_call__.remote(pin) for a in actors])
@@ -207,7 +244,7 @@ def main(argv=None) -> None:
         top = ", ".join(f"{k} {v}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1])[:4])
         print(f"{setting or 'defaults'}: idle compiled actor burns {r['user'] + r['sys']:.2f} CPU-s/s "
               f"(user {r['user']:.2f}, sys {r['sys']:.2f}); context switches/s {r['voluntary_per_s']:.0f} "
-              f"voluntary, {r['involuntary_per_s']:.0f} involuntary" + (f"; syscalls in 2 s: {top}" if top else ""),
+              f"voluntary, {r['involuntary_per_s']:.0f} involuntary; the whole machine {r.get('machine_cores', 0):.2f} cores busy" + (f"; syscalls in 2 s: {top}" if top else ""),
               flush=True)
 
 
