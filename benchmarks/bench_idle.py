@@ -32,8 +32,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-CHILD = r"""
+COMMON = r"""
 import json, os, subprocess, sys, tempfile, time
+import numpy as np
 import ray
 from ray.dag import InputNode
 from distspike.config import RuntimeConfig
@@ -59,6 +60,9 @@ def make_echo():
     res = os.environ.get("BENCH_IDLE_RESOURCE")
     return (Echo.options(resources={res: 0.001}) if res else Echo).remote()
 
+"""
+
+CHILD = COMMON + r"""
 def ticks(pid):
     f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return int(f[11]), int(f[12])
@@ -106,32 +110,7 @@ print("RESULT " + json.dumps(out))
 """
 
 
-BESIDE = r"""
-import json, os, sys, tempfile, time
-import numpy as np
-import ray
-from ray.dag import InputNode
-from distspike.config import RuntimeConfig
-from distspike.runtime.ray_backend import start_ray
-
-@ray.remote(num_cpus=0)
-class Echo:
-    def echo(self, x):
-        return x
-
-def connect(tmp):
-    # an existing cluster (BENCH_IDLE_ADDRESS, e.g. the emulated rig) or an embedded instance
-    addr = os.environ.get("BENCH_IDLE_ADDRESS")
-    if addr:
-        ray.init(address=addr, include_dashboard=False, logging_level="ERROR")
-    else:
-        start_ray(RuntimeConfig("ray_local", 1, temp_dir=tmp), 2)
-
-def make_echo():
-    # on the node holding BENCH_IDLE_RESOURCE (e.g. node_1: a channel across a node boundary), else anywhere
-    res = os.environ.get("BENCH_IDLE_RESOURCE")
-    return (Echo.options(resources={res: 0.001}) if res else Echo).remote()
-
+BESIDE = COMMON + r"""
 def loop_rate(seconds=1.0):
     # the share of its core the loop got: its thread's CPU seconds per wall second (a rate per wall
     # second would also carry the clock and cache noise of this shared machine)
