@@ -849,7 +849,7 @@ REMARKS = (
     "393 ms on 2 nodes and 507 on 4, predicted 176; 2 shards on 2 nodes 701 ms), and the busiest actor burns "
     "1.4-4x the predicted CPU: the cross-node channel's threads do not give way as the same-node channel's do. "
     "The same probe on a 2-node rig (`BENCH_IDLE_ADDRESS=<rig> BENCH_IDLE_RESOURCE=node_1 "
-    "launch/emulated_cluster.sh --dir D run -- .venv/bin/python benchmarks/bench_idle.py --beside 1,2`, 06:50 UTC, "
+    "launch/emulated_cluster.sh --dir D run -- .venv/bin/python benchmarks/bench_idle.py --beside 1,2`, 07:33 UTC, "
     "one run) says so: beside 1 / 2 idle compiled actors on node 1 the loop ran 2.17x / 2.38x as slow (the "
     "spinners took 0.54-0.58 of its core), beside actors on node 0 1.48x / 1.89x. The model does not use that yet "
     "(its one spin calibration is the same-node case), so those points stay -52 to -79 % off. Oversubscribed plain points are outside the target: at 20000 with 4 shards "
