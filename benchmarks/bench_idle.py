@@ -16,6 +16,8 @@ On the emulated rig, across a node boundary: ``BENCH_IDLE_ADDRESS=<rig address>
 BENCH_IDLE_RESOURCE=node_1 launch/emulated_cluster.sh --dir D run -- .venv/bin/python
 benchmarks/bench_idle.py ...`` (the actors on node 1, the driver in the rig's driver namespace; every
 process is on this machine, so ``/proc`` and affinities reach them).
+``BENCH_IDLE_DETAIL=1`` also prints, per ``m``, the loop's share alone before, beside and alone after,
+and the spinners' own CPU per second with each busy thread's last CPU and allowed CPUs.
 
     python benchmarks/bench_idle.py [--idle 3] [--strace] [--env RAY_CGRAPH_read_iteration_timeout_s=1] [--beside 1,2,4]
 """
