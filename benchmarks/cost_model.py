@@ -368,7 +368,7 @@ def calibrate(hops_path: Path, seconds: float) -> dict:
     import numpy as np
     from bench_kernels import column_ns_per_element, message_overhead_us, ns_per_element
     from bench_memory import shard_rates
-    from bench_idle import idle_cpu_per_actor, slowdown_beside
+    from bench_idle import idle_cpu_per_actor
     row = {str(n): round(ns_per_element(n, np.float32, seconds)[0], 4) for n in (300, 1250, 2500, 5000, 20000)}
     col = column_ns_per_element(5000, np.float32, seconds)
     r1, r2 = shard_rates(5000, seconds)
@@ -376,7 +376,7 @@ def calibrate(hops_path: Path, seconds: float) -> dict:
     micro = {"row_ns": row, "col_ns": round(col, 4), "bw_e2": round(r2 / r1 / 2, 4), **e2_constants(),
              "message_us": {r: round(message_overhead_us(r), 2) for r in ("sgd", "fsgd")},
              "spin_cores": round(idle_cpu_per_actor(), 3),
-             "spin_slowdown": _spin_slowdown(slowdown_beside), "micro_measured": time.strftime("%Y-%m-%d %H:%M UTC",
+             **spin_constants(), "micro_measured": time.strftime("%Y-%m-%d %H:%M UTC",
                                                                                           time.gmtime())}
     return {**micro, **hop_constants(json.loads(hops_path.read_text()))}
 

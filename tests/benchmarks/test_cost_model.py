@@ -1,6 +1,7 @@
 """The cost model's pure functions (``benchmarks/cost_model.py``), on hand-computed cases."""
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -262,14 +263,14 @@ def test_runs_timed_by_thread_cpu_supersede_those_without():
 def test_calibrate_spin_only_replaces_the_spin_slowdown_and_keeps_the_rest(tmp_path, monkeypatch):
     saved = {**CAL, "spin_slowdown_discarded": {"figures": {"1": 0.8}}, "sources": {"hops": {}}}
     cal_path = tmp_path / "cost_calibration.json"
-    cal_path.write_text(__import__("json").dumps(saved))
+    cal_path.write_text(json.dumps(saved))
     monkeypatch.setattr(cm, "CALIBRATION", cal_path)
     for name in ("SHELL_JSON", "ACTOR_JSON", "GAPS_JSONL"):
         monkeypatch.setattr(cm, name, tmp_path / "absent")
     monkeypatch.setattr(cm, "spin_constants", lambda: {"spin_slowdown": {"1": 1.0, "2": 1.01},
                                                        "spin_measured": "then"})
     cm.main(["calibrate", "--spin-only"])
-    got = __import__("json").loads(cal_path.read_text())
+    got = json.loads(cal_path.read_text())
     assert got["spin_slowdown"] == {"1": 1.0, "2": 1.01} and got["spin_measured"] == "then"
     assert "spin_slowdown_discarded" not in got
     assert got["row_ns"] == CAL["row_ns"] and got["compiled_ms"] == CAL["compiled_ms"]
