@@ -50,7 +50,9 @@ def _push(stack, n, kind, layer, idx, sign, count):
         while size < n + count:
             size *= 2
         bigger = np.empty((size, 4), np.int64)
-        bigger[:n] = stack[:n]
+        for r in range(n):  # a loop, not ``bigger[:n] = stack[:n]``: no compiled shape-mismatch message
+            for c in range(4):
+                bigger[r, c] = stack[r, c]
         stack = bigger
     for r in range(count):
         k = count - 1 - r

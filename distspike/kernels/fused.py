@@ -60,7 +60,9 @@ def reserve(log, n, k):
     while size < n + k:
         size *= 2
     bigger = np.zeros((size, log.shape[1]), log.dtype)
-    bigger[:n] = log[:n]
+    for r in range(n):  # a loop, not ``bigger[:n] = log[:n]``: no compiled shape-mismatch message
+        for c in range(log.shape[1]):
+            bigger[r, c] = log[r, c]
     return bigger
 
 
@@ -289,7 +291,9 @@ def train_sample(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, in_sign, in
             mask = np.zeros(idx.shape[0], np.bool_)
             for p in range(bounds.shape[0] - 1):
                 a, b = bounds[p], bounds[p + 1]
-                mask[a:b] = gate_and_update(Ws[l], Ss[l], es[l], delta, idx[a:b], sign[a:b], no_lo, fractional)
+                passed = gate_and_update(Ws[l], Ss[l], es[l], delta, idx[a:b], sign[a:b], no_lo, fractional)
+                for k in range(a, b):  # ``mask[a:b] = passed`` without a compiled shape-mismatch message
+                    mask[k] = passed[k - a]
                 if log_mode != LOG_OFF:
                     n_out = 0
                     for k in range(a, b):

@@ -37,7 +37,9 @@ NO_UPDATE, UPDATE_BEFORE, UPDATE_AFTER = 0, 1, 2
 # sees ``Literal[int](0)``, compiles for it, then again for ``int64``). So compiled callers pass
 # ``np.bool_(...)`` / ``np.int64(...)`` and start counters at ``np.int64(0)``: every kernel is then
 # compiled once, for the same types a Python call gives it (bool, int64), and the prediction path
-# reuses what the training sample compiled.
+# reuses what the training sample compiled. Arrays are copied by loops, not slice assignment
+# (``b[:n] = a``): numba compiles a shape-mismatch error message (string formatting, ~2 CPU s) into
+# every function that has one.
 
 
 @njit(cache=True)
@@ -45,7 +47,8 @@ def _grow(a, n):
     """Return a copy of ``a`` with capacity at least ``n`` (doubling)."""
     cap = max(2 * a.shape[0], n, 16)
     b = np.empty(cap, a.dtype)
-    b[: a.shape[0]] = a
+    for i in range(a.shape[0]):  # ``b[:len(a)] = a`` (a loop: see the module's compile note)
+        b[i] = a[i]
     return b
 
 
@@ -64,14 +67,18 @@ def _fire_order_into(pots, order):
     """``order[:n]`` = ``_fire_order(pots, .)``, the same stable permutation, into a reused buffer.
 
     Few spikes (the common case: one unit crossed, whose spikes are already in order)
-    are placed by a stable insertion sort, which allocates nothing; many by ``_fire_order``.
+    are placed by a stable insertion sort, which allocates nothing; many by the stable merge
+    sort ``_merge_order`` (in ``order`` when it has room for the merge's scratch, else in a new buffer).
     """
     n = pots.shape[0]
     if n > 32:
         if order.shape[0] >= 2 * n:  # room for the merge's scratch: no allocation
             _merge_order(pots, order, n)
         else:
-            order[:n] = _fire_order(pots, pots)
+            room = np.empty(2 * n, np.int64)
+            _merge_order(pots, room, n)
+            for i in range(n):
+                order[i] = room[i]
         return
     for i in range(n):
         key = abs(pots[i])
@@ -121,7 +128,8 @@ def _merge_order(pots, order, n):
                 k += 1
         src, dst, width = dst, src, 2 * width
     if src != 0:
-        order[:n] = order[n:2 * n]
+        for i in range(n):
+            order[i] = order[n + i]
 
 
 @njit(cache=True)
@@ -433,7 +441,9 @@ def herd_segments_into(mat, phi, acc, in_idx, in_sign, bounds, thresh, unit, sig
                 update_row(mat, delta, in_idx[k], in_sign[k])
         out_bounds[p + 1] = n
         if acc_hist.shape[0] > 0:
-            acc_hist[hist_rows[p], :] = acc
+            row = acc_hist[hist_rows[p]]
+            for j in range(acc.shape[0]):  # ``acc_hist[hist_rows[p], :] = acc`` (module's compile note)
+                row[j] = acc[j]
     return sc[4][:n], sc[5][:n], sc[6][:n], sc[7][:n], out_bounds, sc
 
 
