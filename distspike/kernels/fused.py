@@ -277,7 +277,9 @@ def train_sample(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, in_sign, in
         tb = np.zeros(2, np.int64)
         tb[0], tb[1] = tg_bounds[t], tg_bounds[t + 1]
         idx, sign, _ = launch_errors(counts, idx, sign, out_bounds, tg_idx, tg_sign, tb)
-        bounds = np.arange(idx.shape[0] + 1).astype(np.int64)
+        bounds = np.empty(idx.shape[0] + 1, np.int64)  # one segment per root: 0, 1, ..., n (not np.arange:
+        for k in range(bounds.shape[0]):                # one numpy implementation less to compile)
+            bounds[k] = k
         if idx.shape[0] == 0:
             continue  # no roots: no message
         if log_mode != LOG_OFF:
