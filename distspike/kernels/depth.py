@@ -50,7 +50,9 @@ def _push(stack, n, kind, layer, idx, sign, count):
         while size < n + count:
             size *= 2
         bigger = np.empty((size, 4), np.int64)
-        bigger[:n] = stack[:n]
+        for r in range(n):  # a loop, not ``bigger[:n] = stack[:n]``: no compiled shape-mismatch message
+            for c in range(4):
+                bigger[r, c] = stack[r, c]
         stack = bigger
     for r in range(count):
         k = count - 1 - r
@@ -64,6 +66,8 @@ def _settle(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, stack, n, t, thresh, uni
             lr, sc, one_idx, one_sign, fdel, bdel, no_delta):
     """Handle work items depth-first until the list is empty; returns ``(stack, sc)``."""
     L = len(Ws)
+    # typed values, not literals: one compile of each herding kernel per dtype (``herding.py``)
+    false, true, zero, one, no_update = np.bool_(False), np.bool_(True), np.int64(0), np.int64(1), np.int64(NO_UPDATE)
     while n > 0:
         n -= 1
         kind, l, i, s = stack[n, 0], stack[n, 1], stack[n, 2], stack[n, 3]
@@ -73,8 +77,8 @@ def _settle(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, stack, n, t, thresh, uni
             cs[l][i] += s
             if l >= 1:
                 bcs[l][i] += s
-            m, sc = _herd_events(Ws[l], phis[l], Ss[l], one_idx, one_sign, 0, 1, thresh, unit, False, 0, True,
-                                 no_delta, NO_UPDATE, sc, 0)
+            m, sc = _herd_events(Ws[l], phis[l], Ss[l], one_idx, one_sign, zero, one, thresh, unit, false, zero, true,
+                                 no_delta, no_update, sc, zero)
             stats[t, FWD_OUT, l + 1] += m
             if l + 1 < L:
                 stack, n = _push(stack, n, FORWARD, l + 1, sc[5], sc[6], m)
@@ -83,7 +87,7 @@ def _settle(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, stack, n, t, thresh, uni
         elif kind == GATE:
             stats[t, ERR_IN, l + 1] += 1
             delta = relu_delta(cs[l], lr, fdel[l]) if fractional else no_delta
-            passed = gate_and_update(Ws[l], Ss[l], es[l], delta, one_idx, one_sign, 0, fractional)
+            passed = gate_and_update(Ws[l], Ss[l], es[l], delta, one_idx, one_sign, zero, fractional)
             if passed[0]:
                 stats[t, ERR_PASSED, l + 1] += 1
                 if l >= 1:
@@ -94,8 +98,8 @@ def _settle(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, stack, n, t, thresh, uni
             else:
                 delta = no_delta
                 bes[l][i] += s
-            m, sc = _herd_events(WTs[l], bphis[l], bphis[l], one_idx, one_sign, 0, 1, thresh, unit, True, 0, False,
-                                 delta, mode, sc, 0)
+            m, sc = _herd_events(WTs[l], bphis[l], bphis[l], one_idx, one_sign, zero, one, thresh, unit, true, zero,
+                                 false, delta, mode, sc, zero)
             stats[t, BWD_OUT, l + 1] += m
             stack, n = _push(stack, n, GATE, l - 1, sc[5], sc[6], m)
     return stack, sc
@@ -113,7 +117,7 @@ def train_sample_depth(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, in_si
     """
     L = len(Ws)
     mode = NO_UPDATE if not fractional else UPDATE_AFTER if read_first else UPDATE_BEFORE
-    width = 1
+    width = np.int64(1)
     for l in range(L):
         width = max(width, phis[l].shape[0], bphis[l].shape[0])
     sc = scratch(phis[0], width)

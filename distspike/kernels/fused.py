@@ -60,7 +60,9 @@ def reserve(log, n, k):
     while size < n + k:
         size *= 2
     bigger = np.zeros((size, log.shape[1]), log.dtype)
-    bigger[:n] = log[:n]
+    for r in range(n):  # a loop, not ``bigger[:n] = log[:n]``: no compiled shape-mismatch message
+        for c in range(log.shape[1]):
+            bigger[r, c] = log[r, c]
     return bigger
 
 
@@ -230,9 +232,11 @@ def train_sample(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, in_sign, in
     none = np.zeros(2, np.int64)
     no_mask = np.zeros(0, np.bool_)
     n = log_start
+    # the herders' flags as typed values, not literals (``herding.py``: one compile per dtype)
+    false, true, no_lo, no_update = np.bool_(False), np.bool_(True), np.int64(0), np.int64(NO_UPDATE)
     # herders' buffers, allocated once per sample: layer l's forward output sits in ``fsc[l % 2]`` until
     # layer l + 1 has read it; the backward herders' output is copied (select_segments) before the next one runs
-    width = 1
+    width = np.int64(1)
     for l in range(L):
         width = max(width, phis[l].shape[0], bphis[l].shape[0])
     fsc0, fsc1, bsc = scratch(phis[0], width), scratch(phis[0], width), scratch(phis[0], width)
@@ -247,20 +251,20 @@ def train_sample(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, in_sign, in
                 break
             n_in = idx.shape[0]
             if live:
-                count_events(cs[l], idx, sign, 0)
+                count_events(cs[l], idx, sign, no_lo)
                 if l >= 1:
-                    count_events(bcs[l], idx, sign, 0)
+                    count_events(bcs[l], idx, sign, no_lo)
                 no_delta = np.zeros(0, Ws[l].dtype)
                 if l % 2 == 0:
-                    _, idx, sign, _, fsc0 = herd_rows_into(Ws[l], phis[l], Ss[l], idx, sign, thresh, unit, False, 0,
-                                                           True, no_delta, NO_UPDATE, fsc0)
+                    _, idx, sign, _, fsc0 = herd_rows_into(Ws[l], phis[l], Ss[l], idx, sign, thresh, unit, false,
+                                                           no_lo, true, no_delta, no_update, fsc0)
                 else:
-                    _, idx, sign, _, fsc1 = herd_rows_into(Ws[l], phis[l], Ss[l], idx, sign, thresh, unit, False, 0,
-                                                           True, no_delta, NO_UPDATE, fsc1)
+                    _, idx, sign, _, fsc1 = herd_rows_into(Ws[l], phis[l], Ss[l], idx, sign, thresh, unit, false,
+                                                           no_lo, true, no_delta, no_update, fsc1)
                 stats[t, FWD_OUT, l + 1] += idx.shape[0]
                 if penalized:
                     pen = relu_delta(cs[l], penalty_lr, np.empty(cs[l].shape[0], Ws[l].dtype))
-                    penalize_columns(Ws[l], pen, idx, sign, 0)
+                    penalize_columns(Ws[l], pen, idx, sign, no_lo)
                     if l >= 1:
                         update_rows(WTs[l], relu_delta(bcs[l], penalty_lr, np.empty(bcs[l].shape[0], WTs[l].dtype)),
                                     idx, sign)
@@ -273,7 +277,9 @@ def train_sample(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, in_sign, in
         tb = np.zeros(2, np.int64)
         tb[0], tb[1] = tg_bounds[t], tg_bounds[t + 1]
         idx, sign, _ = launch_errors(counts, idx, sign, out_bounds, tg_idx, tg_sign, tb)
-        bounds = np.arange(idx.shape[0] + 1).astype(np.int64)
+        bounds = np.empty(idx.shape[0] + 1, np.int64)  # one segment per root: 0, 1, ..., n (not np.arange:
+        for k in range(bounds.shape[0]):                # one numpy implementation less to compile)
+            bounds[k] = k
         if idx.shape[0] == 0:
             continue  # no roots: no message
         if log_mode != LOG_OFF:
@@ -287,7 +293,9 @@ def train_sample(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, in_sign, in
             mask = np.zeros(idx.shape[0], np.bool_)
             for p in range(bounds.shape[0] - 1):
                 a, b = bounds[p], bounds[p + 1]
-                mask[a:b] = gate_and_update(Ws[l], Ss[l], es[l], delta, idx[a:b], sign[a:b], 0, fractional)
+                passed = gate_and_update(Ws[l], Ss[l], es[l], delta, idx[a:b], sign[a:b], no_lo, fractional)
+                for k in range(a, b):  # ``mask[a:b] = passed`` without a compiled shape-mismatch message
+                    mask[k] = passed[k - a]
                 if log_mode != LOG_OFF:
                     n_out = 0
                     for k in range(a, b):
@@ -304,12 +312,12 @@ def train_sample(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, in_sign, in
                 break
             bdelta = relu_delta(bcs[l], step_lr[t], np.empty(bcs[l].shape[0], WTs[l].dtype))
             if not fractional:
-                count_events(bes[l], idx, sign, 0)
+                count_events(bes[l], idx, sign, no_lo)
             no_hist = np.zeros((0, bphis[l].shape[0]), WTs[l].dtype)
             no_rows = np.zeros(0, np.int64)
             seg_in = bounds
             _, idx, sign, _, bounds, bsc = herd_segments_into(WTs[l], bphis[l], bphis[l], idx, sign, bounds, thresh,
-                                                              unit, True, 0, False, bdelta, NO_UPDATE, per_batch,
+                                                              unit, true, no_lo, false, bdelta, no_update, per_batch,
                                                               no_hist, no_rows, bsc)
             stats[t, BWD_OUT, l + 1] += idx.shape[0]
             if log_mode != LOG_OFF:
@@ -330,8 +338,9 @@ def herd_sample_inputs(x, in_phi, in_total, neg_y, tg_phi, tg_total, steps, thre
     in_total[:] = 0
     tg_phi[:] = 0
     tg_total[:] = 0
-    in_idx, in_sign, in_bounds = herd_vector_steps(in_phi, in_total, x, steps, thresh, unit, True)
-    tg_idx, tg_sign, tg_bounds = herd_vector_steps(tg_phi, tg_total, neg_y, steps, thresh, unit, True)
+    signed = np.bool_(True)  # typed, not a literal: the one compile a Python call also uses (``herding.py``)
+    in_idx, in_sign, in_bounds = herd_vector_steps(in_phi, in_total, x, steps, thresh, unit, signed)
+    tg_idx, tg_sign, tg_bounds = herd_vector_steps(tg_phi, tg_total, neg_y, steps, thresh, unit, signed)
     for t in range(steps):
         stats[t, FWD_OUT, 0] += in_bounds[t + 1] - in_bounds[t]
     return in_idx, in_sign, in_bounds, tg_idx, tg_sign, tg_bounds

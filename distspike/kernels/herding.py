@@ -31,6 +31,15 @@ MAX_SPIKES_PER_UNIT = 1e6  # a potential this many units above threshold means t
 # Where the FSGD step ``mat[i] -= s * delta`` (eq. 7) of an input event goes relative to the
 # read of row ``i`` (the backward weights' column): none, before the read, after the read.
 NO_UPDATE, UPDATE_BEFORE, UPDATE_AFTER = 0, 1, 2
+# Compile once per dtype, not once per literal (issue 21): numba compiles a callee (and its whole call
+# tree) once more for every combination of *literal* arguments it gets from compiled code: a constant
+# (``False``, ``0``, ``NO_UPDATE``), or a counter started at ``0`` before it is passed on (typing first
+# sees ``Literal[int](0)``, compiles for it, then again for ``int64``). So compiled callers pass
+# ``np.bool_(...)`` / ``np.int64(...)`` and start counters at ``np.int64(0)``: every kernel is then
+# compiled once, for the same types a Python call gives it (bool, int64), and the prediction path
+# reuses what the training sample compiled. Arrays are copied by loops, not slice assignment
+# (``b[:n] = a``): numba compiles a shape-mismatch error message (string formatting, ~2 CPU s) into
+# every function that has one.
 
 
 @njit(cache=True)
@@ -38,7 +47,8 @@ def _grow(a, n):
     """Return a copy of ``a`` with capacity at least ``n`` (doubling)."""
     cap = max(2 * a.shape[0], n, 16)
     b = np.empty(cap, a.dtype)
-    b[: a.shape[0]] = a
+    for i in range(a.shape[0]):  # ``b[:len(a)] = a`` (a loop: see the module's compile note)
+        b[i] = a[i]
     return b
 
 
@@ -57,14 +67,18 @@ def _fire_order_into(pots, order):
     """``order[:n]`` = ``_fire_order(pots, .)``, the same stable permutation, into a reused buffer.
 
     Few spikes (the common case: one unit crossed, whose spikes are already in order)
-    are placed by a stable insertion sort, which allocates nothing; many by ``_fire_order``.
+    are placed by a stable insertion sort, which allocates nothing; many by the stable merge
+    sort ``_merge_order`` (in ``order`` when it has room for the merge's scratch, else in a new buffer).
     """
     n = pots.shape[0]
     if n > 32:
         if order.shape[0] >= 2 * n:  # room for the merge's scratch: no allocation
             _merge_order(pots, order, n)
         else:
-            order[:n] = _fire_order(pots, pots)
+            room = np.empty(2 * n, np.int64)
+            _merge_order(pots, room, n)
+            for i in range(n):
+                order[i] = room[i]
         return
     for i in range(n):
         key = abs(pots[i])
@@ -114,7 +128,8 @@ def _merge_order(pots, order, n):
                 k += 1
         src, dst, width = dst, src, 2 * width
     if src != 0:
-        order[:n] = order[n:2 * n]
+        for i in range(n):
+            order[i] = order[n + i]
 
 
 @njit(cache=True)
@@ -130,7 +145,7 @@ def _fire_candidates(phi, cand, m, thresh, unit, signed, tmp_pot, tmp_idx, order
     The spikes are counted first and the buffers grown once: a buffer that may be
     replaced inside the firing loop makes numba reload it at every store (~15x slower).
     """
-    need = 0
+    need = np.int64(0)
     for c in range(m):
         p = phi[cand[c]]
         if not abs(p) < MAX_SPIKES_PER_UNIT * unit:  # also catches inf and nan
@@ -193,7 +208,7 @@ def herd_vector(phi, v, thresh, unit, signed, lo):
     """
     d = phi.shape[0]
     cand = np.empty(d, np.int64)
-    m = 0
+    m = np.int64(0)
     for j in range(d):
         p = phi[j] + v[j]
         phi[j] = p
@@ -233,9 +248,9 @@ def herd_vector_steps(phi, total, v, steps, thresh, unit, signed):
     order = np.empty(max(2 * d, 16), np.int64)
     out_idx = np.empty(max(steps * d, 16), np.int32)
     out_sign = np.empty(max(steps * d, 16), np.int8)
-    n = 0
+    n = np.int64(0)
     for t in range(steps):
-        m = 0
+        m = np.int64(0)
         for j in range(d):
             total[j] = total[j] + v[j]
             p = phi[j] + v[j]
@@ -382,8 +397,8 @@ def herd_rows(mat, phi, acc, in_idx, in_sign, thresh, unit, signed, lo, track_ac
 @njit(cache=True)
 def herd_rows_into(mat, phi, acc, in_idx, in_sign, thresh, unit, signed, lo, track_acc, delta, update, sc):
     """``herd_rows`` in the buffers ``sc`` (``scratch``); ``(off, idx, sign, pot, sc)``, views of ``sc``'s."""
-    n, sc = _herd_events(mat, phi, acc, in_idx, in_sign, 0, in_idx.shape[0], thresh, unit, signed, lo, track_acc,
-                         delta, update, sc, 0)
+    n, sc = _herd_events(mat, phi, acc, in_idx, in_sign, np.int64(0), in_idx.shape[0], thresh, unit, signed, lo,
+                         track_acc, delta, update, sc, np.int64(0))
     return sc[4][:n], sc[5][:n], sc[6][:n], sc[7][:n], sc
 
 
@@ -413,7 +428,7 @@ def herd_segments_into(mat, phi, acc, in_idx, in_sign, bounds, thresh, unit, sig
     """``herd_segments`` in the buffers ``sc`` (``scratch``): no allocation per segment; ``(..., sc)``."""
     n_parts = bounds.shape[0] - 1
     out_bounds = np.zeros(n_parts + 1, np.int64)
-    n = 0
+    n = np.int64(0)
     for p in range(n_parts):
         a, b = bounds[p], bounds[p + 1]
         if seg_update == UPDATE_BEFORE:
@@ -426,7 +441,9 @@ def herd_segments_into(mat, phi, acc, in_idx, in_sign, bounds, thresh, unit, sig
                 update_row(mat, delta, in_idx[k], in_sign[k])
         out_bounds[p + 1] = n
         if acc_hist.shape[0] > 0:
-            acc_hist[hist_rows[p], :] = acc
+            row = acc_hist[hist_rows[p]]
+            for j in range(acc.shape[0]):  # ``acc_hist[hist_rows[p], :] = acc`` (module's compile note)
+                row[j] = acc[j]
     return sc[4][:n], sc[5][:n], sc[6][:n], sc[7][:n], out_bounds, sc
 
 

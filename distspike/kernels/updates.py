@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from distspike.kernels.herding import _grow
+
 
 def update_delta(c: np.ndarray, lr, dtype) -> np.ndarray:
     """Per-input step size ``delta = lr * relu(c)`` of eq. 6/7.
@@ -210,10 +212,10 @@ def launch_errors(counts, out_idx, out_sign, out_bounds, tgt_idx, tgt_sign, tgt_
                 continue
             s = 1 if c > 0 else -1
             for _ in range(abs(c)):
-                if n >= r_idx.shape[0]:
-                    r_idx = np.concatenate((r_idx, np.empty(r_idx.shape[0], np.int32)))
-                    r_sign = np.concatenate((r_sign, np.empty(r_sign.shape[0], np.int8)))
-                    r_step = np.concatenate((r_step, np.empty(r_step.shape[0], np.int64)))
+                if n >= r_idx.shape[0]:  # doubled by the herders' _grow (compiled already, no np.concatenate)
+                    r_idx = _grow(r_idx, n + 1)
+                    r_sign = _grow(r_sign, n + 1)
+                    r_step = _grow(r_step, n + 1)
                 r_idx[n] = j
                 r_sign[n] = s
                 r_step[n] = t
