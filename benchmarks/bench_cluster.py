@@ -67,6 +67,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def memory_of(pid: int) -> dict[str, float]:
+    """Resident and transparent-huge-page memory of process ``pid`` in MiB, and its minor and major
+    page faults so far (``/proc/<pid>/smaps_rollup`` and ``stat``): whether its weight blocks got huge pages."""
+    out = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("Rss", "AnonHugePages"):
+            out[key.lower() + "_mb"] = round(int(rest.split()[0]) / 1024, 1)
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    out["minflt"], out["majflt"] = int(fields[7]), int(fields[9])
+    return out
+
+
 def pid_of(actor) -> int:
     return ray.get(actor.__ray_call__.remote(lambda self: os.getpid()))
 
@@ -110,6 +123,28 @@ def core_share(procs: int, seconds: float = 1.0) -> float:
 def probe_shares(counts=(1, 2), seconds: float = 1.0) -> dict[str, float]:
     """``core_share`` for each process count (keys as strings, for JSON)."""
     return {str(n): round(core_share(n, seconds), 3) for n in counts}
+
+
+def stream_gbs(mb: int = 256, seconds: float = 0.5) -> float:
+    """GB/s of one thread copying a ``mb`` MiB array (read + write), far larger than the caches: what the
+    machine's memory gave one stream just then (a cloud VM's memory bandwidth moves with its neighbours'
+    load, which ``core_share`` does not see)."""
+    a = np.ones(mb << 18, np.float32)
+    b = np.empty_like(a)
+    np.copyto(b, a)  # fault the pages in
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        np.copyto(b, a)
+        n += 1
+    return round(2 * a.nbytes * n / (time.perf_counter() - t0) / 1e9, 2)
+
+
+def kernel_ns(width: int = 20000, seconds: float = 0.5) -> float:
+    """CPU ns per element of the forward herding kernel on a ``784 x width`` float32 block, this process
+    (``bench_kernels.ns_per_element``, the cost model's ``row_ns``): the machine's speed beside a point,
+    to compare with the calibration's (this machine's has moved by up to 2x within hours)."""
+    from bench_kernels import ns_per_element
+    return round(ns_per_element(width, np.float32, seconds)[0], 4)
 
 
 # -- hops ---------------------------------------------------------------------------------
@@ -281,14 +316,20 @@ def point(spec: str, args, X, y) -> dict:
     with make_net(cfg, runtime) as net:
         pids = {n: pid_of(a) for n, a in net.backend.actors.items()}
         rec["where"] = {n: node_of(n, args.nodes) for n in pids}
+        rec["rig_nodes"] = sum(1 for node in ray.nodes() if node["Alive"])  # may exceed the nodes used
         for k in range(args.warmup):
             net.train_sample(X[k], y[k])
         net.backend.busy()
         rec["build_and_warmup_s"] = round(time.perf_counter() - t_build, 1)
         before = probe_shares()  # the cores' share left by other load, beside the windows (actors idle)
+        gbs, kern = [stream_gbs()], [kernel_ns()]
         wins = [window(net, X, y, args.warmup + r * args.samples, args.samples, pids, mode == "plain")
                 for r in range(args.repeats)]
         after = probe_shares()
+        gbs.append(stream_gbs())
+        kern.append(kernel_ns())
+        rec["stream_gbs"], rec["kernel_ns"] = gbs, kern  # before and after the windows
+        rec["memory"] = {n: memory_of(p) for n, p in pids.items()}
         rec["core_share"] = {k: round((before[k] + after[k]) / 2, 3) for k in before}
         rec["core_share_probes"] = [before, after]
     rec["median"] = median_of(wins)

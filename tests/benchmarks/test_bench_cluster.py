@@ -35,3 +35,15 @@ def test_median_of_windows():
 def test_core_share_is_a_fraction_of_a_core_per_process_count():
     shares = bc.probe_shares((1, 2), 0.05)
     assert set(shares) == {"1", "2"} and all(0.0 < v <= 1.0 for v in shares.values())
+
+
+def test_memory_of_reads_resident_and_huge_pages_and_faults_of_a_process():
+    import os
+    got = bc.memory_of(os.getpid())
+    assert set(got) == {"rss_mb", "anonhugepages_mb", "minflt", "majflt"}
+    assert got["rss_mb"] > 1 and 0 <= got["anonhugepages_mb"] <= got["rss_mb"] and got["minflt"] > 0
+
+
+def test_machine_speed_probes_are_positive_figures():
+    assert bc.stream_gbs(mb=8, seconds=0.05) > 0
+    assert bc.kernel_ns(width=300, seconds=0.05) > 0

@@ -276,3 +276,35 @@ def test_calibrate_spin_only_replaces_the_spin_slowdown_and_keeps_the_rest(tmp_p
     assert got["row_ns"] == CAL["row_ns"] and got["compiled_ms"] == CAL["compiled_ms"]
     # a loop that keeps its core beside idle compiled actors: compiled graphs pay no contention
     assert cm.spin_factor(got, point(compiled=True)) == pytest.approx(1.01, abs=0.01)
+
+
+def test_compiled_across_nodes_takes_fair_shares_where_the_rig_probe_says_the_channel_keeps_its_core():
+    cal = {**CAL, "spin_slowdown": {"1": 1.0, "2": 1.0}, "spin_slowdown_cross": {"1": 1.9, "2": 7.0}}
+    assert cm.spin_factor(cal, point(compiled=True)) == 1.0  # one node: the same-node probe, which yields
+    assert cm.spin_factor(cal, point(compiled=True, nodes=2)) == 2.5  # 5 actors on 2 cores, fair shares
+    assert cm.spin_factor(cal, point(compiled=True, nodes=2, shards=2)) == 5.0
+    yields = {**cal, "spin_slowdown_cross": {"1": 1.1, "2": 1.2}}
+    assert cm.spin_factor(yields, point(compiled=True, nodes=2)) == 1.0  # a cross-node channel that yields
+    assert cm.spin_factor(CAL, point(compiled=True, nodes=2)) == 2.0  # not probed across: the same-node table
+
+
+def test_calibrate_spin_cross_needs_the_rig_and_keeps_the_rest(tmp_path, monkeypatch):
+    cal_path = tmp_path / "cost_calibration.json"
+    cal_path.write_text(json.dumps(CAL))
+    monkeypatch.setattr(cm, "CALIBRATION", cal_path)
+    for name in ("SHELL_JSON", "ACTOR_JSON", "GAPS_JSONL"):
+        monkeypatch.setattr(cm, name, tmp_path / "absent")
+    monkeypatch.delenv("BENCH_IDLE_ADDRESS", raising=False)
+    with pytest.raises(SystemExit, match="BENCH_IDLE_ADDRESS"):
+        cm.main(["calibrate", "--spin-cross"])
+    assert json.loads(cal_path.read_text()) == CAL  # nothing written
+    import bench_idle
+    probes = iter([{"1": 2.0, "2": 2.4}, {"1": 2.2, "2": 2.2}, {"1": 1.8, "2": 2.6}])
+    monkeypatch.setattr(bench_idle, "slowdown_beside", lambda counts: next(probes))
+    monkeypatch.setenv("BENCH_IDLE_ADDRESS", "198.18.0.2:6379")
+    monkeypatch.delenv("BENCH_IDLE_RESOURCE", raising=False)
+    cm.main(["calibrate", "--spin-cross"])
+    got = json.loads(cal_path.read_text())
+    assert got["spin_slowdown_cross"] == {"1": 2.0, "2": 2.4}  # the median of the three probes, per m
+    assert got["spin_cross_where"] == "node_1" and len(got["spin_cross_probes"]) == 3
+    assert got["spin_slowdown"] == CAL["spin_slowdown"] and got["row_ns"] == CAL["row_ns"]
