@@ -308,3 +308,14 @@ def test_calibrate_spin_cross_needs_the_rig_and_keeps_the_rest(tmp_path, monkeyp
     assert got["spin_slowdown_cross"] == {"1": 2.0, "2": 2.4}  # the median of the three probes, per m
     assert got["spin_cross_where"] == "node_1" and len(got["spin_cross_probes"]) == 3
     assert got["spin_slowdown"] == CAL["spin_slowdown"] and got["row_ns"] == CAL["row_ns"]
+
+
+def test_speed_of_scales_the_work_by_the_kernel_probe_beside_the_runs():
+    cal = {**CAL, "row_ns": {"100": 1.0, "20000": 0.5}}
+    runs = [{"kernel_ns": [0.6, 1.0]}, {"kernel_ns": [1.0, 1.0]}, {"kernel_ns": [0.5, 0.7]}]
+    assert cm.speed_of(cal, runs) == pytest.approx(1.6)  # median of 0.8, 1.0, 0.6 over 0.5
+    assert cm.speed_of(cal, [{"median": {}}]) is None
+    slow = cm.predict(cal, point(speed=2.0))
+    base = cm.predict(cal, point())
+    assert slow["crit"] == pytest.approx(2 * base["crit"])
+    assert slow["wall"] - base["wall"] == pytest.approx(base["crit"])  # the hops do not scale
