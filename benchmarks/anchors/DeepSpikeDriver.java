@@ -31,29 +31,18 @@ import nl.uva.deepspike.event_modules.BaseQueueHerder;
 import java.io.*;
 import java.lang.management.ManagementFactory;
 import java.util.*;
-import java.util.zip.GZIPInputStream;
 
 public class DeepSpikeDriver {
 
     /** Rows [0, limit) of an IDX file of unsigned bytes, as rows of doubles divided by `divisor` (1 for labels). */
     static double[][] idxRows(File file, int limit, double divisor) throws IOException {
-        try (DataInputStream in = new DataInputStream(new BufferedInputStream(
-                new GZIPInputStream(new FileInputStream(file)), 1 << 16))) {
-            int magic = in.readInt();
-            int dims = magic & 0xff;
-            if ((magic >>> 8) != 0x08 || dims < 1)
-                throw new IOException(file + ": not an IDX file of unsigned bytes (magic " + magic + ")");
-            int rows = in.readInt(), width = 1;
-            for (int d = 1; d < dims; d++) width *= in.readInt();
-            rows = Math.min(rows, limit);
-            double[][] out = new double[rows][width];
-            byte[] buf = new byte[width];
-            for (double[] row : out) {
-                in.readFully(buf);
-                for (int j = 0; j < width; j++) row[j] = (buf[j] & 0xff) / divisor;
-            }
-            return out;
+        byte[][] bytes = DeepSpikeTrainer.idxBytes(file);
+        double[][] out = new double[Math.min(bytes.length, limit)][];
+        for (int i = 0; i < out.length; i++) {
+            out[i] = new double[bytes[i].length];
+            for (int j = 0; j < out[i].length; j++) out[i][j] = (bytes[i][j] & 0xff) / divisor;
         }
+        return out;
     }
 
     static float[][][] readWeights(File file) throws IOException {
