@@ -53,6 +53,9 @@ from pathlib import Path
 import numpy as np
 import ray
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_hops import cpu_seconds, seconds_per_execution  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
 HOPS_JSON = RESULTS / "cluster_hops.json"
@@ -61,12 +64,6 @@ STAGES = 8
 
 
 # -- shared helpers ---------------------------------------------------------------------
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def memory_of(pid: int) -> dict[str, float]:
     """Resident and transparent-huge-page memory of process ``pid`` in MiB, and its minor and major
     page faults so far (``/proc/<pid>/smaps_rollup`` and ``stat``): whether its weight blocks got huge pages."""
@@ -185,12 +182,7 @@ def compiled_stage_ms(sets: list[list], executions: int) -> float:
         dag = MultiOutputNode(nodes)
     graph = dag.experimental_compile()
     try:
-        for _ in range(5):
-            ray.get(graph.execute(1))
-        t0 = time.perf_counter()
-        for _ in range(executions):
-            ray.get(graph.execute(1))
-        return (time.perf_counter() - t0) / executions / (2 * (STAGES // 2)) * 1e3
+        return seconds_per_execution(graph, executions) / (2 * (STAGES // 2)) * 1e3
     finally:
         graph.teardown()
 

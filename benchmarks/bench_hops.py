@@ -71,6 +71,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def seconds_per_execution(graph, executions: int) -> float:
+    """Wall seconds per ``graph.execute`` of a compiled graph, after 5 untimed executions."""
+    for _ in range(5):
+        ray.get(graph.execute(1))
+    t0 = time.perf_counter()
+    for _ in range(executions):
+        ray.get(graph.execute(1))
+    return (time.perf_counter() - t0) / executions
+
+
 def compiled_figures(actors: list, pids: list[int], executions: int, idle_s: float) -> tuple[float, float | None]:
     """(ms per hop of a compiled chain through ``actors`` (processes ``pids``), CPU s/s they burn while the
     graph idles, or None without ``/proc``)."""
@@ -81,12 +91,7 @@ def compiled_figures(actors: list, pids: list[int], executions: int, idle_s: flo
             node = actor.echo.bind(node)
     graph = node.experimental_compile()
     try:
-        for _ in range(5):
-            ray.get(graph.execute(1))
-        t0 = time.perf_counter()
-        for _ in range(executions):
-            ray.get(graph.execute(1))
-        hop = (time.perf_counter() - t0) / executions / len(actors) * 1e3
+        hop = seconds_per_execution(graph, executions) / len(actors) * 1e3
         idle = None
         if Path("/proc/self/stat").exists():
             before = [cpu_seconds(p) for p in pids]
