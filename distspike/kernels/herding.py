@@ -251,13 +251,15 @@ def herd_vector_steps(phi, total, v, steps, thresh, unit, signed):
     n = np.int64(0)
     for t in range(steps):
         m = np.int64(0)
-        for j in range(d):
+        for j in range(d):  # candidates stored branch-free: about one unit in eight crosses, unpredictably
             total[j] = total[j] + v[j]
             p = phi[j] + v[j]
             phi[j] = p
-            if p > thresh or (signed and -p > thresh):
-                cand[m] = j
-                m += 1
+            over = p > thresh
+            if signed:
+                over = over | (-p > thresh)
+            cand[m] = j
+            m += np.int64(over)
         k, order, tmp_pot, tmp_idx = _fire_candidates(phi, cand, m, thresh, unit, signed, tmp_pot, tmp_idx, order)
         if n + k > out_idx.shape[0]:
             out_idx = _grow(out_idx, n + k)
