@@ -367,6 +367,23 @@ def _herd_events(mat, phi, acc, in_idx, in_sign, a, b, thresh, unit, signed, lo,
             update_row(mat, delta, in_idx[k], in_sign[k])
         if m == 0:
             continue
+        if m == 1:  # the common case: one unit crossed; if it fires once, no count, sort or scratch
+            j = cand[0]
+            p = phi[j]
+            q = p - unit if p > 0 else p + unit
+            if abs(p) < MAX_SPIKES_PER_UNIT * unit and not ((q > thresh) or (signed and -q > thresh)):
+                phi[j] = q
+                if n_out + 1 > out_off.shape[0]:
+                    out_off = _grow(out_off, n_out + 1)
+                    out_idx = _grow(out_idx, n_out + 1)
+                    out_sign = _grow(out_sign, n_out + 1)
+                    out_pot = _grow(out_pot, n_out + 1)
+                out_off[n_out] = k
+                out_idx[n_out] = j + lo
+                out_pot[n_out] = p
+                out_sign[n_out] = 1 if p > 0 else -1
+                n_out += 1
+                continue
         n, order, tmp_pot, tmp_idx = _fire_candidates(phi, cand, m, thresh, unit, signed, tmp_pot, tmp_idx, order)
         if n_out + n > out_off.shape[0]:
             out_off = _grow(out_off, n_out + n)
