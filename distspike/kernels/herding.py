@@ -251,13 +251,15 @@ def herd_vector_steps(phi, total, v, steps, thresh, unit, signed):
     n = np.int64(0)
     for t in range(steps):
         m = np.int64(0)
-        for j in range(d):
+        for j in range(d):  # candidates stored branch-free: about one unit in eight crosses, unpredictably
             total[j] = total[j] + v[j]
             p = phi[j] + v[j]
             phi[j] = p
-            if p > thresh or (signed and -p > thresh):
-                cand[m] = j
-                m += 1
+            over = p > thresh
+            if signed:
+                over = over | (-p > thresh)
+            cand[m] = j
+            m += np.int64(over)
         k, order, tmp_pot, tmp_idx = _fire_candidates(phi, cand, m, thresh, unit, signed, tmp_pot, tmp_idx, order)
         if n + k > out_idx.shape[0]:
             out_idx = _grow(out_idx, n + k)
@@ -365,6 +367,23 @@ def _herd_events(mat, phi, acc, in_idx, in_sign, a, b, thresh, unit, signed, lo,
             update_row(mat, delta, in_idx[k], in_sign[k])
         if m == 0:
             continue
+        if m == 1:  # the common case: one unit crossed; if it fires once, no count, sort or scratch
+            j = cand[0]
+            p = phi[j]
+            q = p - unit if p > 0 else p + unit
+            if abs(p) < MAX_SPIKES_PER_UNIT * unit and not ((q > thresh) or (signed and -q > thresh)):
+                phi[j] = q
+                if n_out + 1 > out_off.shape[0]:
+                    out_off = _grow(out_off, n_out + 1)
+                    out_idx = _grow(out_idx, n_out + 1)
+                    out_sign = _grow(out_sign, n_out + 1)
+                    out_pot = _grow(out_pot, n_out + 1)
+                out_off[n_out] = k
+                out_idx[n_out] = j + lo
+                out_pot[n_out] = p
+                out_sign[n_out] = 1 if p > 0 else -1
+                n_out += 1
+                continue
         n, order, tmp_pot, tmp_idx = _fire_candidates(phi, cand, m, thresh, unit, signed, tmp_pot, tmp_idx, order)
         if n_out + n > out_off.shape[0]:
             out_off = _grow(out_off, n_out + n)
