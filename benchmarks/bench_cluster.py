@@ -55,6 +55,7 @@ import ray
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_hops import cpu_seconds, seconds_per_execution  # noqa: E402
+from cost_model import PROBE_WIDTH  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
@@ -136,7 +137,7 @@ def stream_gbs(mb: int = 256, seconds: float = 0.5) -> float:
     return round(2 * a.nbytes * n / (time.perf_counter() - t0) / 1e9, 2)
 
 
-def kernel_ns(width: int = 20000, seconds: float = 0.5) -> float:
+def kernel_ns(width: int = PROBE_WIDTH, seconds: float = 0.5) -> float:
     """CPU ns per element of the forward herding kernel on a ``784 x width`` float32 block, this process
     (``bench_kernels.ns_per_element``, the cost model's ``row_ns``): the machine's speed beside a point,
     to compare with the calibration's (this machine's has moved by up to 2x within hours)."""

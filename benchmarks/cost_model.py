@@ -509,14 +509,18 @@ def width_of(rec: dict) -> int:
     return max(rec["sizes"][1:-1])
 
 
+#: block width of ``bench_cluster.kernel_ns``, the probe ``speed_of`` compares with ``row_ns`` at that width
+PROBE_WIDTH = 20000
+
+
 def speed_of(cal: dict, runs: list[dict]) -> float | None:
     """How much slower the machine ran a point's kernels than at calibration: the median over ``runs`` of
     the kernel probe taken beside the windows (``bench_cluster.kernel_ns``, CPU ns per element of a 784 x
-    20000 float32 block, the mean of the probes before and after) over the calibration's ``row_ns`` at
+    ``PROBE_WIDTH`` float32 block, the mean of the probes before and after) over the calibration's ``row_ns`` at
     that width; None where no run carries the probe."""
     import numpy as np
     probes = [sum(r["kernel_ns"]) / len(r["kernel_ns"]) for r in runs if r.get("kernel_ns")]
-    return float(np.median(probes)) / cal["row_ns"]["20000"] if probes else None
+    return float(np.median(probes)) / cal["row_ns"][str(PROBE_WIDTH)] if probes else None
 
 
 def measured(runs: list[dict]) -> dict:
