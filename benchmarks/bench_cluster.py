@@ -145,6 +145,30 @@ def kernel_ns(width: int = PROBE_WIDTH, seconds: float = 0.5) -> float:
     return round(ns_per_element(width, np.float32, seconds)[0], 4)
 
 
+def _shell_child(args: tuple, out) -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_shell import measure
+    rec = measure(*args)
+    out.put({k: rec[k] for k in ("cpu_busy_ms", "busy_ms", "calls", "fwd", "passed")})
+
+
+def shell_probe(width: int, rule: str, shards: int, samples: int, data: str) -> dict:
+    """The cost model's work term measured beside a point: ``bench_shell.measure`` (the in-process shells
+    of ``runtime=local``, unfused, hot, one window of ``samples`` after the same warm-up samples, CPU ms per
+    sample by shell name) in a spawned child, so its own copy of the blocks is freed before the windows
+    and the driver's memory does not grow. Where the machine's speed drifts between calibration and a
+    point (this VM's has moved by up to 2x within hours), this is the calibration's ``shell_ms`` taken
+    again at the point's own hour (``cost_model.py compare --beside``)."""
+    import multiprocessing as mp
+    ctx = mp.get_context("spawn")  # no fork of a Ray driver's threads
+    out = ctx.Queue()
+    child = ctx.Process(target=_shell_child, args=((width, rule, shards, 0.0, samples, 1, data), out))
+    child.start()
+    rec = out.get()
+    child.join()
+    return rec
+
+
 # -- hops ---------------------------------------------------------------------------------
 @ray.remote(num_cpus=0)
 class Echo:
@@ -314,6 +338,7 @@ def point(spec: str, args, X, y) -> dict:
             net.train_sample(X[k], y[k])
         net.backend.busy()
         rec["build_and_warmup_s"] = round(time.perf_counter() - t_build, 1)
+        shells = [shell_probe(args.width, rule, int(shards), args.samples, str(args.data))] if args.shell_probe else []
         before = probe_shares()  # the cores' share left by other load, beside the windows (actors idle)
         gbs, kern = [stream_gbs()], [kernel_ns()]
         wins = [window(net, X, y, args.warmup + r * args.samples, args.samples, pids, mode == "plain")
@@ -322,6 +347,9 @@ def point(spec: str, args, X, y) -> dict:
         gbs.append(stream_gbs())
         kern.append(kernel_ns())
         rec["stream_gbs"], rec["kernel_ns"] = gbs, kern  # before and after the windows
+        if args.shell_probe:
+            shells.append(shell_probe(args.width, rule, int(shards), args.samples, str(args.data)))
+            rec["shell_probe"] = shells
         rec["memory"] = {n: memory_of(p) for n, p in pids.items()}
         rec["core_share"] = {k: round((before[k] + after[k]) / 2, 3) for k in before}
         rec["core_share_probes"] = [before, after]
@@ -397,6 +425,9 @@ def main(argv=None) -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--limit-s", type=int, default=150, help="seconds a point may take (else recorded as timed out)")
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    p.add_argument("--shell-probe", action="store_true",
+                   help="measure bench_shell's in-process shells at the point's width, rule and shards before and "
+                        "after its windows (the record's shell_probe; cost_model.py compare --beside)")
     p.add_argument("--out", type=Path, default=POINTS_JSONL,
                    help="JSON lines to append to (the cost model's scheduler microbenchmark: results/gap_points.jsonl)")
     args = ap.parse_args(argv)

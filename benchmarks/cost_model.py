@@ -523,6 +523,26 @@ def speed_of(cal: dict, runs: list[dict]) -> float | None:
     return float(np.median(probes)) / cal["row_ns"][str(PROBE_WIDTH)] if probes else None
 
 
+def beside_cal(cal: dict, runs: list[dict]) -> dict | None:
+    """The calibration with its work term taken at the point's own hour: ``shell_ms`` and ``shell_calls``
+    at the point's width, rule and shard count replaced by the shells measured beside its windows
+    (``bench_cluster.py points --shell-probe``: ``bench_shell.measure`` before and after, the median over
+    every run's probes); every other constant (hops, actor factor, messages, contention) as calibrated.
+    None where no run carries the probe."""
+    import numpy as np
+    probes = [q for r in runs for q in r.get("shell_probe", [])]
+    if not probes:
+        return None
+    w, rule, k = str(width_of(runs[0])), runs[0]["rule"], str(runs[0]["shards"])
+    out = dict(cal)
+    for key, field in (("shell_ms", "cpu_busy_ms"), ("shell_calls", "calls")):
+        got = {n: float(np.median([q[field][n] for q in probes])) for n in probes[0][field]}
+        by_width = dict(cal.get(key, {}))
+        by_width[w] = {**by_width.get(w, {}), rule: {**by_width.get(w, {}).get(rule, {}), k: got}}
+        out[key] = by_width
+    return out
+
+
 def measured(runs: list[dict]) -> dict:
     """The median over ``runs`` (records of one point, each the median of its windows)."""
     import numpy as np
@@ -594,10 +614,11 @@ def runnable_of(p: Point) -> int:
     return actors_per_machine(p) if p.compiled else shards_per_machine(p)
 
 
-def compare_table(cal: dict, recs: list[dict], cores: int) -> list[str]:
+def compare_table(cal: dict, recs: list[dict], cores: int, beside: bool = False) -> list[str]:
     """Markdown rows for the whole grid at width 5000 (and every other measured point): predicted /
     measured ms per sample and how far off, with when each point was measured and how often
-    (predictions alone where a point is not measured yet)."""
+    (predictions alone where a point is not measured yet); ``beside``: the measured points whose runs
+    carry a shell probe only, each predicted with ``beside_cal``."""
     lines = ["| width | rule | shards | nodes | mode | runnable / cores | measured (UTC), runs x windows | "
              "wall pred / meas (runs' range) | off | critical path pred / meas CPU or busy (busy; timeline) | off | "
              "busiest actor CPU pred / meas | off | all actors' CPU pred / meas | off |",
@@ -609,11 +630,16 @@ def compare_table(cal: dict, recs: list[dict], cores: int) -> list[str]:
             continue
         fwd, passed, sizes = spikes[(rule, w)]
         p = Point(tuple(sizes), rule, k, n, mode == "compiled", cores, 1, fwd, passed)
-        pr = predict(cal, p)
+        runs = got.get((w, rule, k, n, mode))
+        c = cal
+        if beside:
+            c = beside_cal(cal, runs) if runs and "median" in runs[-1] else None
+            if c is None:
+                continue
+        pr = predict(c, p)
         runnable = runnable_of(p)
         head = (f"| {w} | {rule} | {k} | {n} | {mode} | {runnable} / {cores}"
                 f"{' (over)' if runnable > cores else ''} |")
-        runs = got.get((w, rule, k, n, mode))
         if runs is None or "median" not in runs[-1]:
             why = (f"did not finish in {runs[-1]['timed_out']} s ({runs[-1]['measured'][5:]})" if runs
                    else "not measured yet")
@@ -689,10 +715,11 @@ COLUMNS = (("wall", "wall time"), ("crit", "critical path"), ("actor_cpu", "busi
 
 
 def within(cal: dict, recs: list[dict], cores: int, tol: float = 0.25,
-           column: str = "wall", adjust: bool = False) -> tuple[int, int, list[str]]:
+           column: str = "wall", adjust: bool = False, beside: bool = False) -> tuple[int, int, list[str]]:
     """(points within ``tol`` on ``column``, points compared, one line per point) over measured points
     where runnable actors <= cores; ``adjust``: only the points whose runs carry a kernel probe, their work
-    scaled by ``speed_of``."""
+    scaled by ``speed_of``; ``beside``: only the points whose runs carry a shell probe, each predicted
+    with ``beside_cal``."""
     got, spikes = runs_by_point(recs), spikes_by_rule(recs)
     ok, n, notes = 0, 0, []
     for key, runs in sorted(got.items()):
@@ -708,7 +735,10 @@ def within(cal: dict, recs: list[dict], cores: int, tol: float = 0.25,
             if speed is None:
                 continue
             p = Point(**{**p.__dict__, "speed": speed})
-        e = off(predict(cal, p)[column], measured(runs)[column])
+        c = beside_cal(cal, runs) if beside else cal
+        if c is None:
+            continue
+        e = off(predict(c, p)[column], measured(runs)[column])
         n += 1
         ok += abs(e) <= tol
         notes.append(f"{w} {rule}:{k}:{mode} on {nodes} node(s): {e:+.0%}")
@@ -785,13 +815,13 @@ def calibration_lines(cal: dict) -> list[str]:
     return lines
 
 
-def compare_text(cal: dict, recs: list[dict], cores: int, adjust: bool = False) -> str:
+def compare_text(cal: dict, recs: list[dict], cores: int, adjust: bool = False, beside: bool = False) -> str:
     lines = []
     for col, what in COLUMNS:
-        ok, n, notes = within(cal, recs, cores, column=col, adjust=adjust)
+        ok, n, notes = within(cal, recs, cores, column=col, adjust=adjust, beside=beside)
         lines.append(f"- {what}: within +-25 % at {ok} of {n} measured points with runnable actors <= {cores} cores "
                      f"(farthest off: {worst_of(notes)})" + (": " + "; ".join(notes) if col == "wall" else ""))
-    return ("\n".join(calibration_lines(cal)) + "\n\n" + "\n".join(compare_table(cal, recs, cores)) + "\n\n" +
+    return ("\n".join(calibration_lines(cal)) + "\n\n" + "\n".join(compare_table(cal, recs, cores, beside)) + "\n\n" +
             "\n".join(lines))
 
 
@@ -973,6 +1003,9 @@ def main(argv=None) -> None:
     m.add_argument("--speed-adjust", action="store_true",
                    help="the within-25 %% lines over only the points whose runs carry a kernel probe, their work "
                         "scaled by it (speed_of); the table stays as predicted")
+    m.add_argument("--beside", action="store_true",
+                   help="only the points whose runs carry a shell probe (bench_cluster.py points --shell-probe), "
+                        "each predicted with its work term measured beside it (beside_cal)")
     k = sub.add_parser("cluster")
     r = sub.add_parser("report", help="compare + cluster, as the section of results/benchmarks.md")
     for q in (k, r):
@@ -1009,7 +1042,7 @@ def main(argv=None) -> None:
     cal = json.loads(CALIBRATION.read_text())
     recs = load_points(args.points)
     if args.cmd == "compare":
-        print(compare_text(cal, recs, args.cores, args.speed_adjust))
+        print(compare_text(cal, recs, args.cores, args.speed_adjust, args.beside))
         return
     table = "\n".join(cluster_table(cluster_cal(cal, args.wire_ms), spikes_by_rule(recs),
                                     [int(w) for w in args.widths.split(",")], args.nodes, args.node_cores, args.alpha))

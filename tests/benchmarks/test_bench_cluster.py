@@ -4,6 +4,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import bench_cluster as bc  # noqa: E402
 
@@ -47,3 +49,13 @@ def test_memory_of_reads_resident_and_huge_pages_and_faults_of_a_process():
 def test_machine_speed_probes_are_positive_figures():
     assert bc.stream_gbs(mb=8, seconds=0.05) > 0
     assert bc.kernel_ns(width=300, seconds=0.05) > 0
+
+
+def test_shell_probe_measures_the_in_process_shells_of_the_point_in_a_child():
+    data = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    if not (data / "mnist").is_dir():
+        pytest.skip(f"real MNIST not found in {data / 'mnist'}")
+    got = bc.shell_probe(40, "sgd", 2, 2, str(data))
+    names = {f"forward.{l}.{s}" for l in (1, 2, 3) for s in (0, 1)} | {f"backward.{l}.{s}" for l in (2, 3) for s in (0, 1)}
+    assert set(got["cpu_busy_ms"]) == names and set(got["calls"]) == names
+    assert all(v >= 0 for v in got["cpu_busy_ms"].values()) and got["fwd"][0] > 0

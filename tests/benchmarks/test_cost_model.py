@@ -319,3 +319,23 @@ def test_speed_of_scales_the_work_by_the_kernel_probe_beside_the_runs():
     base = cm.predict(cal, point())
     assert slow["crit"] == pytest.approx(2 * base["crit"])
     assert slow["wall"] - base["wall"] == pytest.approx(base["crit"])  # the hops do not scale
+
+
+def test_beside_cal_takes_the_work_term_measured_beside_the_point_and_keeps_the_rest():
+    cal = {**CAL, "shell_ms": {"100": {"sgd": {"1": {"forward.1.0": 9.0}, "2": SHELL}}, "5000": {"sgd": {}}},
+           "shell_calls": {"100": {"sgd": {"1": {"forward.1.0": 3.0}}}}, "actor_factor": {"sgd": 1.5}}
+    probe = lambda ms: {"cpu_busy_ms": {"forward.1.0": ms}, "calls": {"forward.1.0": 2.0}}  # noqa: E731
+    runs = [{**rec(), "shell_probe": [probe(1.0), probe(2.0)]}, {**rec(), "shell_probe": [probe(4.0), probe(3.0)]}]
+    got = cm.beside_cal(cal, runs)
+    assert got["shell_ms"]["100"]["sgd"]["1"] == {"forward.1.0": 2.5}  # the median of the four probes
+    assert got["shell_calls"]["100"]["sgd"]["1"] == {"forward.1.0": 2.0}
+    assert got["shell_ms"]["100"]["sgd"]["2"] == SHELL and "5000" in got["shell_ms"]  # other points as calibrated
+    assert cal["shell_ms"]["100"]["sgd"]["1"] == {"forward.1.0": 9.0}  # the calibration itself is not changed
+    work, _ = cm.layer_work(got, point())
+    assert work == pytest.approx([2.5 * 1.5e-3])
+    assert cm.beside_cal(cal, [rec()]) is None
+    # compare --beside counts the probed points only, each with its own work term
+    recs = [{**rec(), "shell_probe": [probe(1.0)]}, rec(nodes=2)]
+    ok, n, notes = cm.within(cal, recs, 2, beside=True)
+    assert n == 1 and notes[0].startswith("100 sgd:1:plain on 1 node(s)")
+    assert len(cm.compare_table(cal, recs, 2, beside=True)) == 3  # the header, the rule, one point
