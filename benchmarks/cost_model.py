@@ -1003,6 +1003,9 @@ def main(argv=None) -> None:
     m.add_argument("--speed-adjust", action="store_true",
                    help="the within-25 %% lines over only the points whose runs carry a kernel probe, their work "
                         "scaled by it (speed_of); the table stays as predicted")
+    m.add_argument("--calibration", type=Path, default=CALIBRATION,
+                   help="the constants to predict with (default results/cost_calibration.json; a same-hour "
+                        "re-calibration: results/recal_1217/cost_calibration.json)")
     m.add_argument("--beside", action="store_true",
                    help="only the points whose runs carry a shell probe (bench_cluster.py points --shell-probe), "
                         "each predicted with its work term measured beside it (beside_cal)")
@@ -1039,7 +1042,7 @@ def main(argv=None) -> None:
         CALIBRATION.write_text(json.dumps(cal, indent=1, sort_keys=True) + "\n")
         print(json.dumps(cal, indent=1, sort_keys=True))
         return
-    cal = json.loads(CALIBRATION.read_text())
+    cal = json.loads(getattr(args, "calibration", CALIBRATION).read_text())
     recs = load_points(args.points)
     if args.cmd == "compare":
         print(compare_text(cal, recs, args.cores, args.speed_adjust, args.beside))
