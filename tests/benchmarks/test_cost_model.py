@@ -339,3 +339,19 @@ def test_beside_cal_takes_the_work_term_measured_beside_the_point_and_keeps_the_
     ok, n, notes = cm.within(cal, recs, 2, beside=True)
     assert n == 1 and notes[0].startswith("100 sgd:1:plain on 1 node(s)")
     assert len(cm.compare_table(cal, recs, 2, beside=True)) == 3  # the header, the rule, one point
+
+
+def test_slow_hour_lines_put_three_predictions_beside_each_point(tmp_path, monkeypatch):
+    beside, recal = tmp_path / "beside.jsonl", tmp_path / "recal.json"
+    probe = {"cpu_busy_ms": {"forward.1.0": 1.0}, "calls": {"forward.1.0": 1.0}}
+    beside.write_text(json.dumps({**rec(), "kernel_ns": [0.5, 0.7], "shell_probe": [probe]}) + "\n")
+    slow = {**CAL, "plain_ms": {w: {"1": {"1": 2.0, "40": 2.0}} for w in ("same", "cross")}}
+    recal.write_text(json.dumps(slow))
+    monkeypatch.setattr(cm, "BESIDE_JSONL", beside)
+    monkeypatch.setattr(cm, "RECAL", recal)
+    lines = cm.slow_hour_lines(CAL, 2)
+    row = lines[2].split(" | ")
+    assert row[:6] == ["| 100", "sgd", "1", "1", "18:40", "0.50, 0.70"] and row[6] == "30.0"
+    standing, same_hour = (float(c.split(" ")[0]) for c in row[7:9])
+    assert same_hour > standing  # 2 ms stages instead of 1
+    assert lines[-3].startswith("- standing calibration: wall time") and "of 1" in lines[-1]
