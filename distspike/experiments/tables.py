@@ -43,19 +43,20 @@ def run_table1(args) -> None:
                 raise SystemExit(f"--protocol {protocol!r} is not one of {sorted(table1.PROTOCOLS)}")
         grids = table1.DEFAULT_GRIDS if args.hyper == "defaults" else None
         split_seeds = [int(s) for s in args.split_seed.split(",")] if args.split_seed else [None]
+        vocabs = _vocabs(args.vocab)
         names = []
-        for protocol in protocols:
-            for split_seed in split_seeds:
-                ds = table1.load(args.data, protocol, split_seed)
-                name = protocol + ("" if split_seed is None else f"_split{split_seed}")
-                if args.curves:
-                    eta = args.curve_eta or table1.DEFAULT_GRIDS["one_layer_net"][0]
-                    table1.curves(ds, args.out, name + ("" if args.curve_eta is None else f"_eta{eta:g}"), args.curves,
-                                  seeds, eta)
-                    continue
-                names.append(name + table1.HYPERS[args.hyper])
-                table1.table1(ds, args.out, names[-1], args.epochs or table1.EPOCHS, grids, seeds, models,
-                              args.command)
+        for protocol, split_seed, vocab in ((p, s, v) for p in protocols for s in split_seeds for v in vocabs):
+            ds = table1.load(args.data, protocol, split_seed, vocab)
+            name = (protocol + ("" if split_seed is None else f"_split{split_seed}")
+                    + ("" if vocab is None else f"_vocab{vocab}"))
+            if args.curves:
+                eta = args.curve_eta or table1.DEFAULT_GRIDS["one_layer_net"][0]
+                table1.curves(ds, args.out, name + ("" if args.curve_eta is None else f"_eta{eta:g}"), args.curves,
+                              seeds, eta)
+                continue
+            names.append(name + table1.HYPERS[args.hyper])
+            table1.table1(ds, args.out, names[-1], args.epochs or table1.EPOCHS, grids, seeds, models,
+                          args.command)
         if args.curves:
             return
         table1.collect(args.out)
@@ -64,6 +65,16 @@ def run_table1(args) -> None:
         print_table(args.out, f"table1_{protocol}.csv", table1.COLUMNS)
         if (args.out / f"table1_{protocol}_validation.csv").exists():
             print_table(args.out, f"table1_{protocol}_validation.csv", table1.VAL_COLUMNS)
+
+
+def _vocabs(text: str | None) -> list:
+    """``--vocab``'s sizes (positive integers), or ``[None]`` (the protocol's 2000)."""
+    if not text:
+        return [None]
+    sizes = [v.strip() for v in text.split(",")]
+    if not all(v.isdigit() and int(v) > 0 for v in sizes):
+        raise SystemExit(f"--vocab {text!r}: expected comma-separated positive integers")
+    return [int(v) for v in sizes]
 
 
 def _smoke_binary():
@@ -165,6 +176,8 @@ def main(argv=None) -> None:
                     help="table1 / table2 / table3: comma-separated seeds (default 1234,1235,1236)")
     ap.add_argument("--hyper", choices=("validation", "defaults"), default="validation",
                     help="table1: eta / C chosen on a validation split, or the authors' defaults (no tuning)")
+    ap.add_argument("--vocab", default=None,
+                    help="table1: comma-separated vocabulary sizes in place of 2000 (<protocol>_vocab<N>)")
     ap.add_argument("--split-seed", default=None,
                     help="table1: comma-separated seeds of other draws of a pooled split (<protocol>_split<seed>)")
     ap.add_argument("--curves", type=int, default=None, metavar="EPOCHS",

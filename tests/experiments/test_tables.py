@@ -75,6 +75,28 @@ def test_table1_protocol_options(tmp_path):
         tables.main(["table1", "--protocol", "nope", "--out", str(tmp_path)])
 
 
+def test_table1_vocab_sizes_reach_the_loader_and_bad_ones_stop(tmp_path, monkeypatch):
+    import distspike.cli.convert as convert
+    from distspike.experiments import table1
+    seen = []
+
+    class Spec:
+        def __init__(self, name, root, download, options, shuffle_seed):
+            seen.append(options)
+
+        def load(self):
+            return None
+
+    monkeypatch.setattr(convert, "DataSpec", Spec)
+    table1.load("d", "random_4to1", None, 500)
+    table1.load("d", "random_4to1")
+    assert seen[0]["max_features"] == 500 and seen[1]["max_features"] == 2000
+    assert tables._vocabs(None) == [None] and tables._vocabs("500, 4000") == [500, 4000]
+    for bad in ("x1", "0", "500,-3"):
+        with pytest.raises(SystemExit, match="--vocab"):
+            tables.main(["table1", "--vocab", bad, "--out", str(tmp_path)])
+
+
 def test_table2_and_fig3_commands_smoke(tmp_path):
     out, runs = tmp_path / "res", tmp_path / "runs"
     tables.main(["table2", "--smoke", "--runs", str(runs), "--out", str(out)])
