@@ -19,6 +19,7 @@ prints the README table(s) of its CSVs.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -45,7 +46,7 @@ def run_table1(args) -> None:
         split_seeds = [int(s) for s in args.split_seed.split(",")] if args.split_seed else [None]
         vocabs = _vocabs(args.vocab)
         names = []
-        for protocol, split_seed, vocab in ((p, s, v) for p in protocols for s in split_seeds for v in vocabs):
+        for protocol, split_seed, vocab in itertools.product(protocols, split_seeds, vocabs):
             ds = table1.load(args.data, protocol, split_seed, vocab)
             name = (protocol + ("" if split_seed is None else f"_split{split_seed}")
                     + ("" if vocab is None else f"_vocab{vocab}"))
