@@ -860,10 +860,10 @@ def slow_hour_lines(cal: dict, cores: int) -> list[str]:
         lines.append(f"| {w} | {rule} | {k} | {n} | {runs[-1]['measured'][11:16]} | {probe} | {me * 1e3:.1f} | "
                      + " | ".join(cells) + " |")
     counts = []
-    for what, kw in (("standing calibration", dict(c=cal)), ("same-hour calibration", dict(c=recal)),
-                     ("standing + shells beside", dict(c=cal, beside=True))):
-        got_cols = [within(kw["c"], recs, cores, column=col, beside=kw.get("beside", False))[:2] for col, _ in COLUMNS]
-        counts.append(f"- {what}: " + "; ".join(f"{label} {ok} of {n}" for (ok, n), (_, label) in zip(got_cols, COLUMNS)))
+    for what, c, beside in (("standing calibration", cal, False), ("same-hour calibration", recal, False),
+                            ("standing + shells beside", cal, True)):
+        cols = [(label, *within(c, recs, cores, column=col, beside=beside)[:2]) for col, label in COLUMNS]
+        counts.append(f"- {what}: " + "; ".join(f"{label} {ok} of {n}" for label, ok, n in cols))
     return lines + [""] + counts
 
 
@@ -888,7 +888,7 @@ SLOW_HOUR_REMARKS = (
     "their microbenchmarks, not only slower than at calibration; the model's parts (in-process shells, echo and "
     "scheduler stages, messages) do not compose to the whole when the VM is slow, and a cost that only the whole "
     "run pays (wake-ups between Ray's threads, the driver and the actors on 2 cores; the machine showed 100 % "
-    "system time during a point) grows most. The shells measured beside each point do not help (11 of 24): at "
+    "system time during a point) grows most. The shells measured beside each point do not help (8 of 24): at "
     "5000 the unpinned child ran FSGD's shells in 20-23 ms per sample where `bench_shell.py` pinned to core 0 "
     "took 48 ms in the same hour, so on this VM even one microbenchmark moves 2x with the core it is pinned to. "
     "The 05:32-06:31 sweep above (23 of 24) stays the table's record; this one says how far the same model "
@@ -960,7 +960,7 @@ def report_text(cal: dict, recs: list[dict], args, table: str) -> str:
         "all actors' CPU*: from `/proc` of each actor process (every thread: Ray's own per call too). ms per "
         "sample.", "",
         verdict(cal, recs, args.cores) + " " + REMARKS, "",
-        *([SLOW_HOUR, *slow_hour_lines(cal, args.cores), "", SLOW_HOUR_REMARKS, ""] if BESIDE_JSONL.exists() else []),
+        *([SLOW_HOUR, *slow, "", SLOW_HOUR_REMARKS, ""] if (slow := slow_hour_lines(cal, args.cores)) else []),
         f"### Predicted: a real cluster of {args.nodes} nodes x {args.node_cores} cores", "",
         f"Cross-node stage = the rig's cross-node stage (the scheduler microbenchmark across 2 emulated nodes for "
         f"plain calls, the echo chain for compiled graphs: Ray's own software cost over a veth, which adds no "
