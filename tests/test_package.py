@@ -36,6 +36,25 @@ def test_cache_goes_under_xdg_cache_home(tmp_path):
     assert not path.is_relative_to(PACKAGE)
 
 
+def test_cache_dir_is_one_per_kernel_source(tmp_path):
+    """A compiled caller carries its callees' code, which numba does not re-check: a kernel edit
+    must move the whole cache, not only the edited file's functions."""
+    path = cache_path({"XDG_CACHE_HOME": str(tmp_path)})
+    assert path.is_relative_to(tmp_path / "distspike" / "numba" / distspike.kernels_digest())
+    src = tmp_path / "kernels"
+    src.mkdir()
+    (src / "a.py").write_text("x = 1\n")
+    (src / "b.py").write_text("y = 2\n")
+    before = distspike.kernels_digest(src)
+    assert distspike.kernels_digest(src) == before  # the same source, the same directory
+    (src / "b.py").write_text("y = 3\n")
+    assert distspike.kernels_digest(src) != before
+    (src / "b.py").write_text("y = 2\n")
+    assert distspike.kernels_digest(src) == before
+    (src / "c.py").write_text("")
+    assert distspike.kernels_digest(src) != before
+
+
 def test_cache_defaults_to_home_cache(tmp_path):
     path = cache_path({"HOME": str(tmp_path)})
     assert path.is_relative_to(tmp_path / ".cache" / "distspike" / "numba")
