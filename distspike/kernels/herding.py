@@ -93,17 +93,23 @@ def _fire_order_into(pots, order):
 def _merge_order(pots, order, n):
     """``order[:n]`` = ``_fire_order(pots, .)`` by a stable merge sort; ``order[n:2n]`` is its scratch.
 
-    Runs of 16 are placed by insertion sort, then merged pairwise; an element of the
-    right run goes first only if its ``|pot|`` is strictly larger (stable, as the mergesort).
+    The keys ``|pot|`` are copied once and sorted along with the positions, so a
+    comparison reads two keys, not two positions and then their potentials (2.7 -> 1.4 us
+    for the ~100 input spikes of an MNIST step, issue 21). Runs of 16 are placed by
+    insertion sort, then merged pairwise; an element of the right run goes first only
+    if its key is strictly larger (stable, as the mergesort).
     """
+    keys = np.empty(2 * n, pots.dtype)
     run = 16
     for lo in range(0, n, run):
         for i in range(lo, min(lo + run, n)):
             key = abs(pots[i])
             j = i
-            while j > lo and abs(pots[order[j - 1]]) < key:
+            while j > lo and keys[j - 1] < key:
+                keys[j] = keys[j - 1]
                 order[j] = order[j - 1]
                 j -= 1
+            keys[j] = key
             order[j] = i
     src, dst, width = 0, n, run
     while width < n:
@@ -111,18 +117,22 @@ def _merge_order(pots, order, n):
             mid, hi = min(lo + width, n), min(lo + 2 * width, n)
             i, j, k = lo, mid, lo
             while i < mid and j < hi:
-                if abs(pots[order[src + j]]) > abs(pots[order[src + i]]):
+                if keys[src + j] > keys[src + i]:
+                    keys[dst + k] = keys[src + j]
                     order[dst + k] = order[src + j]
                     j += 1
                 else:
+                    keys[dst + k] = keys[src + i]
                     order[dst + k] = order[src + i]
                     i += 1
                 k += 1
             while i < mid:
+                keys[dst + k] = keys[src + i]
                 order[dst + k] = order[src + i]
                 i += 1
                 k += 1
             while j < hi:
+                keys[dst + k] = keys[src + j]
                 order[dst + k] = order[src + j]
                 j += 1
                 k += 1
