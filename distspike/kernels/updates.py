@@ -170,21 +170,30 @@ def sgd_outer_counts(W, c, lr, e, transposed):
     ev = np.empty(cols.shape[0], W.dtype)
     for k in range(cols.shape[0]):
         ev[k] = e[cols[k]]
-    dv = np.empty(1, W.dtype)
+    rows = np.empty(c.shape[0], np.int64)  # the i with delta_i != 0
+    cw = np.empty(c.shape[0], W.dtype)  # their c_i in W's dtype: delta_i = cw * lr, as typed as ever
+    n = 0
     for i in range(c.shape[0]):
         if c[i] <= 0:
             continue
-        dv[0] = c[i]
-        d = dv[0] * lr
-        if d == 0:
+        cw[n] = c[i]
+        if cw[n] * lr == 0:
             continue
+        rows[n] = i
+        n += 1
+    if transposed:  # W[j, i]: one row j per passed error, written along the row (not down a column)
         for k in range(cols.shape[0]):
             j = cols[k]
-            step = d * ev[k]
-            if transposed:
-                W[j, i] = W[j, i] - step
-            else:
-                W[i, j] = W[i, j] - step
+            for r in range(n):
+                i = rows[r]
+                W[j, i] = W[j, i] - (cw[r] * lr) * ev[k]
+    else:
+        for r in range(n):
+            i = rows[r]
+            d = cw[r] * lr
+            for k in range(cols.shape[0]):
+                j = cols[k]
+                W[i, j] = W[i, j] - d * ev[k]
 
 
 @njit(cache=True)
