@@ -71,14 +71,23 @@ class LocalBackend:
             self._step_lr = np.array(num.step_lr, num.dtype)
             # actor ``a`` of the kernel's traffic rows: forward quantizers of layers 1..L, backward ones of 2..L
             self._fused_actors = [self.fq[l][0] for l in sorted(self.fq)] + [self.bq[l][0] for l in sorted(self.bq)]
+            self._counter_rows()
+
+    def _counter_rows(self) -> None:
+        """The shells' counters become rows of two ``(L+1, 4)`` arrays (their values kept; row 0, and row 1
+        of the backward one, unused), so a fused sample's totals are added in two numpy operations."""
+        L = len(self.fq)
+        self._fcounts, self._bcounts = np.zeros((L + 1, 4), np.int64), np.zeros((L + 1, 4), np.int64)
+        for rows, group in ((self._fcounts, self.fq), (self._bcounts, self.bq)):
+            for l, shards in group.items():
+                rows[l] = shards[0].counters
+                shards[0].counters = rows[l]  # a view: the shell's in-place updates and loads land here
 
     def _add_counters(self, stats: np.ndarray) -> None:
         """A fused sample's spike totals into the shells' counters; it counts as one call."""
-        totals = stats.sum(axis=0)
-        for l in range(1, len(self.fq) + 1):
-            self.fq[l][0].counters[:3] += totals[:3, l]
-            if l >= 2:
-                self.bq[l][0].counters[3] += totals[3, l]
+        totals = stats.sum(axis=0)  # (4, L+1)
+        self._fcounts[1:, :3] += totals[:3, 1:].T
+        self._bcounts[2:, 3] += totals[3, 2:]
         self.calls += 1
 
     def train_fused(self, x: np.ndarray, neg_y: np.ndarray, inp, tgt, steps: int, counts: np.ndarray, num,
