@@ -134,13 +134,18 @@ class Updater:
             self.W[:, j] += p
 
     def error(self, ev):
+        """SGD: ``e_j += s``. FSGD: ``W[:, j] -= s * delta`` (eq. 7), on the rows where ``delta_i != 0``
+        (the others are unchanged by the step; left alone, a weight of -0.0 keeps its sign)."""
         j, s = ev
         if not self.fractional:
             self.e[j] += s
-        elif s > 0:
-            self.W[:, j] -= self.delta()
+            return
+        d = self.delta()
+        rows = np.flatnonzero(d)
+        if s > 0:
+            self.W[rows, j] -= d[rows]
         else:
-            self.W[:, j] += self.delta()
+            self.W[rows, j] += d[rows]
 
     def end_sample(self):
         if not self.fractional and self.e.any():

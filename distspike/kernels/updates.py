@@ -35,6 +35,10 @@ def gate_and_update(W, S, e, delta, in_idx, in_sign, lo, fractional):
     weights: FSGD ``W[:, j] -= s * delta`` at once (eq. 7); SGD counts ``e_j += s``
     for the end-of-sample outer product (eq. 6). Events outside the block are left
     to their own shard. Returns a boolean mask of the passed events of this block.
+
+    The FSGD column step skips the rows whose ``delta_i`` is zero (``W - 0`` is ``W``;
+    skipping also keeps the sign of a zero weight, as the oracle does): a column of the
+    row-major ``W`` is one cache line per row, and at layer 1 most inputs did not spike.
     """
     nb = S.shape[0]
     passed = np.zeros(in_idx.shape[0], np.bool_)
@@ -46,12 +50,16 @@ def gate_and_update(W, S, e, delta, in_idx, in_sign, lo, fractional):
         s = in_sign[k]
         if not fractional:
             e[j] += s
-        elif s > 0:
+        elif s > 0:  # rows with delta_i = 0 (inputs that did not spike) are left alone: a column is strided
             for i in range(W.shape[0]):
-                W[i, j] = W[i, j] - delta[i]
+                d = delta[i]
+                if d != 0:
+                    W[i, j] = W[i, j] - d
         else:
             for i in range(W.shape[0]):
-                W[i, j] = W[i, j] + delta[i]
+                d = delta[i]
+                if d != 0:
+                    W[i, j] = W[i, j] + d
     return passed
 
 
