@@ -67,11 +67,15 @@ def _fire_order_into(pots, order):
     """``order[:n]`` = ``_fire_order(pots, .)``, the same stable permutation, into a reused buffer.
 
     Few spikes (the common case: one unit crossed, whose spikes are already in order)
-    are placed by a stable insertion sort, which allocates nothing; many by the stable merge
-    sort ``_merge_order`` (in ``order`` when it has room for the merge's scratch, else in a new buffer).
+    are placed by a stable insertion sort, which allocates nothing; many by the bucket
+    sort ``_bucket_order`` (an input step's ~100), or, when its buckets come out
+    crowded, the stable merge sort ``_merge_order`` (in ``order`` when it has room for
+    the merge's scratch, else in a new buffer).
     """
     n = pots.shape[0]
     if n > 32:
+        if _bucket_order(pots, order, n):
+            return
         if order.shape[0] >= 2 * n:  # room for the merge's scratch: no allocation
             _merge_order(pots, order, n)
         else:
@@ -87,6 +91,61 @@ def _fire_order_into(pots, order):
             order[j] = order[j - 1]
             j -= 1
         order[j] = i
+
+
+@njit(cache=True)
+def _bucket_order(pots, order, n):
+    """``order[:n]`` = ``_fire_order(pots, .)`` by a bucket sort; False (``order`` unspecified) if crowded.
+
+    Bucket ``b = floor((max - |pot|) * (n - 1) / (max - min))`` of ``n``: rounded
+    subtraction and multiplication are monotone, so a larger ``|pot|`` never lands in a
+    later bucket. Positions enter their buckets in listed order, and each bucket is
+    insertion-sorted on strictly larger keys: the stable order, exactly (equal keys, as
+    saturated pixels give, cost no moves). 0.56 us against 1.2 for the merge sort on an
+    MNIST input step's ~100 spikes (issue 21). Past ``8 n`` moves (a skewed spread, many
+    distinct keys in few buckets) it gives up: insertion sort is quadratic.
+    """
+    keys = np.empty(n, pots.dtype)
+    hi = abs(pots[0])
+    lo = hi
+    for i in range(n):
+        k = abs(pots[i])
+        keys[i] = k
+        hi = max(hi, k)
+        lo = min(lo, k)
+    if not hi > lo:  # all equal: the listed order
+        for i in range(n):
+            order[i] = i
+        return True
+    scale = (n - 1) / (hi - lo)
+    bucket = np.empty(n, np.int64)
+    end = np.zeros(n + 1, np.int64)
+    for i in range(n):
+        b = min(max(np.int64((hi - keys[i]) * scale), 0), n - 1)
+        bucket[i] = b
+        end[b + 1] += 1
+    for b in range(n):
+        end[b + 1] += end[b]
+    for i in range(n):  # bucket b fills order[end[b]:end[b+1]] in listed order
+        b = bucket[i]
+        order[end[b]] = i
+        end[b] += 1
+    a = 0
+    budget = 8 * n  # moves of the insertion sorts; past it the spread is skewed: the merge sort takes over
+    for b in range(n):  # end[b] is now bucket b's end
+        for r in range(a + 1, end[b]):
+            q = order[r]
+            key = keys[q]
+            j = r
+            while j > a and keys[order[j - 1]] < key:
+                order[j] = order[j - 1]
+                j -= 1
+            order[j] = q
+            budget -= r - j
+            if budget < 0:
+                return False
+        a = end[b]
+    return True
 
 
 @njit(cache=True)

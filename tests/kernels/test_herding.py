@@ -139,3 +139,24 @@ def test_firing_order_merge_with_scratch_is_the_stable_sort(n):
         order = np.full(2 * n, -1, np.int64)
         _fire_order_into(pots, order)
         np.testing.assert_array_equal(order[:n], _fire_order(pots, pots))
+
+
+@pytest.mark.parametrize("n", [33, 100, 500])
+def test_firing_order_bucket_sort_is_the_stable_sort(n):
+    """Many spikes of spread-out potentials (an input step's) are ordered by the bucket sort: the mergesort's
+    permutation, exact ties (equal |potential|, of either sign) in their listed order; crowded buckets say so."""
+    from distspike.kernels.herding import _bucket_order, _fire_order
+    rng = np.random.default_rng(n)
+    for _ in range(50):
+        pots = rng.uniform(0.5, 1.5, n) * rng.choice([-1.0, 1.0], n)
+        pots[rng.integers(0, n, n // 4)] = pots[rng.integers(0, n, n // 4)]  # exact ties
+        order = np.full(n, -1, np.int64)
+        assert _bucket_order(pots, order, n)
+        np.testing.assert_array_equal(order, _fire_order(pots, pots))
+    order = np.zeros(n, np.int64)
+    assert _bucket_order(np.full(n, 0.75), order, n) and order.tolist() == list(range(n))  # all tied
+    crowded = np.concatenate([[100.0], 0.75 + np.sort(rng.random(n - 1)) * 1e-9])  # one outlier; the rest in one bucket, ascending
+    assert not _bucket_order(crowded, order, n)
+    ints = rng.integers(-3000, 3000, n)  # integer mode: int64 potentials
+    assert _bucket_order(ints, order, n)
+    np.testing.assert_array_equal(order, _fire_order(ints, ints))
