@@ -42,7 +42,8 @@ from numba import njit
 from distspike.kernels.herding import (NO_UPDATE, UPDATE_AFTER, UPDATE_BEFORE, herd_rows_into, herd_segments_into,
                                        herd_vector_steps, scratch)
 from distspike.kernels.traffic import BACKWARD, SENT_BATCH, SENT_MASK, SENT_NONE, put_message_row
-from distspike.kernels.updates import count_events, gate_and_update, launch_errors, penalize_columns, update_rows
+from distspike.kernels.updates import (count_events, gate_and_update_into, launch_errors, penalize_columns,
+                                       update_rows)
 
 FWD_OUT, ERR_IN, ERR_PASSED, BWD_OUT = 0, 1, 2, 3  # same order as the shells' counters
 # traffic-log message forms, as the shells log them
@@ -240,6 +241,8 @@ def train_sample(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, in_sign, in
     for l in range(L):
         width = max(width, phis[l].shape[0], bphis[l].shape[0])
     fsc0, fsc1, bsc = scratch(phis[0], width), scratch(phis[0], width), scratch(phis[0], width)
+    # the herders' unused arguments, made once: no FSGD step forward, no sums kept backward
+    no_delta, no_hist, no_rows = np.zeros(0, Ws[0].dtype), np.zeros((0, 1), Ws[0].dtype), np.zeros(0, np.int64)
     for t in range(in_bounds.shape[0] - 1):
         idx = in_idx[in_bounds[t]:in_bounds[t + 1]]
         sign = in_sign[in_bounds[t]:in_bounds[t + 1]]
@@ -254,7 +257,6 @@ def train_sample(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, in_sign, in
                 count_events(cs[l], idx, sign, no_lo)
                 if l >= 1:
                     count_events(bcs[l], idx, sign, no_lo)
-                no_delta = np.zeros(0, Ws[l].dtype)
                 if l % 2 == 0:
                     _, idx, sign, _, fsc0 = herd_rows_into(Ws[l], phis[l], Ss[l], idx, sign, thresh, unit, false,
                                                            no_lo, true, no_delta, no_update, fsc0)
@@ -293,9 +295,7 @@ def train_sample(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, in_sign, in
             mask = np.zeros(idx.shape[0], np.bool_)
             for p in range(bounds.shape[0] - 1):
                 a, b = bounds[p], bounds[p + 1]
-                passed = gate_and_update(Ws[l], Ss[l], es[l], delta, idx[a:b], sign[a:b], no_lo, fractional)
-                for k in range(a, b):  # ``mask[a:b] = passed`` without a compiled shape-mismatch message
-                    mask[k] = passed[k - a]
+                gate_and_update_into(Ws[l], Ss[l], es[l], delta, idx, sign, a, b, no_lo, fractional, mask)
                 if log_mode != LOG_OFF:
                     n_out = 0
                     for k in range(a, b):
@@ -313,8 +313,6 @@ def train_sample(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, in_sign, in
             bdelta = relu_delta(bcs[l], step_lr[t], np.empty(bcs[l].shape[0], WTs[l].dtype))
             if not fractional:
                 count_events(bes[l], idx, sign, no_lo)
-            no_hist = np.zeros((0, bphis[l].shape[0]), WTs[l].dtype)
-            no_rows = np.zeros(0, np.int64)
             seg_in = bounds
             _, idx, sign, _, bounds, bsc = herd_segments_into(WTs[l], bphis[l], bphis[l], idx, sign, bounds, thresh,
                                                               unit, true, no_lo, false, bdelta, no_update, per_batch,

@@ -40,11 +40,19 @@ def gate_and_update(W, S, e, delta, in_idx, in_sign, lo, fractional):
     skipping also keeps the sign of a zero weight, as the oracle does): a column of the
     row-major ``W`` is one cache line per row, and at layer 1 most inputs did not spike.
     """
-    nb = S.shape[0]
     passed = np.zeros(in_idx.shape[0], np.bool_)
-    for k in range(in_idx.shape[0]):
+    gate_and_update_into(W, S, e, delta, in_idx, in_sign, np.int64(0), in_idx.shape[0], lo, fractional, passed)
+    return passed
+
+
+@njit(cache=True)
+def gate_and_update_into(W, S, e, delta, in_idx, in_sign, a, b, lo, fractional, passed):
+    """``gate_and_update`` of events ``a..b-1``, their mask written to ``passed[a:b]`` (no allocation)."""
+    nb = S.shape[0]
+    for k in range(a, b):
         j = in_idx[k] - lo
         if j < 0 or j >= nb or S[j] < 0:
+            passed[k] = False
             continue
         passed[k] = True
         s = in_sign[k]
@@ -60,7 +68,6 @@ def gate_and_update(W, S, e, delta, in_idx, in_sign, lo, fractional):
                 d = delta[i]
                 if d != 0:
                     W[i, j] = W[i, j] + d
-    return passed
 
 
 @njit(cache=True)
