@@ -6,8 +6,8 @@
 Two nets from the same weights train MNIST samples ``0..first-1`` untimed, then ``first..first+n-1``:
 
 1. the plain net, with timing wrappers (``time.process_time_ns`` around each call) on the fused kernel
-   call (``fused.herd_and_train``, which runs the input and target quantizers too) and the SGD updates
-   (``sgd_outer_counts``, applied when a shell enters the next sample); what remains of the sample is
+   call (``fused.herd_and_train``, which runs the input and target quantizers and, for SGD, the end-of-sample
+   updates too) and any SGD updates called from Python (``sgd_outer_counts``: none on the fused path); what remains of the sample is
    Python (scheduler, shells, arguments);
 2. the same net with the fused kernel replaced by ``timed_train_sample`` below: the kernel's code with
    clock reads (``clock_gettime(CLOCK_MONOTONIC)`` through ctypes: wall time, so run it alone on its core) between its
@@ -42,7 +42,7 @@ from distspike.core.network import init_weights  # noqa: E402
 from distspike.kernels.fused import BWD_OUT, ERR_IN, ERR_PASSED, FWD_OUT, relu_delta, select_segments  # noqa: E402
 from distspike.kernels.herding import (NO_UPDATE, UPDATE_AFTER, UPDATE_BEFORE, herd_rows_into,  # noqa: E402
                                        herd_segments_into, herd_vector_steps, scratch)
-from distspike.kernels.updates import count_events, gate_and_update, launch_errors  # noqa: E402
+from distspike.kernels.updates import count_events, gate_and_update_into, launch_errors, sgd_outer_counts  # noqa: E402
 from distspike.runtime import make_net  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +56,7 @@ PARTS = ("input herding (784 inputs x T, herd_vector_steps)", "target herding (h
          "forward: herding layer 3", "held errors: counter and launch (launch_errors, roots)",
          "backward: delta = lr relu(c) per message (relu_delta)", "backward: gates + updates (gate_and_update)",
          "backward: passed-event selection (select_segments)", "backward: herding (herd_segments)",
-         "backward: SGD error counts (count_events)")
+         "backward: SGD error counts (count_events)", "SGD updates at the sample's end (sgd_outer_counts, 5 modules)")
 
 
 @njit
@@ -91,11 +91,13 @@ def timed_train_sample(acc, x, in_phi, in_total, neg_y, tg_phi, tg_total, steps,
     t0 = _now(clk)
     in_phi[:] = 0
     in_total[:] = 0
-    in_idx, in_sign, in_bounds = herd_vector_steps(in_phi, in_total, x, steps, thresh, unit, True)
+    # the flags as typed values, as the kernel passes them (``herding.py``): literals compile other code
+    false, true, no_lo, no_update = np.bool_(False), np.bool_(True), np.int64(0), np.int64(NO_UPDATE)
+    in_idx, in_sign, in_bounds = herd_vector_steps(in_phi, in_total, x, steps, thresh, unit, true)
     t1 = _now(clk)
     tg_phi[:] = 0
     tg_total[:] = 0
-    tg_idx, tg_sign, tg_bounds = herd_vector_steps(tg_phi, tg_total, neg_y, steps, thresh, unit, True)
+    tg_idx, tg_sign, tg_bounds = herd_vector_steps(tg_phi, tg_total, neg_y, steps, thresh, unit, true)
     _add(acc, 0, t1 - t0)
     _add(acc, 1, _now(clk) - t1)
     for t in range(steps):
@@ -114,17 +116,17 @@ def timed_train_sample(acc, x, in_phi, in_total, neg_y, tg_phi, tg_total, steps,
             if idx.shape[0] == 0:
                 break
             t0 = _now(clk)
-            count_events(cs[l], idx, sign, 0)
+            count_events(cs[l], idx, sign, no_lo)
             if l >= 1:
-                count_events(bcs[l], idx, sign, 0)
+                count_events(bcs[l], idx, sign, no_lo)
             t1 = _now(clk)
             no_delta = np.zeros(0, Ws[l].dtype)
             if l % 2 == 0:
-                _, idx, sign, _, fsc0 = herd_rows_into(Ws[l], phis[l], Ss[l], idx, sign, thresh, unit, False, 0, True,
-                                                       no_delta, NO_UPDATE, fsc0)
+                _, idx, sign, _, fsc0 = herd_rows_into(Ws[l], phis[l], Ss[l], idx, sign, thresh, unit, false, no_lo,
+                                                       true, no_delta, no_update, fsc0)
             else:
-                _, idx, sign, _, fsc1 = herd_rows_into(Ws[l], phis[l], Ss[l], idx, sign, thresh, unit, False, 0, True,
-                                                       no_delta, NO_UPDATE, fsc1)
+                _, idx, sign, _, fsc1 = herd_rows_into(Ws[l], phis[l], Ss[l], idx, sign, thresh, unit, false, no_lo,
+                                                       true, no_delta, no_update, fsc1)
             t2 = _now(clk)
             _add(acc, 2, t1 - t0)
             _add(acc, 3 + min(l, 2), t2 - t1)
@@ -148,7 +150,7 @@ def timed_train_sample(acc, x, in_phi, in_total, neg_y, tg_phi, tg_total, steps,
             mask = np.zeros(idx.shape[0], np.bool_)
             for p in range(bounds.shape[0] - 1):
                 a, b = bounds[p], bounds[p + 1]
-                mask[a:b] = gate_and_update(Ws[l], Ss[l], es[l], delta, idx[a:b], sign[a:b], 0, fractional)
+                gate_and_update_into(Ws[l], Ss[l], es[l], delta, idx, sign, a, b, no_lo, fractional, mask)
             stats[t, ERR_IN, l + 1] += idx.shape[0]
             t2 = _now(clk)
             idx, sign, bounds = select_segments(idx, sign, bounds, mask)
@@ -163,18 +165,25 @@ def timed_train_sample(acc, x, in_phi, in_total, neg_y, tg_phi, tg_total, steps,
             bdelta = relu_delta(bcs[l], lr, np.empty(bcs[l].shape[0], WTs[l].dtype))
             t1 = _now(clk)
             if not fractional:
-                count_events(bes[l], idx, sign, 0)
+                count_events(bes[l], idx, sign, no_lo)
             t2 = _now(clk)
             no_hist = np.zeros((0, bphis[l].shape[0]), WTs[l].dtype)
             no_rows = np.zeros(0, np.int64)
             _, idx, sign, _, bounds, bsc = herd_segments_into(WTs[l], bphis[l], bphis[l], idx, sign, bounds, thresh,
-                                                              unit, True, 0, False, bdelta, NO_UPDATE, per_batch,
+                                                              unit, true, no_lo, false, bdelta, no_update, per_batch,
                                                               no_hist, no_rows, bsc)
             t3 = _now(clk)
             _add(acc, 7, t1 - t0)
             _add(acc, 11, t2 - t1)
             _add(acc, 10, t3 - t2)
             stats[t, BWD_OUT, l + 1] += idx.shape[0]
+    if not fractional:
+        t0 = _now(clk)
+        for l in range(L):
+            sgd_outer_counts(Ws[l], cs[l], lr, es[l], false)
+            if l >= 1:
+                sgd_outer_counts(WTs[l], bcs[l], lr, bes[l], true)
+        _add(acc, 12, _now(clk) - t0)
 
 
 class Clock:
@@ -203,8 +212,8 @@ def python_breakdown(args, weights, X, y) -> tuple[dict, object]:
     net = make(args, weights)
     for k in range(args.first):
         net.train_sample(X[k], y[k])
-    clocks = {name: Clock() for name in ("fused kernel call (input and target herding included)",
-                                         "SGD updates (sgd_outer_counts, 5 shells)")}
+    clocks = {name: Clock() for name in ("fused kernel call (input and target herding, SGD updates included)",
+                                         "SGD updates called from Python (sgd_outer_counts; none when fused)")}
     c_k, c_sgd = clocks.values()
     kernel, sgd = fused.herd_and_train, modules.sgd_outer_counts
     fused.herd_and_train, modules.sgd_outer_counts = c_k.wrap(kernel), c_sgd.wrap(sgd)
@@ -268,7 +277,7 @@ def main() -> None:
     weights = init_weights(args.sizes, 0.01, 1234)
     py, net = python_breakdown(args, weights, X, y)
     parts, twin_total, cost = kernel_breakdown(args, weights, X, y, net)
-    kernel = py["fused kernel call (input and target herding included)"]
+    kernel = py["fused kernel call (input and target herding, SGD updates included)"]
     lines = ["| part | µs per sample | share of the sample |", "|---|---:|---:|"]
     for name, ns in py.items():
         lines.append(f"| {name} | {ns / 1e3:.1f} | {100 * ns / py['total per sample']:.1f} % |")

@@ -14,8 +14,9 @@ between messages. Per time step ``t`` (paper section 3.8, Alg. 8):
    ``gate L -> bwd L -> gate L-1 -> ... -> gate 1``: gate ``S_j >= 0`` with the FSGD
    column update (eq. 5, 7) or the SGD error count ``e_j += s`` (eq. 6), then the
    backward replica's herder, with its FSGD updates placed per batch (``read_first``:
-   after the reads) or its SGD error counts. SGD's outer-product update stays with the
-   shells (applied when they enter the next sample). Each module sees the same
+   after the reads) or its SGD error counts. At the end, SGD's outer-product update of
+   every module (eq. 6), which the shells would apply on entering the next sample (the
+   kernel's caller marks it done). Each module sees the same
    segments in the same order as in the scheduler, so state evolves identically; an
    empty message ends the chain as the scheduler drops it.
 
@@ -43,7 +44,7 @@ from distspike.kernels.herding import (NO_UPDATE, UPDATE_AFTER, UPDATE_BEFORE, h
                                        herd_vector_steps, scratch)
 from distspike.kernels.traffic import BACKWARD, SENT_BATCH, SENT_MASK, SENT_NONE, put_message_row
 from distspike.kernels.updates import (count_events, gate_and_update_into, launch_errors, penalize_columns,
-                                       update_rows)
+                                       sgd_outer_counts, update_rows)
 
 FWD_OUT, ERR_IN, ERR_PASSED, BWD_OUT = 0, 1, 2, 3  # same order as the shells' counters
 # traffic-log message forms, as the shells log them
@@ -323,6 +324,11 @@ def train_sample(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, in_idx, in_sign, in
                     a, b = bounds[p], bounds[p + 1]
                     n = log_row(log, n, L + l - 1, BACKWARD_FORM, t, seg_in[p + 1] - seg_in[p],
                                      n_positive(sign[a:b], no_mask), b - a, 1)
+    if not fractional:  # SGD: W -= outer(lr relu(c), e) of every forward copy and replica (eq. 6)
+        for l in range(L):
+            sgd_outer_counts(Ws[l], cs[l], lr, es[l], false)
+            if l >= 1:
+                sgd_outer_counts(WTs[l], bcs[l], lr, bes[l], true)
     return log, n
 
 

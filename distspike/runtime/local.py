@@ -127,6 +127,8 @@ class LocalBackend:
                 num.penalty_lr, first.module.spec.penalized)
         except OverflowError as err:
             raise OverflowError(f"fused in-process sample at {first.position}: {err}") from None
+        for _, shell in self._shells:  # the kernel applied SGD's end-of-sample update (eq. 6)
+            shell.ended()
         if logging:  # the sample's compute time is split evenly over its rows, of all actors
             sample_rows.added(log, rows, first.position, not fractional, time.perf_counter_ns() - t0)
         self._add_counters(stats)

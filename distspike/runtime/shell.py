@@ -77,6 +77,10 @@ class Shell:
         else:
             self.module.start_predict()
 
+    def ended(self) -> None:
+        """The current sample's SGD update (eq. 6) was applied outside (``LocalBackend.train_fused``'s kernel)."""
+        self._pending_end = False
+
     def _finish(self) -> None:
         if self._pending_end:
             self._pending_end = False
