@@ -369,8 +369,8 @@ def _herd_events(mat, phi, acc, in_idx, in_sign, a, b, thresh, unit, signed, lo,
     also add the rows to ``acc`` (the forward quantizer's sums ``S``). The add loops
     (one per herder kind and sign, each only ORing a flag, so they vectorise) are written
     out here and read the row as ``mat[i, j]``: through a helper taking the row view
-    ``mat[i]``, layer 1 of 784-300-300-10 took 131 us per MNIST sample in float64
-    where it takes 92 now (issue 21). Candidates are then collected in a second scan,
+    ``mat[i]``, layer 1 of 784-300-300-10 took 124 us per MNIST sample in float64
+    where it takes 93 now (issue 21). Candidates are then collected in a second scan,
     only when some unit crossed (a quarter of layer 1's events), branch-free: which
     unit crossed is not predictable.
     """
