@@ -34,7 +34,7 @@ from numba import njit
 
 from distspike.kernels.fused import BWD_OUT, ERR_IN, ERR_PASSED, FWD_OUT, herd_sample_inputs, relu_delta
 from distspike.kernels.herding import NO_UPDATE, UPDATE_AFTER, UPDATE_BEFORE, _herd_events, scratch
-from distspike.kernels.updates import gate_and_update
+from distspike.kernels.updates import gate_and_update_into
 
 FORWARD, GATE, BACKWARD = 0, 1, 2  # kinds of work items (the scheduler's "fwd", "gate", "bwd")
 
@@ -68,6 +68,7 @@ def _settle(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, stack, n, t, thresh, uni
     L = len(Ws)
     # typed values, not literals: one compile of each herding kernel per dtype (``herding.py``)
     false, true, zero, one, no_update = np.bool_(False), np.bool_(True), np.int64(0), np.int64(1), np.int64(NO_UPDATE)
+    passed = np.zeros(1, np.bool_)  # the gate's mask of its one event, written in place
     while n > 0:
         n -= 1
         kind, l, i, s = stack[n, 0], stack[n, 1], stack[n, 2], stack[n, 3]
@@ -87,7 +88,7 @@ def _settle(Ws, Ss, phis, cs, es, WTs, bphis, bcs, bes, stack, n, t, thresh, uni
         elif kind == GATE:
             stats[t, ERR_IN, l + 1] += 1
             delta = relu_delta(cs[l], lr, fdel[l]) if fractional else no_delta
-            passed = gate_and_update(Ws[l], Ss[l], es[l], delta, one_idx, one_sign, zero, fractional)
+            gate_and_update_into(Ws[l], Ss[l], es[l], delta, one_idx, one_sign, zero, one, zero, fractional, passed)
             if passed[0]:
                 stats[t, ERR_PASSED, l + 1] += 1
                 if l >= 1:

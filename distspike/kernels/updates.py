@@ -81,7 +81,7 @@ def gate_segments(W, S_rows, e, delta, in_idx, in_sign, bounds, rows, lo, fracti
     passed = np.zeros(in_idx.shape[0], np.bool_)
     for p in range(bounds.shape[0] - 1):
         a, b = bounds[p], bounds[p + 1]
-        passed[a:b] = gate_and_update(W, S_rows[rows[p]], e, delta, in_idx[a:b], in_sign[a:b], lo, fractional)
+        gate_and_update_into(W, S_rows[rows[p]], e, delta, in_idx, in_sign, a, b, lo, fractional, passed)
     return passed
 
 
